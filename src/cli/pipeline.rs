@@ -1,0 +1,223 @@
+//! Verbs that drive the DAG runner: run, status, dag, inspect, gc.
+
+use std::path::{Path, PathBuf};
+
+use super::ConfigArgs;
+use crate::dag::{
+    DagError, Manifest, PipelineConfig, Registry, RunOptions, Runner, State, Store, hash::HashCache,
+    store::dir_size,
+};
+use crate::error::Error;
+
+fn load(cfg: &ConfigArgs, registry: &Registry) -> Result<PipelineConfig, Error> {
+    let mut config = PipelineConfig::load(&cfg.config, registry).map_err(DagError::from)?;
+    config
+        .apply_sets(&cfg.sets, registry)
+        .map_err(DagError::from)?;
+    Ok(config)
+}
+
+pub fn run(
+    cfg: &ConfigArgs,
+    stages: &[String],
+    force: bool,
+    resume: bool,
+    no_wait: bool,
+) -> Result<(), Error> {
+    let registry = crate::stages::registry();
+    let config = load(cfg, &registry)?;
+    let runner = Runner::new(&registry, &config)?;
+    let t0 = std::time::Instant::now();
+    let outcomes = runner.run(
+        stages,
+        &RunOptions {
+            force,
+            resume,
+            no_wait,
+        },
+    )?;
+    let ran = outcomes.iter().filter(|o| o.ran).count();
+    crate::progress::println(format!(
+        "{} stage(s) ran, {} cached, in {:.1}s",
+        ran,
+        outcomes.len() - ran,
+        t0.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+pub fn status(cfg: &ConfigArgs, json: bool) -> Result<(), Error> {
+    let registry = crate::stages::registry();
+    let config = load(cfg, &registry)?;
+    let runner = Runner::new(&registry, &config)?;
+    let mut cache = HashCache::load(&runner.store().hash_cache_file());
+    let plan = runner.plan(&[], false, &mut cache)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
+        return Ok(());
+    }
+    println!("{:<10}  {:<9}  {:<20}  output / reason", "stage", "state", "key");
+    for item in &plan {
+        match item.state {
+            State::Cached => println!(
+                "{:<10}  {:<9}  {:<20}  {}",
+                item.stage,
+                "cached",
+                item.key,
+                item.dir.display()
+            ),
+            State::WillRun => {
+                let why: Vec<String> = item.why.iter().map(|w| w.to_string()).collect();
+                println!(
+                    "{:<10}  {:<9}  {:<20}  {}",
+                    item.stage,
+                    "will run",
+                    item.key,
+                    why.join("; ")
+                );
+                println!("{:<10}  {:<9}  {:<20}  → {}", "", "", "", item.dir.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn dag(cfg: &ConfigArgs) -> Result<(), Error> {
+    let registry = crate::stages::registry();
+    let config = load(cfg, &registry)?;
+    for (i, s) in config.stages.iter().enumerate() {
+        let spec = registry.get(&s.name).expect("validated").spec();
+        let deps = if s.deps.is_empty() {
+            "(source)".to_string()
+        } else {
+            format!("← {}", s.deps.join(", "))
+        };
+        println!("{:>2}. {:<10} {:<32} {}", i + 1, s.name, deps, spec.about);
+    }
+    Ok(())
+}
+
+/// Resolves `what` to parquet files: a file path, a stage name, or `stage/file`.
+fn resolve_inspect(config_file: &Path, what: &str) -> Result<Vec<PathBuf>, Error> {
+    let p = PathBuf::from(what);
+    if p.is_file() {
+        return Ok(vec![p]);
+    }
+    let registry = crate::stages::registry();
+    let config = PipelineConfig::load(config_file, &registry).map_err(DagError::from)?;
+    let store = Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
+    let (stage, file) = match what.split_once('/') {
+        Some((s, f)) => (s, Some(f)),
+        None => (what, None),
+    };
+    if config.stage(stage).is_none() {
+        return Err(Error::msg(format!(
+            "`{what}` is neither a file nor a stage of {} (stages: {})",
+            config_file.display(),
+            config
+                .stages
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let key = store.latest(stage).ok_or_else(|| {
+        Error::msg(format!(
+            "stage `{stage}` has no outputs yet: run `fashionbert run {stage}` first"
+        ))
+    })?;
+    let dir = store.entry_dir(stage, &key);
+    let manifest = Manifest::read(&dir).map_err(|e| DagError::io(&dir, e))?;
+    if let Some(f) = file {
+        return Ok(vec![dir.join(f)]);
+    }
+    println!("stage {stage}, key {key}, {}", dir.display());
+    println!(
+        "  ran {} → {} ({:.1}s), params {}",
+        manifest.started_at,
+        manifest.finished_at,
+        manifest.seconds,
+        manifest.params.canonical_json()
+    );
+    for (k, v) in &manifest.counts {
+        println!("  count {k}: {v}");
+    }
+    for o in &manifest.outputs {
+        println!(
+            "  {:<32} {:>12} bytes{}",
+            o.path,
+            o.bytes,
+            o.rows.map(|r| format!(", {r} rows")).unwrap_or_default()
+        );
+    }
+    Ok(manifest
+        .outputs
+        .iter()
+        .filter(|o| o.path.ends_with(".parquet"))
+        .map(|o| dir.join(&o.path))
+        .collect())
+}
+
+pub fn inspect(config_file: &Path, what: &str, rows: usize) -> Result<(), Error> {
+    // SAFETY: single-threaded at this point; these only shape polars' table printing.
+    unsafe {
+        std::env::set_var("POLARS_FMT_MAX_COLS", "16");
+        std::env::set_var("POLARS_FMT_STR_LEN", "48");
+        std::env::set_var("POLARS_FMT_TABLE_ROUNDED_CORNERS", "1");
+    }
+    for path in resolve_inspect(config_file, what)? {
+        let df = crate::table::read_parquet(&path)?;
+        println!("\n{}: {} rows × {} columns", path.display(), df.height(), df.width());
+        for (name, dtype) in df.schema().iter() {
+            println!("  {name}: {dtype}");
+        }
+        println!("{}", df.head(Some(rows)));
+    }
+    Ok(())
+}
+
+pub fn gc(config_file: &Path, dry_run: bool) -> Result<(), Error> {
+    let registry = crate::stages::registry();
+    let config = PipelineConfig::load(config_file, &registry).map_err(DagError::from)?;
+    let store = Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
+    let _lock = crate::dag::lock::StoreLock::acquire(store.root(), true)?;
+    store
+        .remove_stale()
+        .map_err(|e| DagError::io(store.root(), e))?;
+    let victims = store
+        .gc(!dry_run)
+        .map_err(|e| DagError::io(store.root(), e))?;
+    let total: u64 = victims.iter().map(|(_, b)| b).sum();
+    for (p, b) in &victims {
+        println!(
+            "{} {} ({})",
+            if dry_run { "would delete" } else { "deleted" },
+            p.display(),
+            human_bytes(*b)
+        );
+    }
+    println!(
+        "{} {} entries, {}; kept {}",
+        if dry_run { "would free" } else { "freed" },
+        victims.len(),
+        human_bytes(total),
+        human_bytes(dir_size(store.root()))
+    );
+    Ok(())
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}

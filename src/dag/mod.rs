@@ -1,0 +1,68 @@
+//! A small, generic DAG runner with content-hash caching, in the spirit of DVC.
+//!
+//! It knows nothing about FashionBERT: an application registers [`Stage`]s (each declaring
+//! its upstream stages, params and outputs in a [`StageSpec`]), a `pipeline.toml` wires them
+//! ([`PipelineConfig`]), and the [`Runner`] brings stages up to date in the artefact
+//! [`Store`], skipping every stage whose key is already there.
+//!
+//! A stage's key digests its name, code version, canonical params, upstream keys and the
+//! content hashes of the raw files it reads.
+
+pub mod config;
+pub mod graph;
+pub mod hash;
+pub mod lock;
+pub mod manifest;
+pub mod params;
+pub mod runner;
+pub mod stage;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+
+pub use config::{ConfigError, PipelineConfig, Registry, StageConfig};
+pub use manifest::Manifest;
+pub use params::{ParamDefault, ParamKind, ParamSpec, ParamValue, Params};
+pub use runner::{Outcome, PlanItem, RunOptions, Runner, State, Why};
+pub use stage::{RawInput, RunContext, Stage, StageError, StageSpec};
+pub use store::Store;
+
+/// Errors of the runner. Each says which stage or file, and what to do where it can.
+#[derive(Debug, thiserror::Error)]
+pub enum DagError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the artefact store is locked: {} is held by {holder}; wait for that run or stop it (or drop --no-wait to wait)", path.display())]
+    Locked { path: PathBuf, holder: String },
+    #[error("stage `{stage}` failed: {source}")]
+    Stage { stage: String, source: StageError },
+    #[error("stage `{stage}`: cannot read its input {}: {source}", path.display())]
+    Input {
+        stage: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("stage `{stage}` finished without writing its declared output `{path}` (a bug in the stage)")]
+    MissingOutput { stage: String, path: String },
+    #[error("no stage `{name}` in this pipeline (stages: {})", known.join(", "))]
+    UnknownTarget { name: String, known: Vec<String> },
+}
+
+impl DagError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        DagError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Row count of a parquet file from its footer, if it is one.
+pub fn table_rows(path: &Path) -> Option<u64> {
+    crate::table::parquet_rows(path).ok()
+}

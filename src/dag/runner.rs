@@ -1,0 +1,437 @@
+//! Planning (`status`) and execution (`run`) of a pipeline against the store.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::config::{PipelineConfig, Registry};
+use super::graph;
+use super::hash::{HashCache, digest, hash_file};
+use super::lock::StoreLock;
+use super::manifest::{Manifest, OutputFile};
+use super::params::ParamValue;
+use super::stage::{RawInput, RunContext};
+use super::store::{Store, list_files};
+use super::{DagError, table_rows};
+use crate::progress;
+
+/// Why a stage will run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Why {
+    NeverRun,
+    Forced,
+    CodeChanged { from: u32, to: u32 },
+    ParamsChanged { changes: Vec<String> },
+    UpstreamChanged { stages: Vec<String> },
+    InputChanged { paths: Vec<String> },
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::NeverRun => write!(f, "never run"),
+            Why::Forced => write!(f, "forced"),
+            Why::CodeChanged { from, to } => write!(f, "code changed (v{from} → v{to})"),
+            Why::ParamsChanged { changes } => write!(f, "params changed: {}", changes.join(", ")),
+            Why::UpstreamChanged { stages } => write!(f, "upstream changed: {}", stages.join(", ")),
+            Why::InputChanged { paths } => write!(f, "input file changed: {}", paths.join(", ")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// The entry for this key exists; nothing to do.
+    Cached,
+    WillRun,
+}
+
+/// One stage in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanItem {
+    pub stage: String,
+    pub key: String,
+    pub state: State,
+    pub why: Vec<Why>,
+    pub dir: PathBuf,
+    #[serde(skip)]
+    pub upstream: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub inputs: BTreeMap<String, String>,
+}
+
+/// What a run did with one stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub stage: String,
+    pub key: String,
+    pub ran: bool,
+    pub seconds: f64,
+    pub dir: PathBuf,
+}
+
+pub struct Runner<'a> {
+    registry: &'a Registry,
+    config: &'a PipelineConfig,
+    store: Store,
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Re-run the named stages even if cached (not their upstream).
+    pub force: bool,
+    /// Resume interrupted stages from their work directories.
+    pub resume: bool,
+    /// Fail instead of waiting when another run holds the store.
+    pub no_wait: bool,
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(registry: &'a Registry, config: &'a PipelineConfig) -> Result<Self, DagError> {
+        let store = Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
+        Ok(Self {
+            registry,
+            config,
+            store,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn check_targets(&self, targets: &[String]) -> Result<Vec<String>, DagError> {
+        if targets.is_empty() {
+            return Ok(self.config.stages.iter().map(|s| s.name.clone()).collect());
+        }
+        for t in targets {
+            if self.config.stage(t).is_none() {
+                return Err(DagError::UnknownTarget {
+                    name: t.clone(),
+                    known: self.config.stages.iter().map(|s| s.name.clone()).collect(),
+                });
+            }
+        }
+        Ok(targets.to_vec())
+    }
+
+    /// Computes keys and states for the named stages and their upstream (all stages when none
+    /// are named), in topological order. Reads only; hashes raw inputs (cached).
+    pub fn plan(
+        &self,
+        targets: &[String],
+        force: bool,
+        cache: &mut HashCache,
+    ) -> Result<Vec<PlanItem>, DagError> {
+        let targets = self.check_targets(targets)?;
+        let wanted = graph::with_upstream(&self.config.stages, &targets);
+        let mut keys: BTreeMap<String, String> = BTreeMap::new();
+        let mut states: BTreeMap<String, State> = BTreeMap::new();
+        let mut plan = Vec::new();
+        for sc in self.config.stages.iter().filter(|s| wanted.contains(&s.name)) {
+            let stage = self.registry.get(&sc.name).expect("validated");
+            let spec = stage.spec();
+            let raw = stage
+                .raw_inputs(&sc.params, &self.config.base_dir)
+                .map_err(|e| DagError::Stage {
+                    stage: sc.name.clone(),
+                    source: e,
+                })?;
+            let mut inputs = BTreeMap::new();
+            for r in raw {
+                let p = r.path().to_path_buf();
+                let h = match &r {
+                    RawInput::File(p) => cache.file(p),
+                    RawInput::Dir(p) => cache.dir(p),
+                }
+                .map_err(|e| DagError::Input {
+                    stage: sc.name.clone(),
+                    path: p.clone(),
+                    source: e,
+                })?;
+                // Keyed by the path relative to the config, so the key does not depend on the
+                // directory the command was started from.
+                let label = p.strip_prefix(&self.config.base_dir).unwrap_or(&p);
+                inputs.insert(label.to_string_lossy().into_owned(), h);
+            }
+            let upstream: BTreeMap<String, String> = sc
+                .deps
+                .iter()
+                .map(|d| (d.clone(), keys[d].clone()))
+                .collect();
+            let key = stage_key(&sc.name, spec.version, &sc.params.canonical_json(), &upstream, &inputs);
+            keys.insert(sc.name.clone(), key.clone());
+
+            let forced = force && targets.contains(&sc.name);
+            let (state, why) = if self.store.has(&sc.name, &key) && !forced {
+                (State::Cached, vec![])
+            } else {
+                let mut why = Vec::new();
+                if forced && self.store.has(&sc.name, &key) {
+                    why.push(Why::Forced);
+                }
+                match self
+                    .store
+                    .latest(&sc.name)
+                    .and_then(|k| self.store.manifest(&sc.name, &k).ok())
+                {
+                    None if why.is_empty() => why.push(Why::NeverRun),
+                    None => {}
+                    Some(prev) if prev.key != key => {
+                        if prev.code_version != spec.version {
+                            why.push(Why::CodeChanged {
+                                from: prev.code_version,
+                                to: spec.version,
+                            });
+                        }
+                        let changes: Vec<String> = sc
+                            .params
+                            .diff(&prev.params)
+                            .into_iter()
+                            .map(|(n, old, new)| format!("{n} {} → {}", show(&old), show(&new)))
+                            .collect();
+                        if !changes.is_empty() {
+                            why.push(Why::ParamsChanged { changes });
+                        }
+                        let ups: Vec<String> = upstream
+                            .iter()
+                            .filter(|(d, k)| prev.upstream.get(*d) != Some(*k))
+                            .map(|(d, _)| {
+                                if states.get(d) == Some(&State::WillRun) {
+                                    format!("{d} (will run)")
+                                } else {
+                                    d.clone()
+                                }
+                            })
+                            .collect();
+                        if !ups.is_empty() {
+                            why.push(Why::UpstreamChanged { stages: ups });
+                        }
+                        let paths: Vec<String> = inputs
+                            .iter()
+                            .filter(|(p, h)| prev.inputs.get(*p) != Some(*h))
+                            .map(|(p, _)| p.clone())
+                            .chain(prev.inputs.keys().filter(|p| !inputs.contains_key(*p)).cloned())
+                            .collect();
+                        if !paths.is_empty() {
+                            why.push(Why::InputChanged { paths });
+                        }
+                    }
+                    Some(_) => {}
+                }
+                (State::WillRun, why)
+            };
+            states.insert(sc.name.clone(), state.clone());
+            plan.push(PlanItem {
+                stage: sc.name.clone(),
+                dir: self.store.entry_dir(&sc.name, &key),
+                key,
+                state,
+                why,
+                upstream,
+                inputs,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Brings the named stages (all when none) and their upstream up to date.
+    pub fn run(&self, targets: &[String], opts: &RunOptions) -> Result<Vec<Outcome>, DagError> {
+        let _lock = StoreLock::acquire(self.store.root(), !opts.no_wait)?;
+        for p in self.store.remove_stale().map_err(|e| DagError::io(self.store.root(), e))? {
+            tracing::info!("removed the leftovers of an interrupted run: {}", p.display());
+        }
+        let mut cache = HashCache::load(&self.store.hash_cache_file());
+        let plan = self.plan(targets, opts.force, &mut cache)?;
+        cache.save().map_err(|e| DagError::io(&self.store.hash_cache_file(), e))?;
+
+        let mut outcomes = Vec::new();
+        for item in &plan {
+            if item.state == State::Cached {
+                self.store
+                    .set_latest(&item.stage, &item.key)
+                    .map_err(|e| DagError::io(&item.dir, e))?;
+                progress::println(format!(
+                    "  {:<10} cached    {}  {}",
+                    item.stage,
+                    short(&item.key),
+                    item.dir.display()
+                ));
+                outcomes.push(Outcome {
+                    stage: item.stage.clone(),
+                    key: item.key.clone(),
+                    ran: false,
+                    seconds: 0.0,
+                    dir: item.dir.clone(),
+                });
+                continue;
+            }
+            outcomes.push(self.execute(item, opts)?);
+        }
+        Ok(outcomes)
+    }
+
+    fn execute(&self, item: &PlanItem, opts: &RunOptions) -> Result<Outcome, DagError> {
+        let sc = self.config.stage(&item.stage).expect("planned");
+        let stage = self.registry.get(&item.stage).expect("validated");
+        let spec = stage.spec();
+        let why: Vec<String> = item.why.iter().map(|w| w.to_string()).collect();
+        progress::println(format!(
+            "▶ {:<10} running   {}  ({})",
+            item.stage,
+            short(&item.key),
+            why.join("; ")
+        ));
+        let tmp = self
+            .store
+            .begin(&item.stage, &item.key)
+            .map_err(|e| DagError::io(&self.store.stage_dir(&item.stage), e))?;
+        let work = self.store.work_dir(&item.stage, &item.key);
+        if work.exists() && !opts.resume {
+            tracing::info!(
+                "{}: discarding the work directory of an interrupted run ({}); pass --resume to continue from it",
+                item.stage,
+                work.display()
+            );
+            std::fs::remove_dir_all(&work).map_err(|e| DagError::io(&work, e))?;
+        }
+        std::fs::create_dir_all(&work).map_err(|e| DagError::io(&work, e))?;
+
+        let mut upstream = BTreeMap::new();
+        for (dep, key) in &item.upstream {
+            let dir = self.store.entry_dir(dep, key);
+            let m = Manifest::read(&dir).map_err(|e| DagError::io(&dir, e))?;
+            upstream.insert(dep.clone(), (dir, m));
+        }
+        let mut ctx = RunContext::new(
+            &item.stage,
+            &item.key,
+            sc.params.clone(),
+            self.config.runtime.clone(),
+            self.config.base_dir.clone(),
+            tmp.clone(),
+            work.clone(),
+            upstream,
+            opts.resume,
+        );
+        let started_at = SystemTime::now();
+        let t0 = Instant::now();
+        let result = stage.run(&mut ctx);
+        let seconds = t0.elapsed().as_secs_f64();
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(DagError::Stage {
+                stage: item.stage.clone(),
+                source: e,
+            });
+        }
+        for out in spec.outputs {
+            let p = tmp.join(out.trim_end_matches('/'));
+            let ok = if out.ends_with('/') { p.is_dir() } else { p.is_file() };
+            if !ok {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(DagError::MissingOutput {
+                    stage: item.stage.clone(),
+                    path: out.to_string(),
+                });
+            }
+        }
+        let mut outputs = Vec::new();
+        for rel in list_files(&tmp).map_err(|e| DagError::io(&tmp, e))? {
+            let p = tmp.join(&rel);
+            let bytes = std::fs::metadata(&p).map_err(|e| DagError::io(&p, e))?.len();
+            let blake3 = hash_file(&p).map_err(|e| DagError::io(&p, e))?;
+            let rows = if rel.ends_with(".parquet") {
+                table_rows(&p)
+            } else {
+                None
+            };
+            outputs.push(OutputFile {
+                path: rel,
+                bytes,
+                blake3,
+                rows,
+            });
+        }
+        let manifest = Manifest {
+            stage: item.stage.clone(),
+            key: item.key.clone(),
+            code_version: spec.version,
+            params: sc.params.clone(),
+            upstream: item.upstream.clone(),
+            inputs: item.inputs.clone(),
+            outputs,
+            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
+            finished_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            seconds,
+            counts: ctx.counts.clone(),
+            notes: ctx.notes.clone(),
+            runtime: self.config.runtime.clone(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let mpath = tmp.join(Manifest::FILE);
+        std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))
+            .map_err(|e| DagError::io(&mpath, e))?;
+        let dir = self
+            .store
+            .commit(&item.stage, &item.key, &tmp)
+            .map_err(|e| DagError::io(&tmp, e))?;
+        self.store
+            .set_latest(&item.stage, &item.key)
+            .map_err(|e| DagError::io(&dir, e))?;
+        let _ = std::fs::remove_dir_all(&work);
+        let counts: Vec<String> = ctx.counts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        progress::println(format!(
+            "✓ {:<10} done in {:.1}s  {}{}",
+            item.stage,
+            seconds,
+            dir.display(),
+            if counts.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", counts.join(", "))
+            }
+        ));
+        Ok(Outcome {
+            stage: item.stage.clone(),
+            key: item.key.clone(),
+            ran: true,
+            seconds,
+            dir,
+        })
+    }
+}
+
+/// The cache key of a stage: a digest of everything that determines its outputs.
+pub fn stage_key(
+    stage: &str,
+    version: u32,
+    params_json: &str,
+    upstream: &BTreeMap<String, String>,
+    inputs: &BTreeMap<String, String>,
+) -> String {
+    let doc = serde_json::json!({
+        "stage": stage,
+        "version": version,
+        "params": serde_json::from_str::<serde_json::Value>(params_json).expect("json"),
+        "upstream": upstream,
+        "inputs": inputs,
+    });
+    digest(doc.to_string().as_bytes())[..20].to_string()
+}
+
+fn short(key: &str) -> &str {
+    &key[..key.len().min(12)]
+}
+
+fn show(v: &Option<ParamValue>) -> String {
+    match v {
+        Some(v) => v.to_string(),
+        None => "(unset)".into(),
+    }
+}

@@ -1,0 +1,186 @@
+//! What a stage is to the runner: a declared spec (upstream stages, params, outputs, code
+//! version) and a `run` that writes its outputs into a directory the runner gives it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::manifest::Manifest;
+use super::params::{ParamSpec, Params};
+
+/// The error type stages return. The runner is generic: it only needs to print it.
+pub type StageError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything a stage declares about itself, in one place.
+#[derive(Debug, Clone, Copy)]
+pub struct StageSpec {
+    /// The stage's name, as used in `pipeline.toml` and the artefact store.
+    pub name: &'static str,
+    /// Bump when the stage's code changes what it writes: part of the cache key.
+    pub version: u32,
+    /// One line for `fashionbert dag` and `--help`.
+    pub about: &'static str,
+    /// Upstream stages whose outputs this stage reads. The config's `deps` must list them.
+    pub inputs: &'static [&'static str],
+    /// The parameters it accepts.
+    pub params: &'static [ParamSpec],
+    /// The files it writes (a trailing `/` names a directory). Checked after each run.
+    pub outputs: &'static [&'static str],
+}
+
+/// A raw input read from outside the store: its content hash is part of the cache key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RawInput {
+    File(PathBuf),
+    /// Every file under the directory, recursively.
+    Dir(PathBuf),
+}
+
+impl RawInput {
+    pub fn path(&self) -> &Path {
+        match self {
+            RawInput::File(p) | RawInput::Dir(p) => p,
+        }
+    }
+}
+
+/// A stage implementation.
+pub trait Stage: Send + Sync {
+    fn spec(&self) -> &'static StageSpec;
+
+    /// The raw files this configuration reads (paths already resolved against `base`, the
+    /// directory of the config file). The default is none.
+    fn raw_inputs(&self, _params: &Params, _base: &Path) -> Result<Vec<RawInput>, StageError> {
+        Ok(Vec::new())
+    }
+
+    /// Does the work: reads upstream outputs and raw inputs, writes into `ctx.out_dir()`.
+    fn run(&self, ctx: &mut RunContext) -> Result<(), StageError>;
+}
+
+/// What a stage sees while it runs.
+pub struct RunContext {
+    pub(crate) stage: String,
+    pub(crate) key: String,
+    pub(crate) params: Params,
+    pub(crate) runtime: Params,
+    pub(crate) base_dir: PathBuf,
+    pub(crate) out_dir: PathBuf,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) upstream: BTreeMap<String, (PathBuf, Manifest)>,
+    pub(crate) counts: BTreeMap<String, u64>,
+    pub(crate) notes: BTreeMap<String, serde_json::Value>,
+    pub(crate) resume: bool,
+}
+
+impl RunContext {
+    /// Builds a context by hand: for running a stage outside the runner (tests, tools).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        stage: &str,
+        key: &str,
+        params: Params,
+        runtime: Params,
+        base_dir: PathBuf,
+        out_dir: PathBuf,
+        work_dir: PathBuf,
+        upstream: BTreeMap<String, (PathBuf, Manifest)>,
+        resume: bool,
+    ) -> Self {
+        Self {
+            stage: stage.into(),
+            key: key.into(),
+            params,
+            runtime,
+            base_dir,
+            out_dir,
+            work_dir,
+            upstream,
+            counts: BTreeMap::new(),
+            notes: BTreeMap::new(),
+            resume,
+        }
+    }
+
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
+    /// This run's cache key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The `[runtime]` section (device, threads, ...): not part of any cache key.
+    pub fn runtime(&self) -> &Params {
+        &self.runtime
+    }
+
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        resolve_path(&self.base_dir, p)
+    }
+
+    /// The directory to write outputs into. It becomes the store entry only if `run` succeeds.
+    pub fn out_dir(&self) -> &Path {
+        &self.out_dir
+    }
+
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.out_dir.join(name)
+    }
+
+    /// A directory that survives an interrupted run of this key (checkpoints). Removed after
+    /// the stage succeeds.
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    /// Whether the user asked to resume an interrupted run from `work_dir`.
+    pub fn resume(&self) -> bool {
+        self.resume
+    }
+
+    /// The output directory of an upstream stage.
+    pub fn input_dir(&self, stage: &str) -> Result<&Path, StageError> {
+        self.upstream
+            .get(stage)
+            .map(|(p, _)| p.as_path())
+            .ok_or_else(|| format!("stage `{}` read the outputs of `{stage}`, which is not among its inputs (a bug: add it to the stage's spec)", self.stage).into())
+    }
+
+    pub fn input(&self, stage: &str, file: &str) -> Result<PathBuf, StageError> {
+        Ok(self.input_dir(stage)?.join(file))
+    }
+
+    /// The manifest of an upstream stage.
+    pub fn input_manifest(&self, stage: &str) -> Result<&Manifest, StageError> {
+        self.upstream
+            .get(stage)
+            .map(|(_, m)| m)
+            .ok_or_else(|| format!("stage `{}` has no input `{stage}`", self.stage).into())
+    }
+
+    /// Records a count for the manifest (for example `rejected`), and prints nothing.
+    pub fn count(&mut self, name: &str, n: u64) {
+        *self.counts.entry(name.to_string()).or_default() += n;
+    }
+
+    /// Records a free-form note (JSON) for the manifest: summaries, measured speeds.
+    pub fn note(&mut self, name: &str, value: serde_json::Value) {
+        self.notes.insert(name.to_string(), value);
+    }
+}
+
+/// `p` as given if absolute, else relative to `base`.
+pub fn resolve_path(base: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}

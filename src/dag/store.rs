@@ -1,0 +1,250 @@
+//! The artefact store: `<root>/<stage>/<key>/` entries, each complete or absent.
+//!
+//! A stage writes into `<root>/<stage>/.tmp-<key>-<pid>/`; the directory is renamed to
+//! `<root>/<stage>/<key>/` only after every output and the manifest are written and synced, so an
+//! interrupted run (even `kill -9`) leaves no entry. `<root>/<stage>/latest` is a symlink to the
+//! newest entry, replaced atomically. `<root>/.work/<stage>/<key>/` holds what a long stage
+//! keeps across interruptions (checkpoints).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::manifest::Manifest;
+
+pub struct Store {
+    root: PathBuf,
+}
+
+/// One complete entry in the store.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub stage: String,
+    pub key: String,
+    pub dir: PathBuf,
+}
+
+impl Store {
+    pub const LATEST: &'static str = "latest";
+
+    pub fn open(root: &Path) -> io::Result<Store> {
+        fs::create_dir_all(root)?;
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn stage_dir(&self, stage: &str) -> PathBuf {
+        self.root.join(stage)
+    }
+
+    pub fn entry_dir(&self, stage: &str, key: &str) -> PathBuf {
+        self.root.join(stage).join(key)
+    }
+
+    pub fn work_dir(&self, stage: &str, key: &str) -> PathBuf {
+        self.root.join(".work").join(stage).join(key)
+    }
+
+    pub fn hash_cache_file(&self) -> PathBuf {
+        self.root.join(".cache").join("file-hashes.json")
+    }
+
+    /// Whether a complete entry exists for this key.
+    pub fn has(&self, stage: &str, key: &str) -> bool {
+        self.entry_dir(stage, key).join(Manifest::FILE).is_file()
+    }
+
+    pub fn manifest(&self, stage: &str, key: &str) -> io::Result<Manifest> {
+        Manifest::read(&self.entry_dir(stage, key))
+    }
+
+    /// The key `latest` points at, if any.
+    pub fn latest(&self, stage: &str) -> Option<String> {
+        let link = self.stage_dir(stage).join(Self::LATEST);
+        let target = fs::read_link(link).ok()?;
+        let key = target.file_name()?.to_string_lossy().into_owned();
+        self.has(stage, &key).then_some(key)
+    }
+
+    pub fn set_latest(&self, stage: &str, key: &str) -> io::Result<()> {
+        if self.latest(stage).as_deref() == Some(key) {
+            return Ok(());
+        }
+        let dir = self.stage_dir(stage);
+        let tmp = dir.join(format!(".latest-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(key, &tmp)?;
+        fs::rename(&tmp, dir.join(Self::LATEST))
+    }
+
+    /// Starts an entry: a fresh temporary directory to write into.
+    pub fn begin(&self, stage: &str, key: &str) -> io::Result<PathBuf> {
+        let tmp = self
+            .stage_dir(stage)
+            .join(format!(".tmp-{key}-{}", std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        Ok(tmp)
+    }
+
+    /// Makes a finished temporary directory the entry for `key`, replacing an existing one
+    /// (a forced re-run). Everything in it is synced first.
+    pub fn commit(&self, stage: &str, key: &str, tmp: &Path) -> io::Result<PathBuf> {
+        sync_tree(tmp)?;
+        let dest = self.entry_dir(stage, key);
+        if dest.exists() {
+            let old = self
+                .stage_dir(stage)
+                .join(format!(".old-{key}-{}", std::process::id()));
+            fs::rename(&dest, &old)?;
+            fs::rename(tmp, &dest)?;
+            fs::remove_dir_all(&old)?;
+        } else {
+            fs::rename(tmp, &dest)?;
+        }
+        if let Ok(d) = fs::File::open(self.stage_dir(stage)) {
+            let _ = d.sync_all();
+        }
+        Ok(dest)
+    }
+
+    /// Removes leftovers of interrupted runs (`.tmp-*`, `.old-*`). Call only under the lock.
+    pub fn remove_stale(&self) -> io::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for stage_dir in self.stage_dirs()? {
+            for e in fs::read_dir(&stage_dir)? {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".tmp-") || name.starts_with(".old-") || name.starts_with(".latest-") {
+                    let p = e.path();
+                    if p.is_dir() {
+                        fs::remove_dir_all(&p)?;
+                    } else {
+                        fs::remove_file(&p)?;
+                    }
+                    removed.push(p);
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    fn stage_dirs(&self) -> io::Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.root)? {
+            let e = e?;
+            let name = e.file_name();
+            if e.file_type()?.is_dir() && !name.to_string_lossy().starts_with('.') {
+                out.push(e.path());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every complete entry.
+    pub fn entries(&self) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        for stage_dir in self.stage_dirs()? {
+            let stage = stage_dir.file_name().unwrap().to_string_lossy().into_owned();
+            for e in fs::read_dir(&stage_dir)? {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || name == Self::LATEST || !e.file_type()?.is_dir() {
+                    continue;
+                }
+                if e.path().join(Manifest::FILE).is_file() {
+                    out.push(Entry {
+                        stage: stage.clone(),
+                        key: name,
+                        dir: e.path(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.stage, &a.key).cmp(&(&b.stage, &b.key)));
+        Ok(out)
+    }
+
+    /// Entries no `latest` points at, and work directories of keys that are complete or no
+    /// longer current. With `delete`, removes them. Returns (path, bytes) of each.
+    pub fn gc(&self, delete: bool) -> io::Result<Vec<(PathBuf, u64)>> {
+        let mut out = Vec::new();
+        for e in self.entries()? {
+            if self.latest(&e.stage).as_deref() != Some(e.key.as_str()) {
+                out.push((e.dir.clone(), dir_size(&e.dir)));
+            }
+        }
+        let work = self.root.join(".work");
+        if work.is_dir() {
+            for stage in fs::read_dir(&work)? {
+                let stage = stage?;
+                for k in fs::read_dir(stage.path())? {
+                    let k = k?;
+                    out.push((k.path(), dir_size(&k.path())));
+                }
+            }
+        }
+        if delete {
+            for (p, _) in &out {
+                fs::remove_dir_all(p)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Total bytes of the files under `p`.
+pub fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = fs::read_dir(p) {
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(ft) if ft.is_dir() => total += dir_size(&e.path()),
+                Ok(ft) if ft.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+fn sync_tree(p: &Path) -> io::Result<()> {
+    for e in fs::read_dir(p)? {
+        let e = e?;
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            sync_tree(&e.path())?;
+        } else if ft.is_file() {
+            fs::File::open(e.path())?.sync_all()?;
+        }
+    }
+    fs::File::open(p)?.sync_all()
+}
+
+/// Lists files under `dir` relative to it, sorted.
+pub fn list_files(dir: &Path) -> io::Result<Vec<String>> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result<()> {
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                walk(base, &p, out)?;
+            } else {
+                out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,102 @@
+//! Compute device selection from the `[runtime]` section: `auto`, `flex` (pure-Rust CPU),
+//! `tch` (libtorch CPU) or `tch-cuda` (libtorch CUDA), and CPU thread counts.
+
+use std::sync::Once;
+
+use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+
+/// A selected device and a name for logs and manifests.
+#[derive(Debug, Clone)]
+pub struct Compute {
+    pub device: Device,
+    /// "flex", "tch" or "tch-cuda".
+    pub kind: &'static str,
+}
+
+impl Compute {
+    pub fn is_cuda(&self) -> bool {
+        self.kind == "tch-cuda"
+    }
+}
+
+/// Whether libtorch was linked with CUDA and sees a GPU.
+pub fn cuda_available() -> bool {
+    #[cfg(feature = "tch")]
+    {
+        tch::utils::has_cuda() && tch::Cuda::is_available()
+    }
+    #[cfg(not(feature = "tch"))]
+    {
+        false
+    }
+}
+
+static THREADS: Once = Once::new();
+
+/// Sets CPU threads for libtorch and rayon once (0 = all cores).
+pub fn set_threads(threads: usize) {
+    THREADS.call_once(|| {
+        let n = if threads == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            threads
+        };
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        #[cfg(feature = "tch")]
+        tch::set_num_threads(n as i32);
+    });
+}
+
+/// Picks the device named by `kind` (see the module docs).
+pub fn select(kind: &str, threads: usize) -> Result<Compute> {
+    set_threads(threads);
+    let pick = match kind {
+        "auto" => {
+            if cuda_available() {
+                "tch-cuda"
+            } else if cfg!(feature = "tch") {
+                "tch"
+            } else {
+                "flex"
+            }
+        }
+        other => other,
+    };
+    #[allow(deprecated)]
+    match pick {
+        "flex" => Ok(Compute {
+            device: Device::flex(),
+            kind: "flex",
+        }),
+        #[cfg(feature = "tch")]
+        "tch" => Ok(Compute {
+            device: Device::libtorch(),
+            kind: "tch",
+        }),
+        #[cfg(feature = "tch")]
+        "tch-cuda" => {
+            if !cuda_available() {
+                return Err(Error::msg(
+                    "device tch-cuda: libtorch sees no CUDA GPU (is this the CUDA build of torch, and is a GPU visible?); use device = \"tch\" or \"auto\"",
+                ));
+            }
+            tch::Cuda::cudnn_set_benchmark(true);
+            Ok(Compute {
+                device: Device::libtorch_cuda(0),
+                kind: "tch-cuda",
+            })
+        }
+        other => Err(Error::msg(format!(
+            "device `{other}` is not available in this build (built without the `tch` feature?); use flex"
+        ))),
+    }
+}
+
+/// The device from a stage's runtime params.
+pub fn from_runtime(rt: &crate::dag::Params) -> Result<Compute> {
+    let c = select(rt.str("device")?, rt.usize("threads")?)?;
+    tracing::info!("compute device: {}", c.kind);
+    Ok(c)
+}

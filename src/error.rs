@@ -1,0 +1,66 @@
+//! The library's error type: every variant says which file, row or field, and what to do.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Dag(#[from] crate::dag::DagError),
+    #[error(transparent)]
+    Table(#[from] crate::table::TableError),
+    #[error(transparent)]
+    Param(#[from] crate::dag::params::ParamError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Bad input data: a file, optionally a row and a field, and what is wrong with it.
+    #[error("{}{}{}: {message}", path.display(), row.map(|r| format!(", row {r}")).unwrap_or_default(), field.as_ref().map(|f| format!(", field `{f}`")).unwrap_or_default())]
+    Input {
+        path: PathBuf,
+        row: Option<usize>,
+        field: Option<String>,
+        message: String,
+    },
+    /// A model, checkpoint or weights problem.
+    #[error("{0}")]
+    Model(String),
+    #[error("{0}")]
+    Msg(String),
+}
+
+impl Error {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn msg(m: impl Into<String>) -> Self {
+        Error::Msg(m.into())
+    }
+
+    pub fn input(path: &Path, message: impl Into<String>) -> Self {
+        Error::Input {
+            path: path.to_path_buf(),
+            row: None,
+            field: None,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Adds a path to an io::Result.
+pub trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

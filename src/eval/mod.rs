@@ -1,0 +1,7 @@
+//! Evaluation: retrieval metrics (corrected and EasyTransfer-compatible), scoring with a trained
+//! model, the original's prediction-file format, and the report's plots.
+
+pub mod metrics;
+pub mod predfile;
+pub mod report;
+pub mod scoring;

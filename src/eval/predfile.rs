@@ -1,0 +1,100 @@
+//! Prediction files in the original's format, so results can be checked with its script and
+//! its files scored with ours: one line per predict batch, five fields separated by `\x01`,
+//! each the Python `str()` of a list: text_prod_ids, image_prod_ids, prod_img_ids (lists of
+//! bytes, `[b'1', b'2']`), labels (`[1, 0]`) and the flattened logits (`[l0, l1, l0, l1]`).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+
+use super::metrics::PredRow;
+use crate::stages::evaluate::EvalSet;
+
+fn bytes_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<String> = items.map(|s| format!("b'{s}'")).collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// Writes an eval set's scored rows in batches of `batch` lines.
+pub fn write(path: &Path, set: &EvalSet, scores: &HashMap<(String, String), [f32; 2]>, batch: usize) -> Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).at(path)?);
+    for chunk in set.rows.chunks(batch.max(1)) {
+        let text_ids = bytes_list(chunk.iter().map(|r| r.2.as_str()));
+        let image_ids = bytes_list(chunk.iter().map(|r| r.1.as_str()));
+        let img_ids = bytes_list(chunk.iter().map(|r| r.1.as_str()));
+        let labels: Vec<String> = chunk.iter().map(|r| (r.3 as i32).to_string()).collect();
+        let logits: Vec<String> = chunk
+            .iter()
+            .flat_map(|r| {
+                let l = scores[&(r.1.clone(), r.2.clone())];
+                [format!("{}", l[0]), format!("{}", l[1])]
+            })
+            .collect();
+        writeln!(
+            f,
+            "{text_ids}\x01{image_ids}\x01{img_ids}\x01[{}]\x01[{}]",
+            labels.join(", "),
+            logits.join(", ")
+        )
+        .at(path)?;
+    }
+    f.flush().at(path)?;
+    Ok(())
+}
+
+/// Reads a prediction file as the original script does (ids split naively, so all but the
+/// first of each line keep a leading space). `direction` picks the query id column.
+pub fn read(path: &Path, direction: &str) -> Result<Vec<Vec<PredRow>>> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    let strip = |s: &str| s.replace(['[', ']'], "");
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |m: String| Error::Input {
+            path: path.to_path_buf(),
+            row: Some(n + 1),
+            field: None,
+            message: m,
+        };
+        let items: Vec<&str> = line.split('\u{1}').collect();
+        if items.len() != 5 {
+            return Err(bad(format!("{} fields, expected 5 separated by \\x01", items.len())));
+        }
+        let text_ids: Vec<String> = strip(items[0]).split(',').map(String::from).collect();
+        let image_ids: Vec<String> = strip(items[1]).split(',').map(String::from).collect();
+        let labels: Vec<i64> = strip(items[3])
+            .split(',')
+            .map(|x| x.trim().parse::<i64>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(format!("labels: {e}")))?;
+        let logits: Vec<f32> = strip(items[4])
+            .split(',')
+            .map(|x| x.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(format!("logits: {e}")))?;
+        if text_ids.len() != image_ids.len() || labels.len() != text_ids.len() || logits.len() != 2 * labels.len() {
+            return Err(bad(format!(
+                "inconsistent lengths: {} text ids, {} image ids, {} labels, {} logits",
+                text_ids.len(),
+                image_ids.len(),
+                labels.len(),
+                logits.len()
+            )));
+        }
+        let q = if direction == "txt2img" { &text_ids } else { &image_ids };
+        lines.push(
+            (0..labels.len())
+                .map(|i| PredRow {
+                    query: q[i].clone(),
+                    label: labels[i],
+                    logits: [logits[2 * i], logits[2 * i + 1]],
+                })
+                .collect(),
+        );
+    }
+    Ok(lines)
+}

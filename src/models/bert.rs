@@ -1,0 +1,333 @@
+//! A post-LayerNorm BERT encoder with Hugging Face module names.
+//!
+//! Field names mirror `BertModel`'s tensor names (`embeddings.word_embeddings`,
+//! `encoder.layer.{i}.attention.self.query`, …) except two that Rust cannot spell: `self` is
+//! `self_` and `LayerNorm` is `layer_norm`; [`hf_remaps`] lists the renames used when loading.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear, LinearConfig,
+};
+use burn::tensor::activation::{gelu, gelu_approximate, softmax};
+use burn::tensor::{Device, Int, Tensor};
+
+/// The size and behaviour of a BERT, read from a Hugging Face `config.json` (other fields are
+/// ignored). Defaults are BERT-base.
+#[derive(Config, Debug, PartialEq)]
+pub struct BertConfig {
+    #[config(default = 30522)]
+    pub vocab_size: usize,
+    #[config(default = 768)]
+    pub hidden_size: usize,
+    #[config(default = 12)]
+    pub num_hidden_layers: usize,
+    #[config(default = 12)]
+    pub num_attention_heads: usize,
+    #[config(default = 3072)]
+    pub intermediate_size: usize,
+    #[config(default = 512)]
+    pub max_position_embeddings: usize,
+    #[config(default = 2)]
+    pub type_vocab_size: usize,
+    #[config(default = 1e-12)]
+    pub layer_norm_eps: f64,
+    #[config(default = 0.1)]
+    pub hidden_dropout_prob: f64,
+    #[config(default = 0.1)]
+    pub attention_probs_dropout_prob: f64,
+    #[config(default = 0.02)]
+    pub initializer_range: f64,
+    /// `gelu` (erf, as Hugging Face's "gelu") or `gelu_new` (tanh approximation, as the
+    /// original FashionBERT and Google's BERT code).
+    #[config(default = "String::from(\"gelu_new\")")]
+    pub hidden_act: String,
+}
+
+impl BertConfig {
+    /// Reads the BERT fields of a Hugging Face `config.json`.
+    pub fn from_hf_json(text: &str) -> Result<BertConfig, String> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut c = BertConfig::new();
+        let get_usize = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
+        let get_f64 = |k: &str| v.get(k).and_then(|x| x.as_f64());
+        macro_rules! set {
+            ($field:ident, $get:ident) => {
+                if let Some(x) = $get(stringify!($field)) {
+                    c.$field = x;
+                }
+            };
+        }
+        set!(vocab_size, get_usize);
+        set!(hidden_size, get_usize);
+        set!(num_hidden_layers, get_usize);
+        set!(num_attention_heads, get_usize);
+        set!(intermediate_size, get_usize);
+        set!(max_position_embeddings, get_usize);
+        set!(type_vocab_size, get_usize);
+        set!(layer_norm_eps, get_f64);
+        set!(hidden_dropout_prob, get_f64);
+        set!(attention_probs_dropout_prob, get_f64);
+        set!(initializer_range, get_f64);
+        if let Some(a) = v.get("hidden_act").and_then(|x| x.as_str()) {
+            c.hidden_act = a.to_string();
+        }
+        if c.hidden_size % c.num_attention_heads != 0 {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                c.hidden_size, c.num_attention_heads
+            ));
+        }
+        match c.hidden_act.as_str() {
+            "gelu" | "gelu_new" | "gelu_pytorch_tanh" => {}
+            other => return Err(format!("hidden_act `{other}` is not supported (gelu, gelu_new)")),
+        }
+        Ok(c)
+    }
+
+    pub fn init_normal(&self) -> Initializer {
+        Initializer::Normal {
+            mean: 0.0,
+            std: self.initializer_range,
+        }
+    }
+
+    pub fn linear(&self, d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
+        LinearConfig::new(d_in, d_out)
+            .with_bias(bias)
+            .with_initializer(self.init_normal())
+            .init(device)
+    }
+
+    pub fn embedding(&self, n: usize, d: usize, device: &Device) -> Embedding {
+        EmbeddingConfig::new(n, d)
+            .with_initializer(self.init_normal())
+            .init(device)
+    }
+
+    pub fn layer_norm(&self, device: &Device) -> LayerNorm {
+        LayerNormConfig::new(self.hidden_size)
+            .with_epsilon(self.layer_norm_eps)
+            .init(device)
+    }
+}
+
+/// The activation named by `hidden_act`.
+pub fn act<const D: usize>(name: &str, x: Tensor<D>) -> Tensor<D> {
+    if name == "gelu" { gelu(x) } else { gelu_approximate(x) }
+}
+
+/// Renames from Hugging Face tensor names to this module tree (regex, replacement).
+pub fn hf_remaps() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"\.attention\.self\.", ".attention.self_."),
+        (r"\.LayerNorm\.", ".layer_norm."),
+        (r"\.LayerNorm$", ".layer_norm"),
+    ]
+}
+
+#[derive(Module, Debug)]
+pub struct BertEmbeddings {
+    pub word_embeddings: Embedding,
+    pub position_embeddings: Embedding,
+    pub token_type_embeddings: Embedding,
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl BertEmbeddings {
+    pub fn new(c: &BertConfig, device: &Device) -> Self {
+        Self {
+            word_embeddings: c.embedding(c.vocab_size, c.hidden_size, device),
+            position_embeddings: c.embedding(c.max_position_embeddings, c.hidden_size, device),
+            token_type_embeddings: c.embedding(c.type_vocab_size, c.hidden_size, device),
+            layer_norm: c.layer_norm(device),
+            dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+        }
+    }
+
+    /// `[B, L]` ids and token types → `[B, L, H]`; positions are 0..L.
+    pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
+        let [b, l] = input_ids.dims();
+        let device = input_ids.device();
+        let pos = Tensor::<1, Int>::arange(0..l as i64, &device).reshape([1, l]).expand([b, l]);
+        let x = self.word_embeddings.forward(input_ids)
+            + self.position_embeddings.forward(pos)
+            + self.token_type_embeddings.forward(token_type_ids);
+        self.dropout.forward(self.layer_norm.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub dropout: Dropout,
+    pub num_heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct DenseLayerNorm {
+    pub dense: Linear,
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl DenseLayerNorm {
+    fn new(c: &BertConfig, d_in: usize, device: &Device) -> Self {
+        Self {
+            dense: c.linear(d_in, c.hidden_size, true, device),
+            layer_norm: c.layer_norm(device),
+            dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+        }
+    }
+
+    /// `LN(dropout(dense(x)) + residual)`.
+    fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        self.layer_norm.forward(self.dropout.forward(self.dense.forward(x)) + residual)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub self_: SelfAttention,
+    pub output: DenseLayerNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct Intermediate {
+    pub dense: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    pub attention: Attention,
+    pub intermediate: Intermediate,
+    pub output: DenseLayerNorm,
+    pub hidden_act: String,
+}
+
+impl BertLayer {
+    pub fn new(c: &BertConfig, device: &Device) -> Self {
+        Self {
+            attention: Attention {
+                self_: SelfAttention {
+                    query: c.linear(c.hidden_size, c.hidden_size, true, device),
+                    key: c.linear(c.hidden_size, c.hidden_size, true, device),
+                    value: c.linear(c.hidden_size, c.hidden_size, true, device),
+                    dropout: DropoutConfig::new(c.attention_probs_dropout_prob).init(),
+                    num_heads: c.num_attention_heads,
+                },
+                output: DenseLayerNorm::new(c, c.hidden_size, device),
+            },
+            intermediate: Intermediate {
+                dense: c.linear(c.hidden_size, c.intermediate_size, true, device),
+            },
+            output: DenseLayerNorm::new(c, c.intermediate_size, device),
+            hidden_act: c.hidden_act.clone(),
+        }
+    }
+
+    /// `x`: `[B, L, H]`; `mask_bias`: `[B, 1, 1, L]` additive (0 keep, −10000 masked).
+    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        let sa = &self.attention.self_;
+        let [b, l, h] = x.dims();
+        let nh = sa.num_heads;
+        let dh = h / nh;
+        let split = |t: Tensor<3>| t.reshape([b, l, nh, dh]).swap_dims(1, 2); // [B, nh, L, dh]
+        let q = split(sa.query.forward(x.clone()));
+        let k = split(sa.key.forward(x.clone()));
+        let v = split(sa.value.forward(x.clone()));
+        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt()) + mask_bias;
+        let probs = sa.dropout.forward(softmax(scores, 3));
+        let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, l, h]);
+        let attn = self.attention.output.forward(ctx, x);
+        let inter = act(&self.hidden_act, self.intermediate.dense.forward(attn.clone()));
+        self.output.forward(inter, attn)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEncoder {
+    pub layer: Vec<BertLayer>,
+}
+
+impl BertEncoder {
+    pub fn new(c: &BertConfig, device: &Device) -> Self {
+        Self {
+            layer: (0..c.num_hidden_layers).map(|_| BertLayer::new(c, device)).collect(),
+        }
+    }
+
+    /// All hidden states: the input, then each layer's output.
+    pub fn forward_all(&self, mut x: Tensor<3>, mask_bias: Tensor<4>) -> Vec<Tensor<3>> {
+        let mut out = vec![x.clone()];
+        for l in &self.layer {
+            x = l.forward(x, mask_bias.clone());
+            out.push(x.clone());
+        }
+        out
+    }
+
+    pub fn forward(&self, mut x: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        for l in &self.layer {
+            x = l.forward(x, mask_bias.clone());
+        }
+        x
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Pooler {
+    pub dense: Linear,
+}
+
+impl Pooler {
+    /// `tanh(dense(h[:, 0]))`.
+    pub fn forward(&self, seq: Tensor<3>) -> Tensor<2> {
+        let [b, _, h] = seq.dims();
+        self.dense.forward(seq.narrow(1, 0, 1).reshape([b, h])).tanh()
+    }
+}
+
+/// `(1 − mask) · −10000`, shaped `[B, 1, 1, L]` to broadcast over heads and queries.
+pub fn mask_bias(mask: Tensor<2>) -> Tensor<4> {
+    let [b, l] = mask.dims();
+    ((mask.neg() + 1.0) * -10000.0).reshape([b, 1, 1, l])
+}
+
+/// A plain BERT (text only) with the same modules: for checking the encoder against
+/// Hugging Face's `BertModel`.
+#[derive(Module, Debug)]
+pub struct BertModel {
+    pub embeddings: BertEmbeddings,
+    pub encoder: BertEncoder,
+    pub pooler: Pooler,
+}
+
+impl BertModel {
+    pub fn new(c: &BertConfig, device: &Device) -> Self {
+        Self {
+            embeddings: BertEmbeddings::new(c, device),
+            encoder: BertEncoder::new(c, device),
+            pooler: Pooler {
+                dense: c.linear(c.hidden_size, c.hidden_size, true, device),
+            },
+        }
+    }
+
+    /// Hidden states (embeddings output, then each layer) and the pooled output.
+    pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>, types: Tensor<2, Int>) -> (Vec<Tensor<3>>, Tensor<2>) {
+        let x = self.embeddings.forward(ids, types);
+        let hs = self.encoder.forward_all(x, mask_bias(mask));
+        let pooled = self.pooler.forward(hs.last().unwrap().clone());
+        (hs, pooled)
+    }
+}
+
+/// A `[n]` parameter filled with zeros (biases outside `Linear`).
+pub fn zeros_param(n: usize, device: &Device) -> Param<Tensor<1>> {
+    Param::from_tensor(Tensor::zeros([n], device))
+}

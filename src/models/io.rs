@@ -1,0 +1,145 @@
+//! Reading and writing FashionBERT weights as Hugging Face-style safetensors.
+//!
+//! A trained model is a folder with `model.safetensors` (tensor names as in
+//! [`super::fashionbert`]'s docs, PyTorch layouts) and `config.json` (the
+//! [`FashionBertConfig`]). Initialisation reads any Hugging Face BERT `model.safetensors`,
+//! with or without the `bert.` prefix.
+
+use std::path::Path;
+
+use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, BurnToPyTorchAdapter, SafetensorsStore};
+use burn::tensor::Device;
+
+use super::bert::{BertConfig, hf_remaps};
+use super::fashionbert::{FashionBert, FashionBertConfig};
+use crate::error::{Error, IoContext, Result};
+
+pub const WEIGHTS: &str = "model.safetensors";
+pub const CONFIG: &str = "config.json";
+
+/// What an initialisation from a BERT checkpoint loaded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InitReport {
+    pub loaded: usize,
+    /// Model tensors the checkpoint did not have (initialised randomly): the image embeddings
+    /// and heads, for an encoder-only checkpoint.
+    pub random: Vec<String>,
+    /// Checkpoint tensors not used (layers beyond `num_hidden_layers`, NSP head, buffers).
+    pub unused: Vec<String>,
+}
+
+/// Loads a Hugging Face BERT checkpoint into `model`. The backbone (`bert.embeddings`,
+/// `bert.encoder`, `bert.pooler`) must be complete; heads and image embeddings may be absent.
+/// A Google NSP head (`cls.seq_relationship`, label 0 = IsNext) is not loaded: its labels mean
+/// the opposite of the alignment head's.
+pub fn init_from_bert(model: &mut FashionBert, file: &Path) -> Result<InitReport> {
+    if !file.is_file() {
+        return Err(Error::Model(format!(
+            "{}: BERT weights not found; run `make weights` (or `fashionbert weights minilm`)",
+            file.display()
+        )));
+    }
+    let mut store = SafetensorsStore::from_file(file)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .with_key_remapping(r"^(embeddings|encoder|pooler)\.", "bert.$1.")
+        .with_key_remapping(r"^cls\.seq_relationship\.", "unused.nsp.");
+    for (from, to) in hf_remaps() {
+        store = store.with_key_remapping(from, to);
+    }
+    let mut store = store.allow_partial(true);
+    let res = model
+        .load_from(&mut store)
+        .map_err(|e| Error::Model(format!("{}: {e}", file.display())))?;
+    let backbone_missing: Vec<&str> = res
+        .missing
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| !p.starts_with("cls.") && !p.starts_with("bert.image_embeddings."))
+        .collect();
+    if !backbone_missing.is_empty() || !res.errors.is_empty() {
+        let errs: Vec<String> = res.errors.iter().map(|e| e.to_string()).collect();
+        return Err(Error::Model(format!(
+            "{}: not a BERT checkpoint matching the configured size: missing {} {}",
+            file.display(),
+            backbone_missing.join(", "),
+            errs.join("; ")
+        )));
+    }
+    Ok(InitReport {
+        loaded: res.applied.len(),
+        random: res.missing.iter().map(|(p, _)| p.clone()).collect(),
+        unused: res.unused.clone(),
+    })
+}
+
+/// Writes `model.safetensors` and `config.json` into `dir`.
+pub fn save(model: &FashionBert, config: &FashionBertConfig, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    let path = dir.join(WEIGHTS);
+    let mut store = SafetensorsStore::from_file(&path)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .with_key_remapping(r"\.self_\.", ".self.")
+        .with_key_remapping(r"\.layer_norm\.", ".LayerNorm.")
+        .metadata("format", "pt")
+        .metadata("model", "fashionbert")
+        .overwrite(true);
+    model
+        .save_into(&mut store)
+        .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+    let cp = dir.join(CONFIG);
+    std::fs::write(&cp, serde_json::to_string_pretty(config).unwrap()).at(&cp)?;
+    Ok(())
+}
+
+pub fn read_config(dir: &Path) -> Result<FashionBertConfig> {
+    let cp = dir.join(CONFIG);
+    let text = std::fs::read_to_string(&cp).at(&cp)?;
+    serde_json::from_str(&text).map_err(|e| Error::input(&cp, format!("not a FashionBERT config: {e}")))
+}
+
+/// Loads a model saved by [`save`]. Every tensor must be present with the configured shape.
+pub fn load(dir: &Path, device: &Device) -> Result<(FashionBert, FashionBertConfig)> {
+    let config = read_config(dir)?;
+    let mut model = config.init(device);
+    load_weights(&mut model, &dir.join(WEIGHTS)).map_err(|e| {
+        Error::Model(format!("{e} (does {} match these weights?)", dir.join(CONFIG).display()))
+    })?;
+    Ok((model, config))
+}
+
+/// Loads FashionBERT weights (names as [`save`] writes them) into `model`; every tensor must
+/// be present with the right shape, and no other tensor may be in the file.
+pub fn load_weights(model: &mut FashionBert, path: &Path) -> Result<()> {
+    let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter);
+    for (from, to) in hf_remaps() {
+        store = store.with_key_remapping(from, to);
+    }
+    let mut store = store.allow_partial(true);
+    let res = model
+        .load_from(&mut store)
+        .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+    crate::weights::check_apply(path, &res, &|_| false)
+}
+
+/// A plain text BERT from a Hugging Face `model.safetensors` (for checking the encoder).
+pub fn load_bert(path: &Path, config: &BertConfig, device: &Device) -> Result<super::bert::BertModel> {
+    let mut model = super::bert::BertModel::new(config, device);
+    let mut store = SafetensorsStore::from_file(path)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .with_key_remapping(r"^bert\.", "");
+    for (from, to) in hf_remaps() {
+        store = store.with_key_remapping(from, to);
+    }
+    let mut store = store.allow_partial(true);
+    let res = model
+        .load_from(&mut store)
+        .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+    crate::weights::check_apply(path, &res, &|u| !u.starts_with("embeddings.") && !u.starts_with("encoder.layer.0") || u.contains("position_ids"))?;
+    Ok(model)
+}
+
+/// A BERT config from a Hugging Face `config.json`.
+pub fn read_bert_config(path: &Path) -> Result<BertConfig> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    BertConfig::from_hf_json(&text).map_err(|e| Error::input(path, e))
+}

@@ -1,0 +1,7 @@
+//! Neural networks, independent of the stages that use them: ResNet-50 (patch features), the
+//! BERT encoder, and FashionBERT's embeddings, heads and losses.
+
+pub mod bert;
+pub mod fashionbert;
+pub mod io;
+pub mod resnet;

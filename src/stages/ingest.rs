@@ -1,0 +1,419 @@
+//! `ingest`: products from a source (synthetic, CSV, Fashion-Gen HDF5) into one table, one row
+//! per image. Rows that cannot be used are rejected with a reason, counted and kept in
+//! `rejects.parquet`; nothing is dropped silently.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::dag::{
+    ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
+    StageError, StageSpec,
+};
+use crate::error::{Error, IoContext, Result};
+use crate::images::{ImageLoader, ImageRef};
+use crate::progress::Progress;
+use crate::sources::{
+    self, Product, Reject, csv as csvsrc, fashiongen, normalize_split, normalize_text,
+    product_text, synthetic, title_key,
+};
+use crate::table::{self, col_i64, col_str};
+
+pub const SPEC: StageSpec = StageSpec {
+    name: "ingest",
+    version: 1,
+    about: "read products from the source: one row per image, rejects with reasons",
+    inputs: &[],
+    params: &[
+        P::new("source", K::Choice(&["synthetic", "csv", "fashiongen"]), D::Str("synthetic"), "where products come from"),
+        P::new("text", K::Choice(&["title", "description", "title_description"]), D::Str("title_description"), "the text a product contributes (title first keeps what matters inside 64 tokens)"),
+        P::new("limit", K::Int, D::Int(0), "keep only the first N accepted products (0 = all)"),
+        P::new("check_images", K::Bool, D::Bool(true), "decode every image and reject those that fail"),
+        // synthetic
+        P::new("products", K::Int, D::Int(2000), "synthetic: number of products"),
+        P::new("seed", K::Int, D::Int(1), "synthetic: generator seed; also the split seed for CSVs without a split column"),
+        P::new("image_size", K::Int, D::Int(256), "synthetic: image side in pixels"),
+        P::new("valid_fraction", K::Float, D::Float(0.15), "share of products in the valid split, where the source has no split"),
+        // csv
+        P::new("csv", K::Str, D::None, "csv: the products CSV"),
+        P::new("image_root", K::Str, D::None, "csv: folder the image column is relative to (default: the CSV's folder)"),
+        P::new("id_column", K::Str, D::Str("product_id"), "csv: column names"),
+        P::new("image_column", K::Str, D::Str("image"), ""),
+        P::new("title_column", K::Str, D::Str("title"), ""),
+        P::new("description_column", K::Str, D::Str("description"), ""),
+        P::new("category_column", K::Str, D::Str("category"), ""),
+        P::new("subcategory_column", K::Str, D::Str("subcategory"), ""),
+        P::new("split_column", K::Str, D::Str("split"), "empty: no split column"),
+        P::new("groups_csv", K::Str, D::None, "csv: optional CSV with same-title groups, joined on the id column"),
+        P::new("groups_column", K::Str, D::Str("same_title_group"), "csv: the group column of groups_csv"),
+        // fashiongen
+        P::new("train_h5", K::Str, D::None, "fashiongen: fashiongen_256_256_train.h5"),
+        P::new("valid_h5", K::Str, D::None, "fashiongen: fashiongen_256_256_validation.h5"),
+    ],
+    outputs: &["products.parquet", "rejects.parquet"],
+};
+
+pub struct Ingest;
+
+impl Stage for Ingest {
+    fn spec(&self) -> &'static StageSpec {
+        &SPEC
+    }
+
+    fn raw_inputs(&self, p: &Params, base: &Path) -> Result<Vec<RawInput>, StageError> {
+        let r = |s: &str| crate::dag::stage::resolve_path(base, s);
+        Ok(match p.str("source")? {
+            "csv" => {
+                let csv = r(p.str("csv")?);
+                let mut v = vec![RawInput::File(csv.clone()), RawInput::Dir(image_root(p, base)?)];
+                if let Some(g) = p.opt_str("groups_csv")? {
+                    v.push(RawInput::File(r(g)));
+                }
+                v
+            }
+            "fashiongen" => {
+                let mut v = vec![RawInput::File(r(p.str("train_h5")?))];
+                if let Some(h) = p.opt_str("valid_h5")? {
+                    v.push(RawInput::File(r(h)));
+                }
+                v
+            }
+            _ => vec![],
+        })
+    }
+
+    fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
+        let p = ctx.params().clone();
+        let (mut products, mut rejects) = match p.str("source")? {
+            "synthetic" => synthetic_products(ctx, &p)?,
+            "csv" => csv_products(ctx, &p)?,
+            "fashiongen" => fashiongen_products(ctx, &p)?,
+            other => return Err(format!("unknown source {other}").into()),
+        };
+        let limit = p.usize("limit")?;
+        if limit > 0 && products.len() > limit {
+            products.truncate(limit);
+        }
+        if p.bool("check_images")? && p.str("source")? != "synthetic" {
+            let loader = ImageLoader::new(&ctx.base_dir, ctx.out_dir());
+            let bad = check_images(&loader, &products);
+            let bad_ids: HashSet<&str> = bad.iter().map(|(i, _)| products[*i].image_id.as_str()).collect();
+            for (i, reason) in &bad {
+                let pr = &products[*i];
+                rejects.push(Reject {
+                    line: -1,
+                    product_id: pr.product_id.clone(),
+                    image: pr.image.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            let bad_ids: HashSet<String> = bad_ids.into_iter().map(String::from).collect();
+            products.retain(|pr| !bad_ids.contains(&pr.image_id));
+        }
+        if products.is_empty() {
+            return Err("no usable products: every row was rejected (see the reasons printed above)".into());
+        }
+        write_products(&products, &ctx.out("products.parquet"))?;
+        write_rejects(&rejects, &ctx.out("rejects.parquet"))?;
+
+        let mut by_reason: std::collections::BTreeMap<&str, u64> = Default::default();
+        for r in &rejects {
+            *by_reason.entry(reason_kind(&r.reason)).or_default() += 1;
+        }
+        let train = products.iter().filter(|p| p.split == "train").count() as u64;
+        ctx.count("products", products.len() as u64);
+        ctx.count("train", train);
+        ctx.count("valid", products.len() as u64 - train);
+        ctx.count("rejected", rejects.len() as u64);
+        for (k, v) in &by_reason {
+            tracing::warn!("ingest rejected {v} row(s): {k} (details in rejects.parquet)");
+        }
+        ctx.note("rejected_by_reason", serde_json::to_value(&by_reason).unwrap());
+        Ok(())
+    }
+}
+
+fn reason_kind(reason: &str) -> &str {
+    reason.split(':').next().unwrap_or(reason)
+}
+
+fn image_root(p: &Params, base: &Path) -> Result<PathBuf, StageError> {
+    Ok(match p.opt_str("image_root")? {
+        Some(r) => crate::dag::stage::resolve_path(base, r),
+        None => {
+            let csv = crate::dag::stage::resolve_path(base, p.str("csv")?);
+            csv.parent().map(Path::to_path_buf).unwrap_or_else(|| base.to_path_buf())
+        }
+    })
+}
+
+fn synthetic_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Reject>)> {
+    let cfg = synthetic::SynthConfig {
+        products: p.usize("products")?,
+        seed: p.u64("seed")?,
+        image_size: p.usize("image_size")? as u32,
+        valid_fraction: p.float("valid_fraction")?,
+    };
+    let items = synthetic::products(&cfg);
+    let dir = ctx.out("images");
+    std::fs::create_dir_all(&dir).at(&dir)?;
+    let bar = Progress::new(items.len() as u64, "images");
+    let mode = p.str("text")?;
+    let out: Vec<Product> = items
+        .par_iter()
+        .map(|sp| -> Result<Product> {
+            let img = synthetic::render(&cfg, sp);
+            let rel = format!("images/{}.png", sp.product_id);
+            let path = ctx.out_dir().join(&rel);
+            img.save(&path)
+                .map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
+            bar.inc(1);
+            Ok(Product {
+                image_id: sp.product_id.clone(),
+                product_id: sp.product_id.clone(),
+                image: ImageRef::Entry(rel).to_string(),
+                title: sp.title.clone(),
+                text: product_text(mode, &sp.title, &sp.description),
+                category: sp.category.clone(),
+                subcategory: sp.subcategory.clone(),
+                split: sp.split.clone(),
+                title_key: title_key(&sp.title),
+            })
+        })
+        .collect::<Result<_>>()?;
+    bar.finish();
+    Ok((out, vec![]))
+}
+
+fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Reject>)> {
+    let csv_path = ctx.resolve(p.str("csv")?);
+    let cols = csvsrc::Columns {
+        id: p.str("id_column")?.into(),
+        image: p.str("image_column")?.into(),
+        title: p.str("title_column")?.into(),
+        description: p.str("description_column")?.into(),
+        category: p.str("category_column")?.into(),
+        subcategory: p.str("subcategory_column")?.into(),
+        split: p.str("split_column")?.into(),
+    };
+    let (rows, bad) = csvsrc::read(&csv_path, &cols)?;
+    let groups = match p.opt_str("groups_csv")? {
+        Some(g) => csvsrc::read_groups(&ctx.resolve(g), &cols.id, p.str("groups_column")?)?,
+        None => HashMap::new(),
+    };
+    let root = image_root(p, &ctx.base_dir).map_err(|e| Error::msg(e.to_string()))?;
+    // Image paths are stored relative to the config directory, so artefacts do not depend on
+    // where the checkout lives.
+    let root_rel = root.strip_prefix(&ctx.base_dir).unwrap_or(&root).to_path_buf();
+    let mode = p.str("text")?;
+    let seed = p.u64("seed")?;
+    let vf = p.float("valid_fraction")?;
+
+    let mut rejects: Vec<Reject> = bad
+        .into_iter()
+        .map(|b| Reject {
+            line: b.line as i64,
+            product_id: String::new(),
+            image: String::new(),
+            reason: b.reason,
+        })
+        .collect();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut products = Vec::with_capacity(rows.len());
+    for r in rows {
+        let reject = |reason: String| Reject {
+            line: r.line as i64,
+            product_id: r.product_id.clone(),
+            image: r.image.clone(),
+            reason,
+        };
+        let text = product_text(mode, &r.title, &r.description);
+        let split = if cols.split.is_empty() {
+            Some(sources::hashed_split(seed, &r.product_id, vf))
+        } else {
+            normalize_split(&r.split)
+        };
+        let problem = if r.product_id.is_empty() {
+            Some("missing product_id".to_string())
+        } else if let Some(first) = seen.get(&r.product_id) {
+            Some(format!("duplicate product_id: first seen at line {first}"))
+        } else if r.image.is_empty() {
+            Some("missing image: empty image cell".to_string())
+        } else if text.is_empty() {
+            Some(format!("empty text: no {}", mode.replace('_', " or ")))
+        } else if r.category.is_empty() {
+            Some("missing category".to_string())
+        } else if r.subcategory.is_empty() {
+            Some("missing subcategory".to_string())
+        } else if split.is_none() {
+            Some(format!("unknown split: {:?} (expected train or valid)", r.split))
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            rejects.push(reject(reason));
+            continue;
+        }
+        seen.insert(r.product_id.clone(), r.line);
+        let image = csvsrc::image_path(&root_rel, &r.image);
+        let key = match groups.get(&r.product_id) {
+            Some(g) => format!("g:{g}"),
+            None => title_key(&r.title),
+        };
+        products.push(Product {
+            image_id: r.product_id.clone(),
+            product_id: r.product_id,
+            image: ImageRef::File(image).to_string(),
+            title: normalize_text(&r.title),
+            text,
+            category: r.category,
+            subcategory: r.subcategory,
+            split: split.unwrap().to_string(),
+            title_key: key,
+        });
+    }
+    Ok((products, rejects))
+}
+
+fn fashiongen_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Reject>)> {
+    let mut files = vec![("train", p.str("train_h5")?.to_string())];
+    if let Some(v) = p.opt_str("valid_h5")? {
+        files.push(("valid", v.to_string()));
+    }
+    let mode = p.str("text")?;
+    let mut products = Vec::new();
+    let mut rejects = Vec::new();
+    let mut seen_images = HashSet::new();
+    for (split, file) in files {
+        let path = ctx.resolve(&file);
+        let rows = fashiongen::read_rows(&path)?;
+        tracing::info!("{}: {} images", path.display(), rows.len());
+        let rel = path.strip_prefix(&ctx.base_dir).unwrap_or(&path).to_path_buf();
+        for r in rows {
+            let image = ImageRef::Hdf5 { file: rel.clone(), row: r.row }.to_string();
+            let text = product_text(mode, &r.name, &r.description);
+            let problem = if r.product_id.is_empty() {
+                Some("missing product_id")
+            } else if text.is_empty() {
+                Some("empty text")
+            } else if r.category.is_empty() {
+                Some("missing category")
+            } else if r.subcategory.is_empty() {
+                Some("missing subcategory")
+            } else {
+                None
+            };
+            if let Some(reason) = problem {
+                rejects.push(Reject {
+                    line: r.row as i64,
+                    product_id: r.product_id.clone(),
+                    image,
+                    reason: reason.to_string(),
+                });
+                continue;
+            }
+            // One row per image: several poses of a product share its id and text.
+            let mut image_id = if r.pose.is_empty() {
+                format!("{}_{}", r.product_id, r.row)
+            } else {
+                format!("{}_{}", r.product_id, r.pose)
+            };
+            if !seen_images.insert(format!("{split}/{image_id}")) {
+                image_id = format!("{}_{}_{}", r.product_id, r.pose, r.row);
+            }
+            products.push(Product {
+                image_id: format!("{split}:{image_id}"),
+                product_id: r.product_id.clone(),
+                image,
+                title: normalize_text(&r.name),
+                text,
+                category: r.category,
+                subcategory: r.subcategory,
+                split: split.to_string(),
+                title_key: if r.name.is_empty() {
+                    format!("p:{}", r.product_id)
+                } else {
+                    title_key(&r.name)
+                },
+            });
+        }
+    }
+    Ok((products, rejects))
+}
+
+/// Decodes every image in parallel; returns (index, reason) of those that fail.
+fn check_images(loader: &ImageLoader, products: &[Product]) -> Vec<(usize, String)> {
+    let bar = Progress::new(products.len() as u64, "images");
+    let mut bad: Vec<(usize, String)> = products
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, pr)| {
+            let r = loader.load(&ImageRef::parse(&pr.image));
+            bar.inc(1);
+            r.err().map(|e| (i, format!("{}: {e}", e.reason())))
+        })
+        .collect();
+    bar.finish();
+    bad.sort_by_key(|(i, _)| *i);
+    bad
+}
+
+pub fn write_products(products: &[Product], path: &Path) -> Result<()> {
+    let f = |get: fn(&Product) -> &str| products.iter().map(get).collect::<Vec<&str>>();
+    let mut df = table::frame(vec![
+        col_str("image_id", &f(|p| &p.image_id)),
+        col_str("product_id", &f(|p| &p.product_id)),
+        col_str("image", &f(|p| &p.image)),
+        col_str("title", &f(|p| &p.title)),
+        col_str("text", &f(|p| &p.text)),
+        col_str("category", &f(|p| &p.category)),
+        col_str("subcategory", &f(|p| &p.subcategory)),
+        col_str("split", &f(|p| &p.split)),
+        col_str("title_key", &f(|p| &p.title_key)),
+    ])?;
+    table::write_parquet(&mut df, path)?;
+    Ok(())
+}
+
+pub fn read_products(path: &Path) -> Result<Vec<Product>> {
+    let df = table::read_parquet(path)?;
+    let c = |n: &str| table::strings(&df, n);
+    let (ids, pids, imgs, titles, texts, cats, subs, splits, keys) = (
+        c("image_id")?,
+        c("product_id")?,
+        c("image")?,
+        c("title")?,
+        c("text")?,
+        c("category")?,
+        c("subcategory")?,
+        c("split")?,
+        c("title_key")?,
+    );
+    Ok((0..ids.len())
+        .map(|i| Product {
+            image_id: ids[i].clone(),
+            product_id: pids[i].clone(),
+            image: imgs[i].clone(),
+            title: titles[i].clone(),
+            text: texts[i].clone(),
+            category: cats[i].clone(),
+            subcategory: subs[i].clone(),
+            split: splits[i].clone(),
+            title_key: keys[i].clone(),
+        })
+        .collect())
+}
+
+fn write_rejects(rejects: &[Reject], path: &Path) -> Result<()> {
+    let lines: Vec<i64> = rejects.iter().map(|r| r.line).collect();
+    let f = |get: fn(&Reject) -> &str| rejects.iter().map(get).collect::<Vec<&str>>();
+    let mut df = table::frame(vec![
+        col_i64("line", &lines),
+        col_str("product_id", &f(|r| &r.product_id)),
+        col_str("image", &f(|r| &r.image)),
+        col_str("reason", &f(|r| &r.reason)),
+    ])?;
+    table::write_parquet(&mut df, path)?;
+    Ok(())
+}

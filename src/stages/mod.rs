@@ -1,0 +1,44 @@
+//! The FashionBERT pipeline's stages. Each module declares its `SPEC` (inputs, params,
+//! outputs) at the top and implements [`crate::dag::Stage`].
+
+pub mod evaluate;
+pub mod features;
+pub mod ingest;
+pub mod negatives;
+pub mod pairs;
+pub mod patches;
+pub mod records;
+pub mod tokenize;
+pub mod train;
+
+use crate::dag::{ParamDefault, ParamKind, ParamSpec, Registry};
+
+/// Keys of the `[runtime]` section (not part of any cache key).
+pub const RUNTIME: &[ParamSpec] = &[
+    ParamSpec::new(
+        "device",
+        ParamKind::Choice(&["auto", "flex", "tch", "tch-cuda"]),
+        ParamDefault::Str("auto"),
+        "compute device: auto (CUDA if available, else libtorch CPU, else flex), flex (pure Rust CPU), tch (libtorch CPU), tch-cuda",
+    ),
+    ParamSpec::new(
+        "threads",
+        ParamKind::Int,
+        ParamDefault::Int(0),
+        "CPU threads for compute and data loading (0 = all cores)",
+    ),
+];
+
+/// Every stage of the FashionBERT pipeline.
+pub fn registry() -> Registry {
+    Registry::new(RUNTIME)
+        .with(ingest::Ingest)
+        .with(pairs::Pairs)
+        .with(negatives::Negatives)
+        .with(tokenize::Tokenize)
+        .with(patches::Patches)
+        .with(features::Features)
+        .with(records::RecordsStage)
+        .with(train::Train)
+        .with(evaluate::Evaluate)
+}

@@ -1,0 +1,147 @@
+//! `patches`: the image geometry and the patch masks.
+//!
+//! Every image is resized to `image_size`² and cut into a `grid`×`grid` grid of square patches
+//! of side `image_size / grid`; patch index = row·grid + col (row-major, as the original).
+//! Every pair record gets `masked_patches` distinct masked positions, seeded per record.
+//!
+//! What a masked patch is, precisely: its pixels are set to 0 (black) in RGB *before* the
+//! extractor's own preprocessing, so its feature is the feature of an all-zero patch. That
+//! feature does not depend on the image, so `features` computes it once (`zero_patch.bin`) and
+//! stores every image's *unmasked* patch features; the model input at a masked position is the
+//! zero-patch feature, and the masked-patch-modelling target is the unmasked feature.
+
+use rand::Rng;
+
+use crate::dag::{ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError, StageSpec};
+use crate::table::{self, col_i32_lists, col_str};
+
+use super::pairs::read_pairs;
+use super::tokenize::record_rng;
+
+pub const SPEC: StageSpec = StageSpec {
+    name: "patches",
+    version: 1,
+    about: "patch grid geometry and seeded masked-patch positions per record",
+    inputs: &["pairs", "negatives"],
+    params: &[
+        P::new("image_size", K::Int, D::Int(256), "images are resized to this square (Fashion-Gen: 256)"),
+        P::new("grid", K::Int, D::Int(8), "patches per side (8 → 64 patches)"),
+        P::new("fit", K::Choice(&["stretch", "pad"]), D::Str("stretch"), "non-square images: stretch to the square, or pad with white"),
+        P::new("masked_patches", K::Int, D::Int(5), "masked positions per record"),
+        P::new("seed", K::Int, D::Int(13), "masking seed"),
+    ],
+    outputs: &["patch_masks.parquet", "grid.json"],
+};
+
+/// The geometry every later stage reads from `grid.json`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Grid {
+    pub image_size: u32,
+    pub grid: u32,
+    pub patch_size: u32,
+    pub masked_patches: u32,
+    /// "stretch" or "pad".
+    pub fit_pad: bool,
+}
+
+impl Grid {
+    pub fn patches(&self) -> usize {
+        (self.grid * self.grid) as usize
+    }
+
+    pub fn read(dir: &std::path::Path) -> crate::Result<Grid> {
+        let p = dir.join("grid.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| crate::Error::io(&p, e))?;
+        serde_json::from_str(&text).map_err(|e| crate::Error::input(&p, e.to_string()))
+    }
+
+    pub fn fit(&self) -> crate::images::Fit {
+        if self.fit_pad { crate::images::Fit::Pad } else { crate::images::Fit::Stretch }
+    }
+}
+
+/// `k` distinct positions out of `n`, ascending.
+pub fn sample_positions(n: usize, k: usize, rng: &mut impl Rng) -> Vec<u32> {
+    let mut all: Vec<u32> = (0..n as u32).collect();
+    for i in 0..k.min(n) {
+        let j = rng.random_range(i..n);
+        all.swap(i, j);
+    }
+    let mut out = all[..k.min(n)].to_vec();
+    out.sort_unstable();
+    out
+}
+
+pub struct Patches;
+
+impl Stage for Patches {
+    fn spec(&self) -> &'static StageSpec {
+        &SPEC
+    }
+
+    fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
+        let p = ctx.params().clone();
+        let image_size = p.usize("image_size")? as u32;
+        let grid = p.usize("grid")? as u32;
+        if grid == 0 || image_size % grid != 0 {
+            return Err(format!(
+                "image_size {image_size} must be a multiple of grid {grid} (patches are square, no pixels dropped)"
+            )
+            .into());
+        }
+        let k = p.usize("masked_patches")?;
+        let n = (grid * grid) as usize;
+        if k >= n {
+            return Err(format!("masked_patches {k} must be below the number of patches {n}").into());
+        }
+        let g = Grid {
+            image_size,
+            grid,
+            patch_size: image_size / grid,
+            masked_patches: k as u32,
+            fit_pad: p.str("fit")? == "pad",
+        };
+        std::fs::write(ctx.out("grid.json"), serde_json::to_string_pretty(&g).unwrap())?;
+
+        let seed = p.u64("seed")?;
+        let mut pairs = read_pairs(&ctx.input("pairs", "pairs.parquet")?)?;
+        pairs.extend(read_pairs(&ctx.input("negatives", "negatives.parquet")?)?);
+        let mut flat = Vec::with_capacity(pairs.len() * k);
+        for pair in &pairs {
+            let mut rng = record_rng(seed, &pair.pair_id);
+            flat.extend(sample_positions(n, k, &mut rng).into_iter().map(|v| v as i32));
+        }
+        let ids: Vec<&str> = pairs.iter().map(|p| p.pair_id.as_str()).collect();
+        let imgs: Vec<&str> = pairs.iter().map(|p| p.image_id.as_str()).collect();
+        let mut df = table::frame(vec![
+            col_str("pair_id", &ids),
+            col_str("image_id", &imgs),
+            col_i32_lists("masked_patch_positions", &flat, k),
+        ])?;
+        table::write_parquet(&mut df, &ctx.out("patch_masks.parquet"))?;
+        ctx.count("records", pairs.len() as u64);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn positions_are_distinct_sorted_and_uniform() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut hist = [0u32; 64];
+        for _ in 0..20000 {
+            let v = sample_positions(64, 5, &mut rng);
+            assert_eq!(v.len(), 5);
+            assert!(v.windows(2).all(|w| w[0] < w[1]));
+            for x in v {
+                hist[x as usize] += 1;
+            }
+        }
+        let expect = 20000.0 * 5.0 / 64.0;
+        assert!(hist.iter().all(|&h| (h as f64 - expect).abs() < expect * 0.1), "{hist:?}");
+    }
+}

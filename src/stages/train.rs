@@ -1,0 +1,271 @@
+//! `train`: pretrains FashionBERT on the records (see [`crate::training`] for the loop).
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+
+use crate::dag::{
+    ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
+    StageError, StageSpec,
+};
+use crate::error::{Error, Result};
+use crate::featstore;
+use crate::models::bert::BertConfig;
+use crate::models::fashionbert::{FashionBertConfig, LossWeighting, MaskedPatchInput};
+use crate::models::io;
+use crate::table::{self, col_f32, col_f64, col_i64, col_u32};
+use crate::training::{self, TrainConfig, data::Records};
+
+pub const SPEC: StageSpec = StageSpec {
+    name: "train",
+    version: 1,
+    about: "pretrain FashionBERT (masked LM, text–image alignment, masked patch modelling)",
+    inputs: &["records", "features"],
+    params: &[
+        P::new("init", K::Str, D::Str("weights/minilm"), "a Hugging Face BERT folder (config.json + model.safetensors) to start from, or `random`"),
+        P::new("config", K::Str, D::None, "a Hugging Face BERT config.json for the size (default: the init folder's; BERT-base for random)"),
+        P::new("layers", K::Int, D::Int(0), "keep only the first N encoder layers (0 = all)"),
+        P::new("dropout", K::Float, D::Float(-1.0), "hidden and attention dropout (-1 = the config's)"),
+        P::new("epochs", K::Int, D::Int(2), "passes over the training records"),
+        P::new("max_steps", K::Int, D::Int(0), "stop after this many steps (0 = all epochs)"),
+        P::new("batch_size", K::Int, D::Int(32), "records per step"),
+        P::new("lr", K::Float, D::Float(1e-4), "peak learning rate"),
+        P::new("warmup", K::Float, D::Float(0.1), "share of steps of linear warm-up"),
+        P::new("clip_norm", K::Float, D::Float(1.0), "global gradient norm clip"),
+        P::new("seed", K::Int, D::Int(17), "initialisation, order and dropout seed"),
+        P::new("masked_patch_input", K::Choice(&["zero_patch", "zero_vector"]), D::Str("zero_patch"), "what the model sees at a masked patch: the all-zero patch's feature (the guide) or a zero vector (the original's code)"),
+        P::new("loss_weights", K::Choice(&["adaptive", "fixed"]), D::Str("adaptive"), "the original's adaptive weights, or fixed w_mlm/w_tia/w_mpm"),
+        P::new("detach_weights", K::Bool, D::Bool(true), "adaptive: no gradient through the weights"),
+        P::new("w_mlm", K::Float, D::Float(1.0), "fixed weight of the masked-LM loss"),
+        P::new("w_tia", K::Float, D::Float(1.0), "fixed weight of the alignment loss"),
+        P::new("w_mpm", K::Float, D::Float(1.0), "fixed weight of the masked-patch loss (0 = no MPM)"),
+        P::new("checkpoint_every", K::Int, D::Int(200), "steps between checkpoints (for --resume)"),
+        P::new("validate_every", K::Int, D::Int(200), "steps between validations"),
+        P::new("valid_records", K::Int, D::Int(1024), "valid records per validation (0 = all)"),
+        P::new("log_every", K::Int, D::Int(1), "read losses back every N steps"),
+    ],
+    outputs: &["model.safetensors", "config.json", "train_log.parquet", "valid_log.parquet", "summary.json"],
+};
+
+pub struct Train;
+
+fn init_files(p: &Params, base: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
+    let init = p.str("init")?;
+    if init == "random" {
+        return Ok(None);
+    }
+    let path = crate::dag::stage::resolve_path(base, init);
+    Ok(Some(if path.extension().is_some_and(|e| e == "safetensors") {
+        let cfg = path.with_file_name("config.json");
+        (path, cfg)
+    } else {
+        (path.join("model.safetensors"), path.join("config.json"))
+    }))
+}
+
+fn model_config(p: &Params, base: &Path) -> Result<FashionBertConfig> {
+    let cfg_path = match p.opt_str("config")? {
+        Some(c) => Some(crate::dag::stage::resolve_path(base, c)),
+        None => init_files(p, base)?.map(|(_, c)| c),
+    };
+    let mut bert = match cfg_path {
+        Some(c) => io::read_bert_config(&c)?,
+        None => BertConfig::new(),
+    };
+    let layers = p.usize("layers")?;
+    if layers > 0 {
+        if layers > bert.num_hidden_layers {
+            return Err(Error::msg(format!(
+                "layers = {layers}, but the config has only {}",
+                bert.num_hidden_layers
+            )));
+        }
+        bert.num_hidden_layers = layers;
+    }
+    let dropout = p.float("dropout")?;
+    if dropout >= 0.0 {
+        bert.hidden_dropout_prob = dropout;
+        bert.attention_probs_dropout_prob = dropout;
+    }
+    Ok(FashionBertConfig::new(bert))
+}
+
+impl Stage for Train {
+    fn spec(&self) -> &'static StageSpec {
+        &SPEC
+    }
+
+    fn raw_inputs(&self, p: &Params, base: &Path) -> Result<Vec<RawInput>, StageError> {
+        let mut v = Vec::new();
+        if let Some((w, c)) = init_files(p, base)? {
+            v.push(RawInput::File(w));
+            v.push(RawInput::File(c));
+        }
+        if let Some(c) = p.opt_str("config")? {
+            v.push(RawInput::File(crate::dag::stage::resolve_path(base, c)));
+        }
+        Ok(v)
+    }
+
+    fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
+        let p = ctx.params().clone();
+        let mut config = model_config(&p, &ctx.base_dir)?;
+        let store = featstore::Store::open(ctx.input_dir("features")?)?;
+        let recs_dir = ctx.input_dir("records")?;
+        let probe = table::read_parquet(&recs_dir.join("train.parquet"))?;
+        let t = super::records::list_width(&probe, "input_ids")?;
+        let k = super::records::list_width(&probe, "masked_lm_positions")?;
+        let m = super::records::list_width(&probe, "masked_patch_positions")?;
+        drop(probe);
+        let train_recs = Records::read(&recs_dir.join("train.parquet"), t, k, m)?;
+        let valid_recs = Records::read(&recs_dir.join("valid.parquet"), t, k, m)?;
+        config.text_len = t;
+        config.masked_text_num = k;
+        config.masked_patch_num = m;
+        config.num_patches = store.meta.patches;
+        config.patch_feature_size = store.meta.dim;
+        if t > config.bert.max_position_embeddings {
+            return Err(format!("text length {t} exceeds the model's {} positions", config.bert.max_position_embeddings).into());
+        }
+        let max_id = train_recs.input_ids.iter().copied().max().unwrap_or(0);
+        if max_id as usize >= config.bert.vocab_size {
+            return Err(format!(
+                "token id {max_id} is outside the model's vocabulary ({}): the tokenizer's vocab and the model do not match",
+                config.bert.vocab_size
+            )
+            .into());
+        }
+
+        let compute = crate::device::from_runtime(ctx.runtime())?;
+        let device = compute.device.clone().autodiff();
+        let seed = p.u64("seed")?;
+        device.seed(seed);
+        let mut model = config.init(&device);
+        let init_report = match init_files(&p, &ctx.base_dir)? {
+            Some((w, _)) => {
+                let r = io::init_from_bert(&mut model, &w)?;
+                tracing::info!(
+                    "initialised {} tensors from {}; random: {}",
+                    r.loaded,
+                    w.display(),
+                    if r.random.is_empty() { "none".to_string() } else { r.random.join(", ") }
+                );
+                Some(r)
+            }
+            None => None,
+        };
+        let cfg = TrainConfig {
+            epochs: p.usize("epochs")?,
+            batch_size: p.usize("batch_size")?.max(1),
+            max_steps: p.usize("max_steps")?,
+            lr: p.float("lr")?,
+            warmup: p.float("warmup")?,
+            clip_norm: p.float("clip_norm")? as f32,
+            seed,
+            weighting: match p.str("loss_weights")? {
+                "fixed" => LossWeighting::Fixed([
+                    p.float("w_mlm")? as f32,
+                    p.float("w_tia")? as f32,
+                    p.float("w_mpm")? as f32,
+                ]),
+                _ => LossWeighting::Adaptive {
+                    detach: p.bool("detach_weights")?,
+                },
+            },
+            masked_input: match p.str("masked_patch_input")? {
+                "zero_vector" => MaskedPatchInput::ZeroVector,
+                _ => MaskedPatchInput::ZeroPatch(store.zero_patch().to_vec()),
+            },
+            checkpoint_every: p.usize("checkpoint_every")?,
+            validate_every: p.usize("validate_every")?,
+            valid_records: p.usize("valid_records")?,
+            log_every: p.usize("log_every")?.max(1),
+            stop_after: 0,
+        };
+        let (per_epoch, total) = training::step_counts(train_recs.len(), &cfg);
+        tracing::info!(
+            "training {} layers × {} hidden on {} records ({} valid): {total} steps of {} ({per_epoch}/epoch) on {}",
+            config.bert.num_hidden_layers,
+            config.bert.hidden_size,
+            train_recs.len(),
+            valid_recs.len(),
+            cfg.batch_size,
+            compute.kind
+        );
+        let work = ctx.work_dir().to_path_buf();
+        let outcome = training::train(model, &device, &train_recs, &valid_recs, &store, &cfg, &work, ctx.resume())?;
+
+        io::save(&outcome.model.valid(), &config, ctx.out_dir())?;
+        write_logs(ctx, &outcome)?;
+        let first = mean_first(&outcome.steps, 20);
+        let last = mean_last(&outcome.steps, 20);
+        let sps = outcome.steps.len() as f64 * cfg.batch_size as f64 / outcome.seconds.max(1e-9);
+        let summary = serde_json::json!({
+            "device": compute.kind,
+            "steps": outcome.total_steps,
+            "seconds": outcome.seconds,
+            "samples_per_second": sps,
+            "train_records": train_recs.len(),
+            "valid_records": valid_recs.len(),
+            "loss_first_20_steps": first,
+            "loss_last_20_steps": last,
+            "valid": outcome.valid.last(),
+            "init": init_report,
+            "config": config,
+        });
+        std::fs::write(ctx.out("summary.json"), serde_json::to_string_pretty(&summary).unwrap())?;
+        ctx.count("steps", outcome.total_steps);
+        ctx.note("samples_per_second", serde_json::json!(sps));
+        if let Some(v) = outcome.valid.last() {
+            ctx.note("valid", serde_json::to_value(v).unwrap());
+        }
+        Ok(())
+    }
+}
+
+fn mean_of(steps: &[training::StepLog]) -> serde_json::Value {
+    let n = steps.len().max(1) as f32;
+    let m = |f: fn(&training::StepLog) -> f32| steps.iter().map(f).sum::<f32>() / n;
+    serde_json::json!({"loss": m(|s| s.loss), "mlm": m(|s| s.loss_mlm), "tia": m(|s| s.loss_tia), "mpm": m(|s| s.loss_mpm)})
+}
+
+fn mean_first(steps: &[training::StepLog], n: usize) -> serde_json::Value {
+    mean_of(&steps[..n.min(steps.len())])
+}
+
+fn mean_last(steps: &[training::StepLog], n: usize) -> serde_json::Value {
+    mean_of(&steps[steps.len().saturating_sub(n)..])
+}
+
+fn write_logs(ctx: &RunContext, o: &training::Outcome) -> Result<()> {
+    let s = &o.steps;
+    let col = |name: &str, f: fn(&training::StepLog) -> f32| col_f32(name, &s.iter().map(f).collect::<Vec<_>>());
+    let mut df = table::frame(vec![
+        col_i64("step", &s.iter().map(|x| x.step as i64).collect::<Vec<_>>()),
+        col_u32("epoch", &s.iter().map(|x| x.epoch).collect::<Vec<_>>()),
+        col_f64("lr", &s.iter().map(|x| x.lr).collect::<Vec<_>>()),
+        col("loss", |x| x.loss),
+        col("loss_mlm", |x| x.loss_mlm),
+        col("loss_tia", |x| x.loss_tia),
+        col("loss_mpm", |x| x.loss_mpm),
+        col("w_mlm", |x| x.w_mlm),
+        col("w_tia", |x| x.w_tia),
+        col("w_mpm", |x| x.w_mpm),
+        col("grad_norm", |x| x.grad_norm),
+        col("samples_per_s", |x| x.samples_per_s),
+    ])?;
+    table::write_parquet(&mut df, &ctx.out("train_log.parquet"))?;
+    let v = &o.valid;
+    let vc = |name: &str, f: fn(&training::ValidLog) -> f32| col_f32(name, &v.iter().map(f).collect::<Vec<_>>());
+    let mut df = table::frame(vec![
+        col_i64("step", &v.iter().map(|x| x.step as i64).collect::<Vec<_>>()),
+        col_i64("records", &v.iter().map(|x| x.records as i64).collect::<Vec<_>>()),
+        vc("loss_mlm", |x| x.loss_mlm),
+        vc("loss_tia", |x| x.loss_tia),
+        vc("loss_mpm", |x| x.loss_mpm),
+        vc("mlm_accuracy", |x| x.mlm_accuracy),
+        vc("tia_accuracy", |x| x.tia_accuracy),
+    ])?;
+    table::write_parquet(&mut df, &ctx.out("valid_log.parquet"))?;
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Records in memory and batches for the model: token arrays from `records`, patch features
+//! read from the feature store, assembled on the CPU (in a prefetch thread during training)
+//! and moved to the device in one transfer per tensor.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::featstore;
+use crate::models::fashionbert::Batch;
+use crate::table;
+
+/// The records table of one split, column by column (list columns flattened row-major).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Records {
+    pub record_id: Vec<String>,
+    pub image_id: Vec<String>,
+    pub text_product_id: Vec<String>,
+    pub image_product_id: Vec<String>,
+    pub subcategory: Vec<String>,
+    pub label: Vec<i32>,
+    pub input_ids: Vec<i32>,
+    pub input_mask: Vec<i32>,
+    pub segment_ids: Vec<i32>,
+    pub masked_lm_positions: Vec<i32>,
+    pub masked_lm_ids: Vec<i32>,
+    pub masked_lm_weights: Vec<f32>,
+    pub masked_patch_positions: Vec<i32>,
+    /// Text length, masked text positions, masked patch positions per record.
+    pub t: usize,
+    pub k: usize,
+    pub m: usize,
+}
+
+impl Records {
+    pub fn len(&self) -> usize {
+        self.record_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.record_id.is_empty()
+    }
+
+    pub fn read(path: &Path, t: usize, k: usize, m: usize) -> Result<Records> {
+        let df = table::read_parquet(path)?;
+        let s = |c: &str| table::strings(&df, c);
+        let ctx = |e: table::TableError| Error::input(path, e.to_string());
+        Ok(Records {
+            record_id: s("record_id").map_err(ctx)?,
+            image_id: s("image_id").map_err(ctx)?,
+            text_product_id: s("text_product_id").map_err(ctx)?,
+            image_product_id: s("image_product_id").map_err(ctx)?,
+            subcategory: s("subcategory").map_err(ctx)?,
+            label: table::i32s(&df, "label").map_err(ctx)?,
+            input_ids: table::i32_lists(&df, "input_ids", t).map_err(ctx)?,
+            input_mask: table::i32_lists(&df, "input_mask", t).map_err(ctx)?,
+            segment_ids: table::i32_lists(&df, "segment_ids", t).map_err(ctx)?,
+            masked_lm_positions: table::i32_lists(&df, "masked_lm_positions", k).map_err(ctx)?,
+            masked_lm_ids: table::i32_lists(&df, "masked_lm_ids", k).map_err(ctx)?,
+            masked_lm_weights: table::f32_lists(&df, "masked_lm_weights", k).map_err(ctx)?,
+            masked_patch_positions: table::i32_lists(&df, "masked_patch_positions", m).map_err(ctx)?,
+            t,
+            k,
+            m,
+        })
+    }
+
+    /// Writes the table (inverse of [`Records::read`]).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        use table::*;
+        let mut df = frame(vec![
+            col_str("record_id", &self.record_id),
+            col_str("image_id", &self.image_id),
+            col_str("text_product_id", &self.text_product_id),
+            col_str("image_product_id", &self.image_product_id),
+            col_str("subcategory", &self.subcategory),
+            col_i32("label", &self.label),
+            col_i32_lists("input_ids", &self.input_ids, self.t),
+            col_i32_lists("input_mask", &self.input_mask, self.t),
+            col_i32_lists("segment_ids", &self.segment_ids, self.t),
+            col_i32_lists("masked_lm_positions", &self.masked_lm_positions, self.k),
+            col_i32_lists("masked_lm_ids", &self.masked_lm_ids, self.k),
+            col_f32_lists("masked_lm_weights", &self.masked_lm_weights, self.k),
+            col_i32_lists("masked_patch_positions", &self.masked_patch_positions, self.m),
+        ])?;
+        write_parquet(&mut df, path)?;
+        Ok(())
+    }
+}
+
+/// A batch assembled on the host.
+#[derive(Debug, Clone, Default)]
+pub struct HostBatch {
+    pub b: usize,
+    pub t: usize,
+    pub p: usize,
+    pub f: usize,
+    pub k: usize,
+    pub m: usize,
+    pub input_ids: Vec<i64>,
+    pub input_mask: Vec<f32>,
+    pub segment_ids: Vec<i64>,
+    pub image_feature: Vec<f32>,
+    pub patch_masked: Vec<f32>,
+    pub masked_patch_positions: Vec<i64>,
+    pub masked_patch_weights: Vec<f32>,
+    pub masked_lm_positions: Vec<i64>,
+    pub masked_lm_ids: Vec<i64>,
+    pub masked_lm_weights: Vec<f32>,
+    pub labels: Vec<i64>,
+}
+
+impl HostBatch {
+    pub fn new(t: usize, p: usize, f: usize, k: usize, m: usize) -> Self {
+        HostBatch {
+            t,
+            p,
+            f,
+            k,
+            m,
+            ..Default::default()
+        }
+    }
+
+    /// Appends one record: its text part, its image's features from `store`, and (for
+    /// masked records) its text and patch masks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        ids: &[i32],
+        mask: &[i32],
+        seg: &[i32],
+        store: &featstore::Store,
+        image_id: &str,
+        mlm: Option<(&[i32], &[i32], &[f32])>,
+        patch_positions: Option<&[i32]>,
+        label: i32,
+    ) -> Result<()> {
+        store.read_into(image_id, &mut self.image_feature)?;
+        self.push_parts(ids, mask, seg, mlm, patch_positions, label);
+        Ok(())
+    }
+
+    /// Like [`HostBatch::push`], with the image's `[patches × dim]` features given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_with_features(
+        &mut self,
+        ids: &[i32],
+        mask: &[i32],
+        seg: &[i32],
+        features: &[f32],
+        mlm: Option<(&[i32], &[i32], &[f32])>,
+        patch_positions: Option<&[i32]>,
+        label: i32,
+    ) {
+        assert_eq!(features.len(), self.p * self.f, "features of one image");
+        self.image_feature.extend_from_slice(features);
+        self.push_parts(ids, mask, seg, mlm, patch_positions, label);
+    }
+
+    fn push_parts(
+        &mut self,
+        ids: &[i32],
+        mask: &[i32],
+        seg: &[i32],
+        mlm: Option<(&[i32], &[i32], &[f32])>,
+        patch_positions: Option<&[i32]>,
+        label: i32,
+    ) {
+        self.input_ids.extend(ids.iter().map(|&v| v as i64));
+        self.input_mask.extend(mask.iter().map(|&v| v as f32));
+        self.segment_ids.extend(seg.iter().map(|&v| v as i64));
+        match mlm {
+            Some((pos, lab, w)) => {
+                self.masked_lm_positions.extend(pos.iter().map(|&v| v as i64));
+                self.masked_lm_ids.extend(lab.iter().map(|&v| v as i64));
+                self.masked_lm_weights.extend_from_slice(w);
+            }
+            None => {
+                self.masked_lm_positions.extend(std::iter::repeat_n(0, self.k));
+                self.masked_lm_ids.extend(std::iter::repeat_n(0, self.k));
+                self.masked_lm_weights.extend(std::iter::repeat_n(0.0, self.k));
+            }
+        }
+        let mut masked = vec![0f32; self.p];
+        match patch_positions {
+            Some(pp) => {
+                for &q in pp {
+                    if (q as usize) < self.p {
+                        masked[q as usize] = 1.0;
+                    }
+                }
+                for &q in pp {
+                    let mult = pp.iter().filter(|&&r| r == q).count() as f32;
+                    self.masked_patch_positions.push(q as i64);
+                    self.masked_patch_weights.push(1.0 / mult);
+                }
+            }
+            None => {
+                self.masked_patch_positions.extend(std::iter::repeat_n(0, self.m));
+                self.masked_patch_weights.extend(std::iter::repeat_n(0.0, self.m));
+            }
+        }
+        self.patch_masked.extend_from_slice(&masked);
+        self.labels.push(label as i64);
+        self.b += 1;
+    }
+
+    /// Record `i` of `recs`, masked.
+    pub fn push_record(&mut self, recs: &Records, i: usize, store: &featstore::Store) -> Result<()> {
+        let (t, k, m) = (recs.t, recs.k, recs.m);
+        self.push(
+            &recs.input_ids[i * t..(i + 1) * t],
+            &recs.input_mask[i * t..(i + 1) * t],
+            &recs.segment_ids[i * t..(i + 1) * t],
+            store,
+            &recs.image_id[i],
+            Some((
+                &recs.masked_lm_positions[i * k..(i + 1) * k],
+                &recs.masked_lm_ids[i * k..(i + 1) * k],
+                &recs.masked_lm_weights[i * k..(i + 1) * k],
+            )),
+            Some(&recs.masked_patch_positions[i * m..(i + 1) * m]),
+            recs.label[i],
+        )
+    }
+
+    pub fn to_device(&self, device: &Device) -> Batch {
+        let (b, t, p, f, k, m) = (self.b, self.t, self.p, self.f, self.k, self.m);
+        let fl2 = |v: &Vec<f32>, s: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v.clone(), s), device);
+        let int2 = |v: &Vec<i64>, s: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), s), device);
+        Batch {
+            input_ids: int2(&self.input_ids, [b, t]),
+            input_mask: fl2(&self.input_mask, [b, t]),
+            segment_ids: int2(&self.segment_ids, [b, t]),
+            image_feature: Tensor::<3>::from_data(TensorData::new(self.image_feature.clone(), [b, p, f]), device),
+            image_mask: Tensor::<2>::ones([b, p], device),
+            patch_masked: Tensor::<3>::from_data(TensorData::new(self.patch_masked.clone(), [b, p, 1]), device),
+            masked_patch_positions: int2(&self.masked_patch_positions, [b, m]),
+            masked_patch_weights: fl2(&self.masked_patch_weights, [b, m]),
+            masked_lm_positions: int2(&self.masked_lm_positions, [b, k]),
+            masked_lm_ids: int2(&self.masked_lm_ids, [b, k]),
+            masked_lm_weights: fl2(&self.masked_lm_weights, [b, k]),
+            labels: Tensor::<1, Int>::from_data(TensorData::new(self.labels.clone(), [b]), device),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The original EasyTransfer record format, both ways.
+//!
+//! One record per line, columns separated by TAB in schema order; a multi-valued field is one
+//! column of comma-separated values. The `.list_csv` names the data files, one per line, after
+//! an optional first line with the total record count. Schemas (`name:type:len`):
+//!
+//! - train: `image_feature:float:131072, image_mask:int:64, masked_patch_positions:int:5,
+//!   input_ids:int:64, input_mask:int:64, segment_ids:int:64, masked_lm_positions:int:10,
+//!   masked_lm_ids:int:10, masked_lm_weights:float:10, nx_sent_labels:int:1`
+//! - eval: `image_feature:float:131072, image_mask:int:64, input_ids:int:64, input_mask:int:64,
+//!   segment_ids:int:64, nx_sent_labels:int:1, prod_desc:str:1, text_prod_id:str:1,
+//!   image_prod_id:str:1, prod_img_id:str:1`
+//!
+//! Floats are written in the shortest form that reads back to the same f32, so an export
+//! followed by an import is exact.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// A field of a schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub kind: Kind,
+    pub len: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Int,
+    Float,
+    Str,
+}
+
+pub fn parse_schema(s: &str) -> Result<Vec<Field>> {
+    s.split(',')
+        .map(|f| {
+            let parts: Vec<&str> = f.trim().split(':').collect();
+            if parts.len() != 3 {
+                return Err(Error::msg(format!("schema entry `{f}`: expected name:type:len")));
+            }
+            let kind = match parts[1] {
+                "int" => Kind::Int,
+                "float" => Kind::Float,
+                "str" => Kind::Str,
+                other => return Err(Error::msg(format!("schema entry `{f}`: unsupported type `{other}`"))),
+            };
+            let len = parts[2].parse().map_err(|_| Error::msg(format!("schema entry `{f}`: bad length")))?;
+            Ok(Field {
+                name: parts[0].to_string(),
+                kind,
+                len,
+            })
+        })
+        .collect()
+}
+
+pub fn train_schema(patches: usize, dim: usize, t: usize, m: usize, k: usize) -> String {
+    format!(
+        "image_feature:float:{},image_mask:int:{patches},masked_patch_positions:int:{m},input_ids:int:{t},input_mask:int:{t},segment_ids:int:{t},masked_lm_positions:int:{k},masked_lm_ids:int:{k},masked_lm_weights:float:{k},nx_sent_labels:int:1",
+        patches * dim
+    )
+}
+
+pub fn eval_schema(patches: usize, dim: usize, t: usize) -> String {
+    format!(
+        "image_feature:float:{},image_mask:int:{patches},input_ids:int:{t},input_mask:int:{t},segment_ids:int:{t},nx_sent_labels:int:1,prod_desc:str:1,text_prod_id:str:1,image_prod_id:str:1,prod_img_id:str:1",
+        patches * dim
+    )
+}
+
+/// A parsed value of one field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Ints(Vec<i64>),
+    Floats(Vec<f32>),
+    Str(String),
+}
+
+impl Value {
+    pub fn ints(&self) -> &[i64] {
+        match self {
+            Value::Ints(v) => v,
+            _ => &[],
+        }
+    }
+    pub fn floats(&self) -> &[f32] {
+        match self {
+            Value::Floats(v) => v,
+            _ => &[],
+        }
+    }
+    pub fn str(&self) -> &str {
+        match self {
+            Value::Str(s) => s,
+            _ => "",
+        }
+    }
+}
+
+/// Formats values for one column.
+pub fn fmt_ints<T: std::fmt::Display>(v: &[T]) -> String {
+    let mut s = String::with_capacity(v.len() * 3);
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{x}");
+    }
+    s
+}
+
+pub fn fmt_floats(v: &[f32]) -> String {
+    let mut s = String::with_capacity(v.len() * 8);
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        // Display for f32 is the shortest string that parses back to the same value.
+        let _ = write!(s, "{x}");
+    }
+    s
+}
+
+/// Parses one line against a schema; errors name the file, line and field.
+pub fn parse_line(line: &str, schema: &[Field], file: &Path, lineno: usize) -> Result<Vec<Value>> {
+    let cols: Vec<&str> = line.split('\t').collect();
+    let err = |field: Option<&str>, m: String| Error::Input {
+        path: file.to_path_buf(),
+        row: Some(lineno),
+        field: field.map(String::from),
+        message: m,
+    };
+    if cols.len() != schema.len() {
+        return Err(err(None, format!("{} tab-separated columns, the schema has {}", cols.len(), schema.len())));
+    }
+    schema
+        .iter()
+        .zip(cols)
+        .map(|(f, c)| match f.kind {
+            Kind::Str => Ok(Value::Str(c.to_string())),
+            Kind::Int => {
+                let v: Vec<i64> = c
+                    .split(',')
+                    .map(|x| x.trim().parse::<i64>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| err(Some(&f.name), format!("not an integer list: {e}")))?;
+                if v.len() != f.len {
+                    return Err(err(Some(&f.name), format!("{} values, the schema says {}", v.len(), f.len)));
+                }
+                Ok(Value::Ints(v))
+            }
+            Kind::Float => {
+                let v: Vec<f32> = c
+                    .split(',')
+                    .map(|x| x.trim().parse::<f32>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| err(Some(&f.name), format!("not a float list: {e}")))?;
+                if v.len() != f.len {
+                    return Err(err(Some(&f.name), format!("{} values, the schema says {}", v.len(), f.len)));
+                }
+                Ok(Value::Floats(v))
+            }
+        })
+        .collect()
+}
+
+/// The data files a `.list_csv` names (relative paths against its folder), and its count line.
+pub fn read_list(path: &Path) -> Result<(Option<u64>, Vec<PathBuf>)> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut count = None;
+    let mut files = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim();
+        if l.is_empty() {
+            continue;
+        }
+        if l.chars().all(|c| c.is_ascii_digit()) {
+            if i == 0 {
+                count = l.parse().ok();
+            }
+            continue;
+        }
+        files.push(crate::dag::stage::resolve_path(dir, l));
+    }
+    Ok((count, files))
+}
+
+/// Calls `f` on every parsed record of the files, streaming (one line in memory at a time).
+pub fn for_each_record(files: &[PathBuf], schema: &[Field], mut f: impl FnMut(&Path, usize, Vec<Value>) -> Result<()>) -> Result<u64> {
+    let mut n = 0;
+    for file in files {
+        let rd = std::io::BufReader::new(std::fs::File::open(file).at(file)?);
+        for (i, line) in rd.lines().enumerate() {
+            let line = line.at(file)?;
+            if line.is_empty() {
+                continue;
+            }
+            let vals = parse_line(&line, schema, file, i + 1)?;
+            f(file, i + 1, vals)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// A streaming writer of data files (`part-NNNNN.tsv`, `per_file` records each) and their
+/// `.list_csv`.
+pub struct Writer {
+    dir: PathBuf,
+    prefix: String,
+    per_file: usize,
+    files: Vec<PathBuf>,
+    current: Option<BufWriter<std::fs::File>>,
+    in_file: usize,
+    total: u64,
+}
+
+impl Writer {
+    pub fn create(dir: &Path, prefix: &str, per_file: usize) -> Result<Writer> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        Ok(Writer {
+            dir: dir.to_path_buf(),
+            prefix: prefix.to_string(),
+            per_file: per_file.max(1),
+            files: vec![],
+            current: None,
+            in_file: 0,
+            total: 0,
+        })
+    }
+
+    pub fn write_record(&mut self, cols: &[String]) -> Result<()> {
+        if self.current.is_none() || self.in_file == self.per_file {
+            if let Some(mut w) = self.current.take() {
+                w.flush().at(&self.dir)?;
+            }
+            let p = self.dir.join(format!("{}-{:05}.tsv", self.prefix, self.files.len()));
+            self.current = Some(BufWriter::with_capacity(1 << 20, std::fs::File::create(&p).at(&p)?));
+            self.files.push(p);
+            self.in_file = 0;
+        }
+        let w = self.current.as_mut().unwrap();
+        w.write_all(cols.join("\t").as_bytes()).at(&self.dir)?;
+        w.write_all(b"\n").at(&self.dir)?;
+        self.in_file += 1;
+        self.total += 1;
+        Ok(())
+    }
+
+    /// Closes the data files and writes `<prefix>.list_csv` (count line, then file names).
+    pub fn finish(mut self) -> Result<PathBuf> {
+        if let Some(mut w) = self.current.take() {
+            w.flush().at(&self.dir)?;
+        }
+        let list = self.dir.join(format!("{}.list_csv", self.prefix));
+        let mut s = format!("{}\n", self.total);
+        for f in &self.files {
+            let _ = writeln!(s, "{}", f.file_name().unwrap().to_string_lossy());
+        }
+        std::fs::write(&list, s).at(&list)?;
+        Ok(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_round_trip_exactly() {
+        let v: Vec<f32> = vec![0.0, 1.5, -3.25e-8, 0.1, f32::MAX, 123456.79, 1.0 / 3.0];
+        let s = fmt_floats(&v);
+        let back: Vec<f32> = s.split(',').map(|x| x.parse().unwrap()).collect();
+        assert_eq!(v, back);
+    }
+
+    #[test]
+    fn parse_errors_name_line_and_field() {
+        let schema = parse_schema("a:int:2,b:float:1,c:str:1").unwrap();
+        let ok = parse_line("1,2\t0.5\thello", &schema, Path::new("f.tsv"), 3).unwrap();
+        assert_eq!(ok[0].ints(), &[1, 2]);
+        let e = parse_line("1\t0.5\thello", &schema, Path::new("f.tsv"), 3).unwrap_err().to_string();
+        assert!(e.contains("f.tsv, row 3, field `a`") && e.contains("1 values"), "{e}");
+        let e = parse_line("1,2\tx\thello", &schema, Path::new("f.tsv"), 4).unwrap_err().to_string();
+        assert!(e.contains("field `b`"), "{e}");
+        let e = parse_line("1,2\t0.5", &schema, Path::new("f.tsv"), 5).unwrap_err().to_string();
+        assert!(e.contains("2 tab-separated columns"), "{e}");
+    }
+}

@@ -1,0 +1,136 @@
+//! The CLI end to end on tiny generated data: every stage, caching and invalidation as a user
+//! sees them, inspecting artefacts (also from Python), config errors, and the tools.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn pipeline_end_to_end_then_cached_then_partial_reruns() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 60, "auto");
+
+    let first = ok(d, &["run"]);
+    assert_eq!(
+        stages_run(&first),
+        ["ingest", "pairs", "negatives", "tokenize", "patches", "features", "records", "train", "evaluate"],
+        "{first}"
+    );
+    let eval = d.join("artifacts/evaluate/latest");
+    for f in ["metrics.json", "report.md", "rank_at_k.png", "train_loss.png", "ranks.parquet", "predictions_img2txt.txt"] {
+        assert!(eval.join(f).is_file(), "missing {f}");
+    }
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(eval.join("metrics.json")).unwrap()).unwrap();
+    for dir in ["img2txt", "txt2img"] {
+        for k in ["acc", "auc", "rank@1", "rank@5", "rank@10", "rank@100", "mrr", "queries", "candidates_per_query", "easytransfer_compatible"] {
+            assert!(metrics[dir].get(k).is_some(), "{dir}.{k} missing");
+        }
+        assert_eq!(metrics[dir]["candidates_per_query"], 11.0);
+    }
+
+    // Nothing changed: nothing runs, quickly.
+    let t0 = Instant::now();
+    let second = ok(d, &["run"]);
+    assert!(stages_run(&second).is_empty(), "{second}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "no-op run took {:?}", t0.elapsed());
+    let status = ok(d, &["status", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(plan.as_array().unwrap().iter().all(|s| s["state"] == "cached"));
+
+    // A param of `negatives`: status explains, then only it and its descendants run.
+    let status = ok(d, &["status", "--set", "negatives.seed=8"]);
+    assert!(status.contains("params changed: seed 7 → 8"), "{status}");
+    let third = ok(d, &["run", "negatives", "--set", "negatives.seed=8"]);
+    assert_eq!(stages_run(&third), ["negatives"], "named stage only, upstream cached: {third}");
+    let fourth = ok(d, &["run", "--set", "negatives.seed=8"]);
+    assert_eq!(stages_run(&fourth), ["tokenize", "patches", "records", "train", "evaluate"], "{fourth}");
+
+    // Changing a raw input invalidates its stage and everything below.
+    let vocab = std::fs::read_to_string(d.join("vocab.txt")).unwrap();
+    std::fs::write(d.join("vocab.txt"), vocab + "extra\n").unwrap();
+    let status = ok(d, &["status"]);
+    assert!(status.contains("input file changed: vocab.txt"), "{status}");
+
+    // inspect, from the CLI and from Python.
+    let shown = ok(d, &["inspect", "negatives"]);
+    assert!(shown.contains("negatives.parquet") && shown.contains("pair_id"), "{shown}");
+    let pq = d.join("artifacts/tokenize/latest/tokens.parquet");
+    let py = std::process::Command::new(python())
+        .args(["-c", "import sys, pyarrow.parquet as pq, pandas as pd; t = pq.read_table(sys.argv[1]); df = pd.read_parquet(sys.argv[1]); print(t.num_rows, len(df), len(df.input_ids[0]))"])
+        .arg(&pq)
+        .output()
+        .expect("python");
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let words: Vec<String> = String::from_utf8_lossy(&py.stdout).split_whitespace().map(String::from).collect();
+    assert_eq!(words[0], words[1]);
+    assert_eq!(words[2], "32");
+
+    // show draws a record.
+    ok(d, &["show", "p:S000000", "--out", "rec.png"]);
+    let img = image::open(d.join("rec.png")).unwrap();
+    assert!(img.width() > 500);
+
+    // gc deletes what `latest` does not point at; the current entries stay cached.
+    let gc = ok(d, &["gc"]);
+    assert!(gc.contains("deleted"), "{gc}");
+    let again = ok(d, &["run", "--set", "negatives.seed=8"]);
+    assert_eq!(stages_run(&again), ["tokenize", "records", "train", "evaluate"], "the vocab changed: {again}");
+}
+
+#[test]
+fn malformed_configs_fail_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = tiny_pipeline(d, 20, "flex");
+    let good = std::fs::read_to_string(&p).unwrap();
+    let cases = [
+        (good.replace("[stages.pairs]", "[stages.pears]"), "unknown stage `pears`"),
+        (good.replace("seed = 3", "sead = 3"), "unknown param `sead`"),
+        (good.replace("products = 20", "products = \"many\""), "expected an integer, found a string"),
+        (good.replace("deps = [\"ingest\"]\n", "deps = [\"ingest\", \"evaluate\"]\n"), "cycle"),
+        (good.replace("[stages.ingest.params]", "[stages.ingest.params"), "p.toml"),
+    ];
+    for (text, want) in cases {
+        let f = d.join("p.toml");
+        std::fs::write(&f, &text).unwrap();
+        let out = run(d, &["run", "--config", "p.toml"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(want), "expected {want:?} in:\n{err}");
+        assert!(err.contains("p.toml:"), "names the file and line: {err}");
+        assert!(!d.join("artifacts/ingest").exists(), "nothing ran");
+    }
+    let out = run(d, &["run", "--set", "negatives.sed=1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `seed`"));
+}
+
+#[test]
+fn data_stages_are_byte_identical_for_a_seed_and_differ_for_another() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for d in [a.path(), b.path()] {
+        tiny_pipeline(d, 40, "flex");
+        ok(d, &["run", "patches", "tokenize"]);
+    }
+    for (stage, file) in [
+        ("ingest", "products.parquet"),
+        ("pairs", "pairs.parquet"),
+        ("negatives", "negatives.parquet"),
+        ("tokenize", "tokens.parquet"),
+        ("patches", "patch_masks.parquet"),
+    ] {
+        let x = std::fs::read(a.path().join("artifacts").join(stage).join("latest").join(file)).unwrap();
+        let y = std::fs::read(b.path().join("artifacts").join(stage).join("latest").join(file)).unwrap();
+        assert_eq!(x, y, "{stage}/{file} differs between identical runs");
+    }
+    let d = b.path();
+    ok(d, &["run", "patches", "tokenize", "--set", "negatives.seed=99", "--set", "tokenize.seed=5", "--set", "patches.seed=6"]);
+    for (stage, file) in [("negatives", "negatives.parquet"), ("tokenize", "tokens.parquet"), ("patches", "patch_masks.parquet")] {
+        let x = std::fs::read(a.path().join("artifacts").join(stage).join("latest").join(file)).unwrap();
+        let y = std::fs::read(d.join("artifacts").join(stage).join("latest").join(file)).unwrap();
+        assert_ne!(x, y, "{stage} did not change with its seed");
+    }
+}

@@ -1,0 +1,230 @@
+//! Numbers that must match the reference implementations, run from Python in the test:
+//! torchvision's ResNet-50 (v1.5, and v1 with the stride moved and eps 1e-3), Hugging Face's
+//! BertModel on the real MiniLM weights, and an independent PyTorch FashionBERT written from
+//! the reference document (logits, every loss, the adaptive weights, gradients).
+
+mod common;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::*;
+use fashionbert::models::bert::BertConfig;
+use fashionbert::models::fashionbert::{Batch, FashionBertConfig, LossWeighting, MaskedPatchInput, losses};
+use fashionbert::models::io;
+use fashionbert::models::resnet::Convention;
+
+fn devices() -> Vec<(&'static str, Device)> {
+    let mut v = vec![("flex", Device::flex())];
+    #[allow(deprecated)]
+    v.push(("tch", Device::libtorch()));
+    v
+}
+
+/// Random torchvision ResNet-50 weights (BatchNorm statistics randomised too) and random
+/// preprocessed inputs; Python runs torchvision, we run ours on the same files.
+#[test]
+fn resnet50_matches_torchvision_in_both_conventions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let w = d.join("w.safetensors");
+    let x = d.join("x.safetensors");
+    py(&["-c", r#"
+import sys, torch, torchvision
+from safetensors.torch import save_file
+torch.manual_seed(0)
+m = torchvision.models.resnet50()
+for mod in m.modules():
+    if isinstance(mod, torch.nn.BatchNorm2d):
+        mod.running_mean.normal_(0, 0.1); mod.running_var.uniform_(0.5, 1.5)
+        mod.weight.data.uniform_(0.5, 1.5); mod.bias.data.normal_(0, 0.1)
+sd = {k: v.contiguous() for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
+save_file(sd, sys.argv[1], metadata={"format": "pt"})
+save_file({"images": torch.randn(6, 3, 32, 32)}, sys.argv[2])
+"#, w.to_str().unwrap(), x.to_str().unwrap()]);
+    let input = load_st(&x);
+    let (shape, pixels) = input["images"].clone();
+    for conv in [Convention::V1_5, Convention::V1] {
+        let y = d.join(format!("y-{}.safetensors", conv.name()));
+        py(&[&script("resnet_reference.py"), "forward", "--weights", w.to_str().unwrap(), "--convention", conv.name(), "--input", x.to_str().unwrap(), "--output", y.to_str().unwrap()]);
+        let want = load_st(&y);
+        for (name, device) in devices() {
+            let model = fashionbert::weights::load_resnet50(w.to_str().unwrap(), d, conv, &device).unwrap();
+            let t = Tensor::<4>::from_data(TensorData::new(pixels.clone(), [shape[0], shape[1], shape[2], shape[3]]), &device);
+            let pooled = model.pooled(t.clone());
+            let logits: Vec<f32> = model.logits(pooled.clone()).try_into_vec_as().unwrap();
+            let pooled: Vec<f32> = pooled.try_into_vec_as().unwrap();
+            let e = max_abs_diff(&pooled, &want["pooled"].1);
+            assert!(e < 1e-3, "{} {name}: pooled max abs error {e}", conv.name());
+            let e = max_abs_diff(&logits, &want["logits"].1);
+            assert!(e < 1e-3, "{} {name}: logits max abs error {e}", conv.name());
+            // BatchNorm folded into the convolutions computes the same function.
+            let folded: Vec<f32> = model.fold().pooled(t).try_into_vec_as().unwrap();
+            let e = max_abs_diff(&folded, &want["pooled"].1);
+            assert!(e < 1e-3, "{} {name} folded: max abs error {e}", conv.name());
+            eprintln!("resnet50 {} on {name}: max abs error {e:.2e}", conv.name());
+        }
+    }
+}
+
+/// The encoder against Hugging Face's BertModel, on the real all-MiniLM-L6-v2 weights.
+#[test]
+fn bert_encoder_matches_huggingface_on_minilm() {
+    let Some(weights) = weights_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let minilm = weights.join("minilm");
+    let cfg = io::read_bert_config(&minilm.join("config.json")).unwrap();
+    let (b, l) = (3usize, 24usize);
+    let ids: Vec<i64> = (0..b * l).map(|i| if i % l == 0 { 101 } else { 1000 + (i as i64 * 7919) % 28000 }).collect();
+    let mask: Vec<i64> = (0..b * l).map(|i| if i / l == 1 && i % l > 15 { 0 } else { 1 }).collect();
+    let types: Vec<i64> = (0..b * l).map(|i| if i % l > 12 { 1 } else { 0 }).collect();
+    let inp = d.join("in.safetensors");
+    save_st(&inp, vec![
+        ("input_ids", St::I64(vec![b, l], ids.clone())),
+        ("attention_mask", St::I64(vec![b, l], mask.clone())),
+        ("token_type_ids", St::I64(vec![b, l], types.clone())),
+    ]);
+    let out = d.join("out.safetensors");
+    py(&[&script("bert_reference.py"), "--model-dir", minilm.to_str().unwrap(), "--inputs", inp.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    let want = load_st(&out);
+    for (name, device) in devices() {
+        let model = io::load_bert(&minilm.join("model.safetensors"), &cfg, &device).unwrap();
+        let t = |v: &Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), [b, l]), &device);
+        let m = Tensor::<2>::from_data(TensorData::new(mask.iter().map(|&x| x as f32).collect::<Vec<_>>(), [b, l]), &device);
+        let (hs, pooled) = model.forward(t(&ids), m, t(&types));
+        assert_eq!(hs.len(), cfg.num_hidden_layers + 1);
+        let mut worst = 0f32;
+        for (i, h) in hs.into_iter().enumerate() {
+            let got: Vec<f32> = h.try_into_vec_as().unwrap();
+            let e = max_abs_diff(&got, &want[&format!("hidden_states.{i}")].1);
+            worst = worst.max(e);
+            assert!(e < 1e-4, "{name}: hidden state {i} max abs error {e}");
+        }
+        let got: Vec<f32> = pooled.try_into_vec_as().unwrap();
+        assert!(max_abs_diff(&got, &want["pooler_output"].1) < 1e-4);
+        eprintln!("MiniLM encoder on {name}: worst hidden-state error {worst:.2e}");
+    }
+}
+
+fn small_config(masked: &str) -> (serde_json::Value, FashionBertConfig) {
+    let json = serde_json::json!({
+        "vocab_size": 200, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 96, "max_position_embeddings": 64, "type_vocab_size": 2,
+        "layer_norm_eps": 1e-12, "hidden_act": "gelu_new", "masked_patch_input": masked,
+    });
+    let mut bert = BertConfig::from_hf_json(&json.to_string()).unwrap();
+    bert.hidden_dropout_prob = 0.0;
+    bert.attention_probs_dropout_prob = 0.0;
+    (json, FashionBertConfig::new(bert))
+}
+
+fn batch_from(inputs: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>, device: &Device) -> Batch {
+    let f2 = |n: &str| {
+        let (s, v) = &inputs[n];
+        Tensor::<2>::from_data(TensorData::new(v.clone(), [s[0], s[1]]), device)
+    };
+    let i2 = |n: &str| {
+        let (s, v) = &inputs[n];
+        Tensor::<2, Int>::from_data(TensorData::new(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), [s[0], s[1]]), device)
+    };
+    let (fs, fv) = &inputs["image_feature"];
+    let (ps, pv) = &inputs["masked_patch_positions"];
+    let (b, p) = (fs[0], fs[1]);
+    let mut masked = vec![0f32; b * p];
+    let mut weights = vec![0f32; pv.len()];
+    for r in 0..b {
+        let row = &pv[r * ps[1]..(r + 1) * ps[1]];
+        for (j, &q) in row.iter().enumerate() {
+            masked[r * p + q as usize] = 1.0;
+            weights[r * ps[1] + j] = 1.0 / row.iter().filter(|&&x| x == q).count() as f32;
+        }
+    }
+    let labels = &inputs["labels"].1;
+    Batch {
+        input_ids: i2("input_ids"),
+        input_mask: f2("input_mask"),
+        segment_ids: i2("segment_ids"),
+        image_feature: Tensor::<3>::from_data(TensorData::new(fv.clone(), [b, p, fs[2]]), device),
+        image_mask: f2("image_mask"),
+        patch_masked: Tensor::<3>::from_data(TensorData::new(masked, [b, p, 1]), device),
+        masked_patch_positions: i2("masked_patch_positions"),
+        masked_patch_weights: Tensor::<2>::from_data(TensorData::new(weights, [ps[0], ps[1]]), device),
+        masked_lm_positions: i2("masked_lm_positions"),
+        masked_lm_ids: i2("masked_lm_ids"),
+        masked_lm_weights: f2("masked_lm_weights"),
+        labels: Tensor::<1, Int>::from_data(TensorData::new(labels.iter().map(|&x| x as i64).collect::<Vec<_>>(), [b]), device),
+    }
+}
+
+/// FashionBERT's logits, losses, adaptive weights and gradients against the PyTorch
+/// reference, on shared random weights, in both masked-patch modes.
+#[test]
+fn fashionbert_matches_the_pytorch_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for mode in ["zero_patch", "zero_vector"] {
+        let (json, cfg) = small_config(mode);
+        let c = d.join(format!("{mode}.json"));
+        std::fs::write(&c, json.to_string()).unwrap();
+        let (w, i, o) = (d.join(format!("{mode}-w.st")), d.join(format!("{mode}-i.st")), d.join(format!("{mode}-o.st")));
+        let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        py(&[&script("fashionbert_reference.py"), "init", "--config", &s(&c), "--seed", "3", "--output", &s(&w)]);
+        py(&[&script("fashionbert_reference.py"), "make-inputs", "--config", &s(&c), "--batch", "3", "--seed", "4", "--pad-patches", "3", "--output", &s(&i)]);
+        py(&[&script("fashionbert_reference.py"), "forward", "--config", &s(&c), "--weights", &s(&w), "--inputs", &s(&i), "--output", &s(&o), "--grads"]);
+        let inputs = load_st(&i);
+        let want = load_st(&o);
+        for (name, device) in devices() {
+            let device = device.autodiff();
+            let mut model = cfg.init(&device);
+            io::load_weights(&mut model, &w).unwrap();
+            let batch = batch_from(&inputs, &device);
+            let masked = match inputs.get("zero_patch_feature") {
+                Some((_, z)) if mode == "zero_patch" => MaskedPatchInput::ZeroPatch(z.clone()),
+                _ => MaskedPatchInput::ZeroVector,
+            };
+            let out = model.forward(&batch, &masked);
+            let l = losses(&out, &batch, &LossWeighting::Adaptive { detach: true });
+            let v = |t: Tensor<2>| -> Vec<f32> { t.try_into_vec_as().unwrap() };
+            let check = |what: &str, got: Vec<f32>, tol: f32| {
+                let e = max_abs_diff(&got, &want[what].1);
+                assert!(e < tol, "{mode} {name}: {what} max abs error {e}");
+            };
+            check("sequence_output", out.sequence.clone().try_into_vec_as().unwrap(), 1e-4);
+            check("pooled_output", v(out.pooled.clone()), 1e-4);
+            check("mlm_logits", v(out.mlm_logits.clone()), 1e-4);
+            check("tia_logits", v(out.tia_logits.clone()), 1e-4);
+            check("mpm_logits", v(out.mpm_logits.clone()), 1e-4);
+            check("loss_mlm", l.mlm.clone().try_into_vec_as().unwrap(), 1e-5);
+            check("loss_tia", l.tia.clone().try_into_vec_as().unwrap(), 1e-5);
+            check("loss_mpm", l.mpm.clone().try_into_vec_as().unwrap(), 1e-6);
+            check("loss_weights", l.weights.clone().try_into_vec_as().unwrap(), 1e-6);
+            check("loss_total", l.total.clone().try_into_vec_as().unwrap(), 1e-5);
+            // The adaptive weights are the formula's.
+            let g: Vec<f32> = [&l.mlm, &l.tia, &l.mpm].iter().map(|t| (*t).clone().into_scalar::<f32>()).collect();
+            let s: Vec<f64> = { let e: Vec<f64> = g.iter().map(|x| (*x as f64).exp()).collect(); let z: f64 = e.iter().sum(); e.iter().map(|x| x / z).collect() };
+            let inv: Vec<f64> = s.iter().map(|x| 1.0 / (3.0 - x * x)).collect();
+            let z: f64 = inv.iter().sum();
+            let got: Vec<f32> = l.weights.clone().try_into_vec_as().unwrap();
+            for k in 0..3 {
+                assert!((got[k] as f64 - inv[k] / z).abs() < 1e-6);
+            }
+            // Gradients of the total loss.
+            let grads = l.total.backward();
+            let gw = |t: &Tensor<2>| -> Vec<f32> { t.grad(&grads).unwrap().try_into_vec_as().unwrap() };
+            let transpose = |v: Vec<f32>, r: usize, c: usize| -> Vec<f32> { (0..c).flat_map(|j| (0..r).map(move |i| (i, j))).map(|(i, j)| v[i * c + j]).collect() };
+            let h = cfg.bert.hidden_size;
+            let word = gw(&model.bert.embeddings.word_embeddings.weight.val());
+            let e = max_abs_diff(&word, &want["grad.bert.embeddings.word_embeddings.weight"].1);
+            assert!(e < 1e-4, "{mode} {name}: word embedding grad error {e}");
+            let proj = transpose(gw(&model.bert.image_embeddings.image_projector.weight.val()), 2048, h);
+            let e = max_abs_diff(&proj, &want["grad.bert.image_embeddings.image_projector.weight"].1);
+            assert!(e < 1e-4, "{mode} {name}: projector grad error {e}");
+            let q = transpose(gw(&model.bert.encoder.layer[0].attention.self_.query.weight.val()), h, h);
+            let e = max_abs_diff(&q, &want["grad.bert.encoder.layer.0.attention.self.query.weight"].1);
+            assert!(e < 1e-4, "{mode} {name}: query grad error {e}");
+            let mpm = transpose(gw(&model.cls.img_predictions.weight.val()), h, 2048);
+            let e = max_abs_diff(&mpm, &want["grad.cls.img_predictions.weight"].1);
+            assert!(e < 1e-4, "{mode} {name}: MPM head grad error {e}");
+            eprintln!("fashionbert {mode} on {name}: logits, losses, weights and gradients match");
+        }
+    }
+}

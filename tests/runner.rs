@@ -1,0 +1,331 @@
+//! The DAG runner on its own, with toy stages (no ML): caching, invalidation, --set, kill -9,
+//! locking and gc. Its guarantees must not depend on FashionBERT code.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fashionbert::dag::{
+    DagError, ParamDefault, ParamKind, ParamSpec, PipelineConfig, RawInput, Registry, RunContext,
+    RunOptions, Runner, Stage, StageError, StageSpec, State, Why, hash::HashCache, lock::StoreLock,
+};
+
+// ---- toy stages -----------------------------------------------------------------------
+
+/// Reads numbers (one per line) from a raw file and multiplies them by `scale`.
+struct Source;
+const SOURCE: StageSpec = StageSpec {
+    name: "source",
+    version: 1,
+    about: "read numbers",
+    inputs: &[],
+    params: &[
+        ParamSpec::new("file", ParamKind::Str, ParamDefault::Str("numbers.txt"), "input"),
+        ParamSpec::new("scale", ParamKind::Int, ParamDefault::Int(1), "factor"),
+    ],
+    outputs: &["numbers.txt", "numbers.parquet"],
+};
+impl Stage for Source {
+    fn spec(&self) -> &'static StageSpec {
+        &SOURCE
+    }
+    fn raw_inputs(
+        &self,
+        p: &fashionbert::dag::Params,
+        base: &Path,
+    ) -> Result<Vec<RawInput>, StageError> {
+        Ok(vec![RawInput::File(base.join(p.str("file")?))])
+    }
+    fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
+        let text = std::fs::read_to_string(ctx.resolve(ctx.params().str("file")?))?;
+        let scale = ctx.params().int("scale")?;
+        let nums: Vec<i64> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.trim().parse::<i64>().map(|n| n * scale))
+            .collect::<Result<_, _>>()?;
+        let out: Vec<String> = nums.iter().map(|n| n.to_string()).collect();
+        std::fs::write(ctx.out("numbers.txt"), out.join("\n"))?;
+        let mut df = fashionbert::table::frame(vec![fashionbert::table::col_i64("n", &nums)])?;
+        fashionbert::table::write_parquet(&mut df, &ctx.out("numbers.parquet"))?;
+        ctx.count("rows", nums.len() as u64);
+        Ok(())
+    }
+}
+
+/// Adds `offset` to each number; sleeps mid-write when FB_TOY_SLEEP is set (for kill tests).
+struct Shift;
+const SHIFT: StageSpec = StageSpec {
+    name: "shift",
+    version: 1,
+    about: "add an offset",
+    inputs: &["source"],
+    params: &[ParamSpec::new("offset", ParamKind::Int, ParamDefault::Int(0), "offset")],
+    outputs: &["shifted.txt"],
+};
+impl Stage for Shift {
+    fn spec(&self) -> &'static StageSpec {
+        &SHIFT
+    }
+    fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
+        let text = std::fs::read_to_string(ctx.input("source", "numbers.txt")?)?;
+        let off = ctx.params().int("offset")?;
+        let out: Vec<String> = text
+            .lines()
+            .map(|l| (l.parse::<i64>().unwrap() + off).to_string())
+            .collect();
+        std::fs::write(ctx.out("partial.txt"), "half written")?;
+        if let Ok(marker) = std::env::var("FB_TOY_SLEEP") {
+            std::fs::write(marker, "started")?;
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        std::fs::write(ctx.out("shifted.txt"), out.join("\n"))?;
+        Ok(())
+    }
+}
+
+/// Sums its input.
+struct Total;
+const TOTAL: StageSpec = StageSpec {
+    name: "total",
+    version: 1,
+    about: "sum",
+    inputs: &["shift"],
+    params: &[],
+    outputs: &["total.txt"],
+};
+impl Stage for Total {
+    fn spec(&self) -> &'static StageSpec {
+        &TOTAL
+    }
+    fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
+        let text = std::fs::read_to_string(ctx.input("shift", "shifted.txt")?)?;
+        let s: i64 = text.lines().map(|l| l.parse::<i64>().unwrap()).sum();
+        std::fs::write(ctx.out("total.txt"), s.to_string())?;
+        Ok(())
+    }
+}
+
+fn registry() -> Registry {
+    Registry::new(&[]).with(Source).with(Shift).with(Total)
+}
+
+const CONFIG: &str = r#"
+[runtime]
+artifacts = "store"
+
+[stages.source]
+[stages.source.params]
+file = "numbers.txt"
+
+[stages.shift]
+deps = ["source"]
+
+[stages.total]
+deps = ["shift"]
+"#;
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("numbers.txt"), "1\n2\n3\n").unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    (dir, cfg)
+}
+
+fn config(cfg: &Path, sets: &[&str]) -> PipelineConfig {
+    let reg = registry();
+    let mut c = PipelineConfig::load(cfg, &reg).unwrap();
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    c.apply_sets(&sets, &reg).unwrap();
+    c
+}
+
+fn run(cfg: &Path, sets: &[&str], targets: &[&str]) -> Vec<(String, bool)> {
+    let reg = registry();
+    let c = config(cfg, sets);
+    let runner = Runner::new(&reg, &c).unwrap();
+    let targets: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
+    runner
+        .run(&targets, &RunOptions::default())
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.stage, o.ran))
+        .collect()
+}
+
+fn ran(outcomes: &[(String, bool)]) -> Vec<&str> {
+    outcomes.iter().filter(|(_, r)| *r).map(|(s, _)| s.as_str()).collect()
+}
+
+fn plan(cfg: &Path, sets: &[&str]) -> Vec<fashionbert::dag::PlanItem> {
+    let reg = registry();
+    let c = config(cfg, sets);
+    let runner = Runner::new(&reg, &c).unwrap();
+    runner.plan(&[], false, &mut HashCache::ephemeral()).unwrap()
+}
+
+fn latest_file(dir: &Path, stage: &str, file: &str) -> String {
+    std::fs::read_to_string(dir.join("store").join(stage).join("latest").join(file)).unwrap()
+}
+
+#[test]
+fn second_run_runs_nothing_and_is_fast() {
+    let (dir, cfg) = setup();
+    assert_eq!(ran(&run(&cfg, &[], &[])), ["source", "shift", "total"]);
+    let t0 = Instant::now();
+    assert!(ran(&run(&cfg, &[], &[])).is_empty());
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert_eq!(latest_file(dir.path(), "total", "total.txt"), "6");
+    assert!(plan(&cfg, &[]).iter().all(|p| p.state == State::Cached));
+}
+
+#[test]
+fn set_reruns_the_stage_and_downstream_only_and_status_says_why() {
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    let p = plan(&cfg, &["shift.offset=10"]);
+    assert_eq!(p[0].state, State::Cached);
+    assert_eq!(p[1].state, State::WillRun);
+    assert!(matches!(&p[1].why[0], Why::ParamsChanged { changes } if changes[0] == "offset 0 → 10"));
+    assert_eq!(p[2].state, State::WillRun);
+    assert!(matches!(&p[2].why[0], Why::UpstreamChanged { stages } if stages[0] == "shift (will run)"));
+
+    let outcome = run(&cfg, &["shift.offset=10"], &["shift"]);
+    assert_eq!(ran(&outcome), ["shift"], "only shift, not its upstream, not unnamed downstream");
+    assert_eq!(run(&cfg, &["shift.offset=10"], &[]).iter().filter(|o| o.1).count(), 1);
+    assert_eq!(latest_file(dir.path(), "total", "total.txt"), "36");
+    // Back to the old value: every entry is still in the store, nothing runs.
+    assert!(ran(&run(&cfg, &[], &[])).is_empty());
+    assert_eq!(latest_file(dir.path(), "total", "total.txt"), "6");
+}
+
+#[test]
+fn changing_a_raw_input_invalidates_its_stage_and_descendants() {
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    std::fs::write(dir.path().join("numbers.txt"), "1\n2\n4\n").unwrap();
+    let p = plan(&cfg, &[]);
+    assert!(matches!(&p[0].why[0], Why::InputChanged { paths } if paths[0] == "numbers.txt"));
+    assert_eq!(ran(&run(&cfg, &[], &[])), ["source", "shift", "total"]);
+    assert_eq!(latest_file(dir.path(), "total", "total.txt"), "7");
+}
+
+#[test]
+fn manifest_records_everything() {
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    let entry = dir.path().join("store/source/latest");
+    let m = fashionbert::dag::Manifest::read(&entry).unwrap();
+    assert_eq!(m.stage, "source");
+    assert_eq!(m.params.int("scale").unwrap(), 1);
+    assert_eq!(m.counts["rows"], 3);
+    assert!(m.inputs.contains_key("numbers.txt"));
+    let pq = m.output("numbers.parquet").unwrap();
+    assert_eq!(pq.rows, Some(3));
+    assert_eq!(
+        pq.blake3,
+        fashionbert::dag::hash::hash_file(&entry.join("numbers.parquet")).unwrap()
+    );
+    let shift = fashionbert::dag::Manifest::read(&dir.path().join("store/shift/latest")).unwrap();
+    assert_eq!(shift.upstream["source"], m.key);
+}
+
+#[test]
+fn second_run_fails_or_waits_on_the_lock() {
+    let (dir, cfg) = setup();
+    let held = StoreLock::acquire(&dir.path().join("store"), false).unwrap();
+    let reg = registry();
+    let c = config(&cfg, &[]);
+    let runner = Runner::new(&reg, &c).unwrap();
+    let err = runner
+        .run(&[], &RunOptions { no_wait: true, ..Default::default() })
+        .unwrap_err();
+    assert!(matches!(err, DagError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+    // A waiting run proceeds once the holder lets go.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
+    let t0 = Instant::now();
+    runner.run(&[], &RunOptions::default()).unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(250));
+    release.join().unwrap();
+}
+
+#[test]
+fn gc_deletes_only_unreferenced_entries() {
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    run(&cfg, &["shift.offset=5"], &[]);
+    let store = fashionbert::dag::Store::open(&dir.path().join("store")).unwrap();
+    assert_eq!(store.entries().unwrap().len(), 5);
+    let victims = store.gc(true).unwrap();
+    assert_eq!(victims.len(), 2, "old shift and old total");
+    assert_eq!(store.entries().unwrap().len(), 3);
+    assert!(ran(&run(&cfg, &["shift.offset=5"], &[])).is_empty());
+}
+
+/// Runs in a child process (re-executing this test binary) and is killed with SIGKILL mid-stage.
+#[test]
+fn kill_dash_nine_leaves_no_entry_and_the_rerun_matches() {
+    if let Ok(cfg) = std::env::var("FB_TOY_CHILD_CONFIG") {
+        // Child: run until killed.
+        run(Path::new(&cfg), &[], &[]);
+        return;
+    }
+    let (dir, cfg) = setup();
+    let marker = dir.path().join("started");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "kill_dash_nine_leaves_no_entry_and_the_rerun_matches", "--nocapture"])
+        .env("FB_TOY_CHILD_CONFIG", &cfg)
+        .env("FB_TOY_SLEEP", &marker)
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !marker.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "child never reached the stage");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let store = fashionbert::dag::Store::open(&dir.path().join("store")).unwrap();
+    let stages: Vec<String> = store.entries().unwrap().into_iter().map(|e| e.stage).collect();
+    assert_eq!(stages, ["source"], "no entry for the killed stage");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("store/shift"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(leftovers.iter().any(|n| n.starts_with(".tmp-")), "{leftovers:?}");
+
+    // The next run redoes it, cleans the leftovers, and produces what an uninterrupted run does.
+    assert_eq!(ran(&run(&cfg, &[], &[])), ["shift", "total"]);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("store/shift"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!leftovers.iter().any(|n| n.starts_with(".tmp-")), "{leftovers:?}");
+    let (clean, clean_cfg) = setup();
+    run(&clean_cfg, &[], &[]);
+    for (stage, file) in [("shift", "shifted.txt"), ("total", "total.txt")] {
+        assert_eq!(latest_file(dir.path(), stage, file), latest_file(clean.path(), stage, file));
+    }
+    let a = fashionbert::dag::Manifest::read(&dir.path().join("store/total/latest")).unwrap();
+    let b = fashionbert::dag::Manifest::read(&clean.path().join("store/total/latest")).unwrap();
+    assert_eq!(a.key, b.key);
+    assert_eq!(a.outputs, b.outputs);
+}
+
+#[test]
+fn a_failing_stage_leaves_no_entry_and_names_itself() {
+    let (dir, cfg) = setup();
+    std::fs::write(dir.path().join("numbers.txt"), "1\nnot a number\n").unwrap();
+    let reg = registry();
+    let c = config(&cfg, &[]);
+    let runner = Runner::new(&reg, &c).unwrap();
+    let err = runner.run(&[], &RunOptions::default()).unwrap_err();
+    assert!(err.to_string().starts_with("stage `source` failed"), "{err}");
+    assert!(runner.store().entries().unwrap().is_empty());
+}

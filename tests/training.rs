@@ -1,0 +1,134 @@
+//! Training on tiny generated records: losses fall, a resumed run equals an uninterrupted one,
+//! and a non-finite loss stops the run with an error naming the step.
+
+mod common;
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use common::*;
+use fashionbert::featstore;
+use fashionbert::models::fashionbert::{FashionBertConfig, LossWeighting, MaskedPatchInput};
+use fashionbert::models::io;
+use fashionbert::training::{self, TrainConfig, data::Records};
+
+/// Runs the tiny pipeline up to `records` and loads what training needs.
+fn prepare(d: &Path) -> (Records, Records, featstore::Store, FashionBertConfig) {
+    tiny_pipeline(d, 48, "tch");
+    ok(d, &["run", "records"]);
+    let recs = d.join("artifacts/records/latest");
+    let train = Records::read(&recs.join("train.parquet"), 32, 10, 5).unwrap();
+    let valid = Records::read(&recs.join("valid.parquet"), 32, 10, 5).unwrap();
+    let store = featstore::Store::open(&d.join("artifacts/features/latest")).unwrap();
+    let mut bert = io::read_bert_config(&d.join("bert.json")).unwrap();
+    bert.max_position_embeddings = 64;
+    let mut cfg = FashionBertConfig::new(bert);
+    cfg.text_len = 32;
+    (train, valid, store, cfg)
+}
+
+fn tcfg(store: &featstore::Store, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 8,
+        max_steps: 0,
+        lr: 1e-3,
+        warmup: 0.1,
+        clip_norm: 1.0,
+        seed: 5,
+        weighting: LossWeighting::Adaptive { detach: true },
+        masked_input: MaskedPatchInput::ZeroPatch(store.zero_patch().to_vec()),
+        checkpoint_every: 3,
+        validate_every: 0,
+        valid_records: 16,
+        log_every: 1,
+        stop_after: 0,
+    }
+}
+
+#[allow(deprecated)]
+fn device() -> Device {
+    Device::libtorch().autodiff()
+}
+
+fn weights(m: &fashionbert::models::fashionbert::FashionBert) -> Vec<f32> {
+    let mut v: Vec<f32> = m.bert.embeddings.word_embeddings.weight.val().try_into_vec_as().unwrap();
+    v.extend(m.bert.encoder.layer[1].output.dense.weight.val().try_into_vec_as::<f32>().unwrap());
+    v.extend(m.cls.img_predictions.weight.val().try_into_vec_as::<f32>().unwrap());
+    v
+}
+
+#[test]
+fn resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, valid, store, cfg) = prepare(dir.path());
+    let dev = device();
+    let init = |dev: &Device| {
+        dev.seed(1);
+        cfg.init(dev)
+    };
+    let c = tcfg(&store, 2);
+    let (_, total) = training::step_counts(train.len(), &c);
+    assert!(total >= 6, "need a few steps, have {total}");
+
+    let whole = training::train(init(&dev), &dev, &train, &valid, &store, &c, &dir.path().join("w1"), false).unwrap();
+    // Interrupted right after the checkpoint at step 3, then resumed in a fresh model.
+    let mut c2 = c.clone();
+    c2.stop_after = 3;
+    let w2 = dir.path().join("w2");
+    let part = training::train(init(&dev), &dev, &train, &valid, &store, &c2, &w2, false).unwrap();
+    assert_eq!(part.steps.len(), 3);
+    let dev2 = device();
+    let resumed = training::train(init(&dev2), &dev2, &train, &valid, &store, &c, &w2, true).unwrap();
+    assert_eq!(resumed.steps.len(), whole.steps.len(), "the log continues from the checkpoint");
+    let (a, b) = (weights(&whole.model), weights(&resumed.model));
+    let e = max_abs_diff(&a, &b);
+    assert!(e < 1e-5, "resumed weights differ by {e}");
+    for (x, y) in whole.steps.iter().zip(&resumed.steps) {
+        assert!((x.loss - y.loss).abs() < 1e-5, "step {}: {} vs {}", x.step, x.loss, y.loss);
+    }
+}
+
+#[test]
+fn losses_fall_and_a_nan_stops_the_run_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, valid, store, cfg) = prepare(dir.path());
+    let dev = device();
+    dev.seed(2);
+    let mut c = tcfg(&store, 12);
+    c.validate_every = 1000;
+    let out = training::train(cfg.init(&dev), &dev, &train, &valid, &store, &c, &dir.path().join("w"), false).unwrap();
+    let n = out.steps.len();
+    let mean = |s: &[training::StepLog], f: fn(&training::StepLog) -> f32| s.iter().map(f).sum::<f32>() / s.len() as f32;
+    let (first, last) = (&out.steps[..5], &out.steps[n - 5..]);
+    for (what, f) in [
+        ("mlm", (|s: &training::StepLog| s.loss_mlm) as fn(&training::StepLog) -> f32),
+        ("tia", |s| s.loss_tia),
+        ("mpm", |s| s.loss_mpm),
+    ] {
+        assert!(mean(last, f) < mean(first, f), "{what} did not fall: {} → {}", mean(first, f), mean(last, f));
+    }
+    assert!(out.valid.last().is_some());
+
+    // Poison one image's features: the masked-patch target becomes NaN, the run must stop at
+    // the first step that uses it, with an error naming the step, after saving nothing bad.
+    let poisoned = dir.path().join("poisoned");
+    let mut w = featstore::Writer::create(&poisoned, featstore::FeatDType::F32, store.meta.patches, store.meta.dim, 64, serde_json::json!({})).unwrap();
+    let bad = train.image_id[train.len() / 2].clone();
+    for id in store.ids().cloned().collect::<Vec<_>>() {
+        let mut f = store.get(&id).unwrap();
+        if id == bad {
+            f.iter_mut().for_each(|x| *x = f32::NAN);
+        }
+        w.push(&id, &f).unwrap();
+    }
+    w.finish(store.zero_patch()).unwrap();
+    let poisoned = featstore::Store::open(&poisoned).unwrap();
+    let dev = device();
+    let err = training::train(cfg.init(&dev), &dev, &train, &valid, &poisoned, &tcfg(&poisoned, 3), &dir.path().join("w3"), false)
+        .err()
+        .expect("a NaN must stop training");
+    let msg = err.to_string();
+    assert!(msg.contains("non-finite at step"), "{msg}");
+    assert!(msg.contains("--resume"), "says how to continue: {msg}");
+}
