@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fashionbert::dag::{
-    DagError, ParamDefault, ParamKind, ParamSpec, PipelineConfig, RawInput, Registry, RunContext,
+    DagError, Input, ParamDefault, ParamKind, ParamSpec, PipelineConfig, RawInput, Registry, RunContext,
     RunOptions, Runner, Stage, StageError, StageSpec, State, Why, hash::HashCache, lock::StoreLock,
 };
 
@@ -59,7 +59,7 @@ const SHIFT: StageSpec = StageSpec {
     name: "shift",
     version: 1,
     about: "add an offset",
-    inputs: &["source"],
+    inputs: &[Input::all("source")],
     params: &[ParamSpec::new("offset", ParamKind::Int, ParamDefault::Int(0), "offset")],
     outputs: &["shifted.txt"],
 };
@@ -90,7 +90,7 @@ const TOTAL: StageSpec = StageSpec {
     name: "total",
     version: 1,
     about: "sum",
-    inputs: &["shift"],
+    inputs: &[Input::all("shift")],
     params: &[],
     outputs: &["total.txt"],
 };

@@ -58,12 +58,13 @@ pub fn status(cfg: &ConfigArgs, json: bool) -> Result<(), Error> {
     }
     println!("{:<10}  {:<9}  {:<20}  output / reason", "stage", "state", "key");
     for item in &plan {
+        let key = item.key.as_deref().unwrap_or("(pending)");
         match item.state {
             State::Cached => println!(
                 "{:<10}  {:<9}  {:<20}  {}",
                 item.stage,
                 "cached",
-                item.key,
+                key,
                 item.dir.display()
             ),
             State::WillRun => {
@@ -72,7 +73,7 @@ pub fn status(cfg: &ConfigArgs, json: bool) -> Result<(), Error> {
                     "{:<10}  {:<9}  {:<20}  {}",
                     item.stage,
                     "will run",
-                    item.key,
+                    key,
                     why.join("; ")
                 );
                 println!("{:<10}  {:<9}  {:<20}  → {}", "", "", "", item.dir.display());

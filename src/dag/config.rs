@@ -276,7 +276,7 @@ impl PipelineConfig {
                     }
                 }
             }
-            for needed in spec.inputs {
+            for needed in spec.inputs.iter().map(|i| i.stage) {
                 if !deps.iter().any(|d| d == needed) {
                     return Err(err(
                         Some(name.span()),
@@ -440,7 +440,7 @@ mod tests {
         name: "b",
         version: 1,
         about: "",
-        inputs: &["a"],
+        inputs: &[crate::dag::stage::Input::all("a")],
         params: &[],
         outputs: &[],
     };

@@ -28,6 +28,10 @@ pub struct Manifest {
     pub params: Params,
     /// Upstream stage name → the key of the entry this one was built from.
     pub upstream: BTreeMap<String, String>,
+    /// Upstream stage name → what it contributed to this key: `key:<key>`, or
+    /// `files:<file>=<blake3>;…` for a stage that reads only some of its upstream's files.
+    #[serde(default)]
+    pub deps: BTreeMap<String, String>,
     /// Raw input path (as resolved) → content hash.
     pub inputs: BTreeMap<String, String>,
     pub outputs: Vec<OutputFile>,

@@ -24,7 +24,7 @@ pub use config::{ConfigError, PipelineConfig, Registry, StageConfig};
 pub use manifest::Manifest;
 pub use params::{ParamDefault, ParamKind, ParamSpec, ParamValue, Params};
 pub use runner::{Outcome, PlanItem, RunOptions, Runner, State, Why};
-pub use stage::{RawInput, RunContext, Stage, StageError, StageSpec};
+pub use stage::{Input, RawInput, RunContext, Stage, StageError, StageSpec};
 pub use store::Store;
 
 /// Errors of the runner. Each says which stage or file, and what to do where it can.

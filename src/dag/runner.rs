@@ -12,7 +12,7 @@ use super::hash::{HashCache, digest, hash_file};
 use super::lock::StoreLock;
 use super::manifest::{Manifest, OutputFile};
 use super::params::ParamValue;
-use super::stage::{RawInput, RunContext};
+use super::stage::{Input, RawInput, RunContext};
 use super::store::{Store, list_files};
 use super::{DagError, table_rows};
 use crate::progress;
@@ -54,12 +54,17 @@ pub enum State {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanItem {
     pub stage: String,
-    pub key: String,
+    /// `None` while pending: an upstream stage will run and this one reads only some of its
+    /// files, so its key is known only after that stage has run.
+    pub key: Option<String>,
     pub state: State,
     pub why: Vec<Why>,
     pub dir: PathBuf,
     #[serde(skip)]
     pub upstream: BTreeMap<String, String>,
+    /// What each upstream stage contributes to the key (its key, or the hashes of the files read).
+    #[serde(skip)]
+    pub digests: BTreeMap<String, String>,
     #[serde(skip)]
     pub inputs: BTreeMap<String, String>,
 }
@@ -121,7 +126,9 @@ impl<'a> Runner<'a> {
     }
 
     /// Computes keys and states for the named stages and their upstream (all stages when none
-    /// are named), in topological order. Reads only; hashes raw inputs (cached).
+    /// are named), in topological order. Reads only; hashes raw inputs (cached). A stage that
+    /// reads particular files of an upstream stage that will run has a pending key: whether it
+    /// runs depends on whether those files change.
     pub fn plan(
         &self,
         targets: &[String],
@@ -130,153 +137,222 @@ impl<'a> Runner<'a> {
     ) -> Result<Vec<PlanItem>, DagError> {
         let targets = self.check_targets(targets)?;
         let wanted = graph::with_upstream(&self.config.stages, &targets);
-        let mut keys: BTreeMap<String, String> = BTreeMap::new();
-        let mut states: BTreeMap<String, State> = BTreeMap::new();
+        let mut done: BTreeMap<String, PlanItem> = BTreeMap::new();
         let mut plan = Vec::new();
         for sc in self.config.stages.iter().filter(|s| wanted.contains(&s.name)) {
-            let stage = self.registry.get(&sc.name).expect("validated");
-            let spec = stage.spec();
-            let raw = stage
-                .raw_inputs(&sc.params, &self.config.base_dir)
-                .map_err(|e| DagError::Stage {
-                    stage: sc.name.clone(),
-                    source: e,
-                })?;
-            let mut inputs = BTreeMap::new();
-            for r in raw {
-                let p = r.path().to_path_buf();
-                let h = match &r {
-                    RawInput::File(p) => cache.file(p),
-                    RawInput::Dir(p) => cache.dir(p),
-                }
-                .map_err(|e| DagError::Input {
-                    stage: sc.name.clone(),
-                    path: p.clone(),
-                    source: e,
-                })?;
-                // Keyed by the path relative to the config, so the key does not depend on the
-                // directory the command was started from.
-                let label = p.strip_prefix(&self.config.base_dir).unwrap_or(&p);
-                inputs.insert(label.to_string_lossy().into_owned(), h);
-            }
-            let upstream: BTreeMap<String, String> = sc
-                .deps
-                .iter()
-                .map(|d| (d.clone(), keys[d].clone()))
-                .collect();
-            let key = stage_key(&sc.name, spec.version, &sc.params.canonical_json(), &upstream, &inputs);
-            keys.insert(sc.name.clone(), key.clone());
-
             let forced = force && targets.contains(&sc.name);
-            let (state, why) = if self.store.has(&sc.name, &key) && !forced {
-                (State::Cached, vec![])
-            } else {
-                let mut why = Vec::new();
-                if forced && self.store.has(&sc.name, &key) {
-                    why.push(Why::Forced);
-                }
-                match self
-                    .store
-                    .latest(&sc.name)
-                    .and_then(|k| self.store.manifest(&sc.name, &k).ok())
-                {
-                    None if why.is_empty() => why.push(Why::NeverRun),
-                    None => {}
-                    Some(prev) if prev.key != key => {
-                        if prev.code_version != spec.version {
-                            why.push(Why::CodeChanged {
-                                from: prev.code_version,
-                                to: spec.version,
-                            });
-                        }
-                        let changes: Vec<String> = sc
-                            .params
-                            .diff(&prev.params)
-                            .into_iter()
-                            .map(|(n, old, new)| format!("{n} {} → {}", show(&old), show(&new)))
-                            .collect();
-                        if !changes.is_empty() {
-                            why.push(Why::ParamsChanged { changes });
-                        }
-                        let ups: Vec<String> = upstream
-                            .iter()
-                            .filter(|(d, k)| prev.upstream.get(*d) != Some(*k))
-                            .map(|(d, _)| {
-                                if states.get(d) == Some(&State::WillRun) {
-                                    format!("{d} (will run)")
-                                } else {
-                                    d.clone()
-                                }
-                            })
-                            .collect();
-                        if !ups.is_empty() {
-                            why.push(Why::UpstreamChanged { stages: ups });
-                        }
-                        let paths: Vec<String> = inputs
-                            .iter()
-                            .filter(|(p, h)| prev.inputs.get(*p) != Some(*h))
-                            .map(|(p, _)| p.clone())
-                            .chain(prev.inputs.keys().filter(|p| !inputs.contains_key(*p)).cloned())
-                            .collect();
-                        if !paths.is_empty() {
-                            why.push(Why::InputChanged { paths });
-                        }
-                    }
-                    Some(_) => {}
-                }
-                (State::WillRun, why)
-            };
-            states.insert(sc.name.clone(), state.clone());
-            plan.push(PlanItem {
-                stage: sc.name.clone(),
-                dir: self.store.entry_dir(&sc.name, &key),
-                key,
-                state,
-                why,
-                upstream,
-                inputs,
-            });
+            let item = self.plan_stage(&sc.name, &done, forced, cache)?;
+            done.insert(sc.name.clone(), item.clone());
+            plan.push(item);
         }
         Ok(plan)
     }
 
-    /// Brings the named stages (all when none) and their upstream up to date.
+    /// What an upstream stage contributes to a key: its key, or the hashes of the files read.
+    /// `None` while that is not known yet (the upstream will run and only some files are read).
+    fn dep_digest(&self, input: &Input, up: &PlanItem) -> Result<Option<String>, DagError> {
+        let Some(key) = &up.key else { return Ok(None) };
+        if input.files.is_empty() {
+            return Ok(Some(format!("key:{key}")));
+        }
+        if up.state == State::WillRun {
+            return Ok(None);
+        }
+        let m = self.store.manifest(&up.stage, key).map_err(|e| DagError::io(&up.dir, e))?;
+        let mut parts = Vec::new();
+        for f in input.files {
+            let o = m.output(f).ok_or_else(|| DagError::MissingOutput {
+                stage: up.stage.clone(),
+                path: f.to_string(),
+            })?;
+            parts.push(format!("{f}={}", o.blake3));
+        }
+        Ok(Some(format!("files:{}", parts.join(";"))))
+    }
+
+    fn plan_stage(
+        &self,
+        name: &str,
+        done: &BTreeMap<String, PlanItem>,
+        forced: bool,
+        cache: &mut HashCache,
+    ) -> Result<PlanItem, DagError> {
+        let sc = self.config.stage(name).expect("validated");
+        let stage = self.registry.get(name).expect("validated");
+        let spec = stage.spec();
+        let raw = stage
+            .raw_inputs(&sc.params, &self.config.base_dir)
+            .map_err(|e| DagError::Stage {
+                stage: sc.name.clone(),
+                source: e,
+            })?;
+        let mut inputs = BTreeMap::new();
+        for r in raw {
+            let p = r.path().to_path_buf();
+            let h = match &r {
+                RawInput::File(p) => cache.file(p),
+                RawInput::Dir(p) => cache.dir(p),
+            }
+            .map_err(|e| DagError::Input {
+                stage: sc.name.clone(),
+                path: p.clone(),
+                source: e,
+            })?;
+            // Keyed by the path relative to the config, so the key does not depend on the
+            // directory the command was started from.
+            let label = p.strip_prefix(&self.config.base_dir).unwrap_or(&p);
+            inputs.insert(label.to_string_lossy().into_owned(), h);
+        }
+        let mut upstream = BTreeMap::new();
+        let mut digests = BTreeMap::new();
+        let mut pending = Vec::new();
+        for d in &sc.deps {
+            let up = &done[d];
+            let input = spec.inputs.iter().find(|i| i.stage == d).copied().unwrap_or(Input::all(""));
+            if let Some(k) = &up.key {
+                upstream.insert(d.clone(), k.clone());
+            }
+            match self.dep_digest(&input, up)? {
+                Some(dg) => {
+                    digests.insert(d.clone(), dg);
+                }
+                None => pending.push(d.clone()),
+            }
+        }
+        let dir_of = |key: &Option<String>| match key {
+            Some(k) => self.store.entry_dir(name, k),
+            None => self.store.stage_dir(name).join("(pending)"),
+        };
+        if !pending.is_empty() {
+            let key = None;
+            return Ok(PlanItem {
+                stage: name.to_string(),
+                dir: dir_of(&key),
+                key,
+                state: State::WillRun,
+                why: vec![Why::UpstreamChanged {
+                    stages: pending.iter().map(|p| format!("{p} (will run; this stage reruns only if the files it reads change)")).collect(),
+                }],
+                upstream,
+                digests,
+                inputs,
+            });
+        }
+        let key = stage_key(&sc.name, spec.version, &sc.params.canonical_json(), &digests, &inputs);
+        let (state, why) = if self.store.has(name, &key) && !forced {
+            (State::Cached, vec![])
+        } else {
+            let mut why = Vec::new();
+            if forced && self.store.has(name, &key) {
+                why.push(Why::Forced);
+            }
+            match self.store.latest(name).and_then(|k| self.store.manifest(name, &k).ok()) {
+                None if why.is_empty() => why.push(Why::NeverRun),
+                None => {}
+                Some(prev) if prev.key != key => {
+                    if prev.code_version != spec.version {
+                        why.push(Why::CodeChanged {
+                            from: prev.code_version,
+                            to: spec.version,
+                        });
+                    }
+                    let changes: Vec<String> = sc
+                        .params
+                        .diff(&prev.params)
+                        .into_iter()
+                        .map(|(n, old, new)| format!("{n} {} → {}", show(&old), show(&new)))
+                        .collect();
+                    if !changes.is_empty() {
+                        why.push(Why::ParamsChanged { changes });
+                    }
+                    let ups: Vec<String> = digests
+                        .iter()
+                        .filter(|(d, g)| prev.deps.get(*d) != Some(*g))
+                        .map(|(d, _)| {
+                            if done.get(d).map(|u| &u.state) == Some(&State::WillRun) {
+                                format!("{d} (will run)")
+                            } else {
+                                d.clone()
+                            }
+                        })
+                        .collect();
+                    if !ups.is_empty() {
+                        why.push(Why::UpstreamChanged { stages: ups });
+                    }
+                    let paths: Vec<String> = inputs
+                        .iter()
+                        .filter(|(p, h)| prev.inputs.get(*p) != Some(*h))
+                        .map(|(p, _)| p.clone())
+                        .chain(prev.inputs.keys().filter(|p| !inputs.contains_key(*p)).cloned())
+                        .collect();
+                    if !paths.is_empty() {
+                        why.push(Why::InputChanged { paths });
+                    }
+                }
+                Some(_) => {}
+            }
+            (State::WillRun, why)
+        };
+        let key = Some(key);
+        Ok(PlanItem {
+            stage: name.to_string(),
+            dir: dir_of(&key),
+            key,
+            state,
+            why,
+            upstream,
+            digests,
+            inputs,
+        })
+    }
+
+    /// Brings the named stages (all when none) and their upstream up to date. Each stage's key
+    /// is computed when its upstream is done, so a stage whose inputs came out unchanged is
+    /// not run again.
     pub fn run(&self, targets: &[String], opts: &RunOptions) -> Result<Vec<Outcome>, DagError> {
         let _lock = StoreLock::acquire(self.store.root(), !opts.no_wait)?;
         for p in self.store.remove_stale().map_err(|e| DagError::io(self.store.root(), e))? {
             tracing::info!("removed the leftovers of an interrupted run: {}", p.display());
         }
         let mut cache = HashCache::load(&self.store.hash_cache_file());
-        let plan = self.plan(targets, opts.force, &mut cache)?;
-        cache.save().map_err(|e| DagError::io(&self.store.hash_cache_file(), e))?;
-
+        let targets = self.check_targets(targets)?;
+        let wanted = graph::with_upstream(&self.config.stages, &targets);
+        let mut done: BTreeMap<String, PlanItem> = BTreeMap::new();
         let mut outcomes = Vec::new();
-        for item in &plan {
+        for sc in self.config.stages.iter().filter(|s| wanted.contains(&s.name)) {
+            let forced = opts.force && targets.contains(&sc.name);
+            let item = self.plan_stage(&sc.name, &done, forced, &mut cache)?;
+            cache.save().map_err(|e| DagError::io(&self.store.hash_cache_file(), e))?;
+            let key = item.key.clone().expect("upstream is done, so the key is known");
             if item.state == State::Cached {
                 self.store
-                    .set_latest(&item.stage, &item.key)
+                    .set_latest(&item.stage, &key)
                     .map_err(|e| DagError::io(&item.dir, e))?;
                 progress::println(format!(
                     "  {:<10} cached    {}  {}",
                     item.stage,
-                    short(&item.key),
+                    short(&key),
                     item.dir.display()
                 ));
                 outcomes.push(Outcome {
                     stage: item.stage.clone(),
-                    key: item.key.clone(),
+                    key: key.clone(),
                     ran: false,
                     seconds: 0.0,
                     dir: item.dir.clone(),
                 });
-                continue;
+            } else {
+                outcomes.push(self.execute(&item, opts)?);
             }
-            outcomes.push(self.execute(item, opts)?);
+            let mut item = item;
+            item.state = State::Cached;
+            done.insert(sc.name.clone(), item);
         }
         Ok(outcomes)
     }
 
     fn execute(&self, item: &PlanItem, opts: &RunOptions) -> Result<Outcome, DagError> {
+        let key = item.key.clone().expect("known key");
         let sc = self.config.stage(&item.stage).expect("planned");
         let stage = self.registry.get(&item.stage).expect("validated");
         let spec = stage.spec();
@@ -284,14 +360,14 @@ impl<'a> Runner<'a> {
         progress::println(format!(
             "▶ {:<10} running   {}  ({})",
             item.stage,
-            short(&item.key),
+            short(&key),
             why.join("; ")
         ));
         let tmp = self
             .store
-            .begin(&item.stage, &item.key)
+            .begin(&item.stage, &key)
             .map_err(|e| DagError::io(&self.store.stage_dir(&item.stage), e))?;
-        let work = self.store.work_dir(&item.stage, &item.key);
+        let work = self.store.work_dir(&item.stage, &key);
         if work.exists() && !opts.resume {
             tracing::info!(
                 "{}: discarding the work directory of an interrupted run ({}); pass --resume to continue from it",
@@ -310,7 +386,7 @@ impl<'a> Runner<'a> {
         }
         let mut ctx = RunContext::new(
             &item.stage,
-            &item.key,
+            &key,
             sc.params.clone(),
             self.config.runtime.clone(),
             self.config.base_dir.clone(),
@@ -360,10 +436,11 @@ impl<'a> Runner<'a> {
         }
         let manifest = Manifest {
             stage: item.stage.clone(),
-            key: item.key.clone(),
+            key: key.clone(),
             code_version: spec.version,
             params: sc.params.clone(),
             upstream: item.upstream.clone(),
+            deps: item.digests.clone(),
             inputs: item.inputs.clone(),
             outputs,
             started_at: humantime::format_rfc3339_millis(started_at).to_string(),
@@ -379,10 +456,10 @@ impl<'a> Runner<'a> {
             .map_err(|e| DagError::io(&mpath, e))?;
         let dir = self
             .store
-            .commit(&item.stage, &item.key, &tmp)
+            .commit(&item.stage, &key, &tmp)
             .map_err(|e| DagError::io(&tmp, e))?;
         self.store
-            .set_latest(&item.stage, &item.key)
+            .set_latest(&item.stage, &key)
             .map_err(|e| DagError::io(&dir, e))?;
         let _ = std::fs::remove_dir_all(&work);
         let counts: Vec<String> = ctx.counts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
@@ -399,7 +476,7 @@ impl<'a> Runner<'a> {
         ));
         Ok(Outcome {
             stage: item.stage.clone(),
-            key: item.key.clone(),
+            key,
             ran: true,
             seconds,
             dir,
@@ -407,7 +484,8 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// The cache key of a stage: a digest of everything that determines its outputs.
+/// The cache key of a stage: a digest of everything that determines its outputs. `upstream`
+/// maps each upstream stage to its contribution (its key, or the hashes of the files read).
 pub fn stage_key(
     stage: &str,
     version: u32,

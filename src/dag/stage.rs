@@ -20,11 +20,31 @@ pub struct StageSpec {
     /// One line for `fashionbert dag` and `--help`.
     pub about: &'static str,
     /// Upstream stages whose outputs this stage reads. The config's `deps` must list them.
-    pub inputs: &'static [&'static str],
+    pub inputs: &'static [Input],
     /// The parameters it accepts.
     pub params: &'static [ParamSpec],
     /// The files it writes (a trailing `/` names a directory). Checked after each run.
     pub outputs: &'static [&'static str],
+}
+
+/// An upstream stage a stage reads: all of its entry (its key goes into this stage's key), or
+/// only some files (their content hashes go into the key, so an upstream re-run that leaves
+/// them unchanged does not invalidate this stage — as DVC's file dependencies).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Input {
+    pub stage: &'static str,
+    /// Empty: the whole entry.
+    pub files: &'static [&'static str],
+}
+
+impl Input {
+    pub const fn all(stage: &'static str) -> Input {
+        Input { stage, files: &[] }
+    }
+
+    pub const fn files(stage: &'static str, files: &'static [&'static str]) -> Input {
+        Input { stage, files }
+    }
 }
 
 /// A raw input read from outside the store: its content hash is part of the cache key.

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::dag::{ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError, StageSpec};
+use crate::dag::{Input, ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError, StageSpec};
 use crate::eval::metrics::{self, Metrics, Scored};
 use crate::eval::report::{self, Series};
 use crate::eval::scoring::{Texts, check_layout, score_pairs};
@@ -32,7 +32,7 @@ pub const SPEC: StageSpec = StageSpec {
     name: "evaluate",
     version: 1,
     about: "img2txt / txt2img retrieval: Rank@1/5/10/100, MRR, ACC, AUC (+ the original's figures)",
-    inputs: &["ingest", "tokenize", "features", "train"],
+    inputs: &[Input::all("ingest"), Input::files("tokenize", &["texts.parquet"]), Input::all("features"), Input::all("train")],
     params: &[
         P::new("queries", K::Int, D::Int(1000), "query products from the valid split (all if fewer)"),
         P::new("negatives", K::Int, D::Int(100), "negatives per query (101 candidates)"),

@@ -10,7 +10,7 @@ use std::path::Path;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::dag::{
+use crate::dag::{Input, 
     ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
     StageError, StageSpec,
 };
@@ -28,7 +28,7 @@ pub const SPEC: StageSpec = StageSpec {
     name: "features",
     version: 1,
     about: "ResNet-50 2048-d features of each image's patches, and of an all-zero patch",
-    inputs: &["ingest", "patches"],
+    inputs: &[Input::all("ingest"), Input::files("patches", &["grid.json"])],
     params: &[
         P::new("weights", K::Str, D::Str("weights/resnet50-imagenet-v1.safetensors"), "torchvision-named ResNet-50 weights (.safetensors or .pth), or random:<seed>"),
         P::new("convention", K::Choice(&["v1", "v1.5"]), D::Str("v1"), "v1: Caffe/Keras/tf-slim ResNet (the npm weights); v1.5: torchvision"),

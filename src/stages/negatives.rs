@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::dag::{ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError, StageSpec};
+use crate::dag::{Input, ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError, StageSpec};
 use crate::sources::Product;
 
 use super::ingest::read_products;
@@ -19,7 +19,7 @@ pub const SPEC: StageSpec = StageSpec {
     name: "negatives",
     version: 1,
     about: "one same-subcategory negative per positive (label 0), 1:1 per split",
-    inputs: &["ingest", "pairs"],
+    inputs: &[Input::all("ingest"), Input::all("pairs")],
     params: &[P::new("seed", K::Int, D::Int(7), "sampling seed")],
     outputs: &["negatives.parquet"],
 };

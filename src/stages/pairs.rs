@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::dag::{RunContext, Stage, StageError, StageSpec};
+use crate::dag::{Input, RunContext, Stage, StageError, StageSpec};
 use crate::error::Result;
 use crate::table::{self, col_i32, col_str};
 
@@ -13,7 +13,7 @@ pub const SPEC: StageSpec = StageSpec {
     name: "pairs",
     version: 1,
     about: "positive image–text pairs (label 1 = matched)",
-    inputs: &["ingest"],
+    inputs: &[Input::all("ingest")],
     params: &[],
     outputs: &["pairs.parquet"],
 };

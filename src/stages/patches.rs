@@ -12,7 +12,7 @@
 
 use rand::Rng;
 
-use crate::dag::{ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError, StageSpec};
+use crate::dag::{Input, ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError, StageSpec};
 use crate::table::{self, col_i32_lists, col_str};
 
 use super::pairs::read_pairs;
@@ -22,7 +22,7 @@ pub const SPEC: StageSpec = StageSpec {
     name: "patches",
     version: 1,
     about: "patch grid geometry and seeded masked-patch positions per record",
-    inputs: &["pairs", "negatives"],
+    inputs: &[Input::all("pairs"), Input::all("negatives")],
     params: &[
         P::new("image_size", K::Int, D::Int(256), "images are resized to this square (Fashion-Gen: 256)"),
         P::new("grid", K::Int, D::Int(8), "patches per side (8 → 64 patches)"),

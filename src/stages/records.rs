@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::dag::{RunContext, Stage, StageError, StageSpec};
+use crate::dag::{Input, RunContext, Stage, StageError, StageSpec};
 use crate::featstore;
 use crate::table;
 use crate::training::data::Records;
@@ -14,7 +14,7 @@ pub const SPEC: StageSpec = StageSpec {
     name: "records",
     version: 1,
     about: "train/valid records: tokens, masks, labels, feature references",
-    inputs: &["pairs", "negatives", "tokenize", "patches", "features"],
+    inputs: &[Input::all("pairs"), Input::all("negatives"), Input::all("tokenize"), Input::all("patches"), Input::all("features")],
     params: &[],
     outputs: &["train.parquet", "valid.parquet"],
 };

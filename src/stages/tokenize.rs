@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::dag::{
+use crate::dag::{Input, 
     ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
     StageError, StageSpec,
 };
@@ -24,7 +24,7 @@ pub const SPEC: StageSpec = StageSpec {
     name: "tokenize",
     version: 1,
     about: "WordPiece ids per product; BERT-masked ids per pair record",
-    inputs: &["ingest", "pairs", "negatives"],
+    inputs: &[Input::all("ingest"), Input::all("pairs"), Input::all("negatives")],
     params: &[
         P::new("vocab", K::Str, D::Str("weights/minilm/vocab.txt"), "bert-base-uncased vocab.txt (`make weights` fetches it)"),
         P::new("max_len", K::Int, D::Int(64), "text length in tokens, [CLS] and [SEP] included"),

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 
-use crate::dag::{
+use crate::dag::{Input, 
     ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
     StageError, StageSpec,
 };
@@ -20,7 +20,7 @@ pub const SPEC: StageSpec = StageSpec {
     name: "train",
     version: 1,
     about: "pretrain FashionBERT (masked LM, text–image alignment, masked patch modelling)",
-    inputs: &["records", "features"],
+    inputs: &[Input::all("records"), Input::all("features")],
     params: &[
         P::new("init", K::Str, D::Str("weights/minilm"), "a Hugging Face BERT folder (config.json + model.safetensors) to start from, or `random`"),
         P::new("config", K::Str, D::None, "a Hugging Face BERT config.json for the size (default: the init folder's; BERT-base for random)"),
