@@ -363,6 +363,10 @@ pub fn validate(
 ) -> Result<ValidLog> {
     let device = device.clone().without_autodiff();
     let n = if cfg.valid_records > 0 { recs.len().min(cfg.valid_records) } else { recs.len() };
+    // A fixed, seeded sample: the table lists positives before negatives, so a prefix would not do.
+    let mut pick = epoch_order(recs.len(), 0x5eed, 0);
+    pick.truncate(n);
+    pick.sort_unstable();
     let (p, f) = (store.meta.patches, store.meta.dim);
     let mut sums = [0f64; 3];
     let (mut mlm_hit, mut mlm_w, mut tia_hit) = (0f64, 0f64, 0f64);
@@ -370,7 +374,7 @@ pub fn validate(
     for start in (0..n).step_by(cfg.batch_size.max(1)) {
         let end = (start + cfg.batch_size).min(n);
         let mut hb = HostBatch::new(recs.t, p, f, recs.k, recs.m);
-        for i in start..end {
+        for &i in &pick[start..end] {
             hb.push_record(recs, i, store)?;
         }
         let batch = hb.to_device(&device);
