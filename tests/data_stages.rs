@@ -128,13 +128,13 @@ fn fashiongen_hdf5_reader_on_the_official_layout() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let h5 = d.join("fashiongen_256_256_validation.h5");
-    // Product 7 has two poses; product 9 has an empty description (rejected); ids are ints.
+    // Product 7 has two poses; product 9 has no name and no description (rejected); ids are ints.
     py(&["-c", r#"
 import sys, h5py, numpy as np
 rows = [(7, b"Shirt A", b"Navy cotton shirt. Button closure.", b"TOPS", b"SHIRTS", b"id_gridfs_1"),
         (7, b"Shirt A", b"Navy cotton shirt. Button closure.", b"TOPS", b"SHIRTS", b"id_gridfs_2"),
         (8, b"Jeans B", b"Blue denim jeans with rips \xc3\xa9t\xc3\xa9.", b"PANTS", b"JEANS", b"id_gridfs_1"),
-        (9, b"Coat C", b"", b"JACKETS & COATS", b"COATS", b"id_gridfs_1"),
+        (9, b"", b"", b"JACKETS & COATS", b"COATS", b"id_gridfs_1"),
         (10, b"Dress D", b"Red midi dress.", b"DRESSES", b"DRESSES", b"id_gridfs_1")]
 with h5py.File(sys.argv[1], "w") as f:
     img = np.zeros((len(rows), 256, 256, 3), np.uint8)
