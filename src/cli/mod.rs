@@ -87,10 +87,11 @@ pub enum Command {
         #[arg(long, short, default_value = "pipeline.toml")]
         config: PathBuf,
     },
-    /// Export a split's records in the original EasyTransfer TSV format, with a .list_csv.
+    /// Export records in the original EasyTransfer TSV format (train schema), or the latest
+    /// evaluation set in its eval schema, with a .list_csv.
     ExportTsv {
-        /// train or valid.
-        #[arg(long, default_value = "train", value_parser = ["train", "valid"])]
+        /// train, valid, eval-img2txt or eval-txt2img.
+        #[arg(long, default_value = "train", value_parser = ["train", "valid", "eval-img2txt", "eval-txt2img"])]
         split: String,
         #[arg(long)]
         out: PathBuf,

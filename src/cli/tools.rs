@@ -330,9 +330,14 @@ pub fn rank(config_file: &Path, images: &[PathBuf], texts: &[String], texts_file
 
 // ---- TSV export / import ------------------------------------------------------------------
 
-/// Writes a split's records in the original training format, with a `.list_csv`.
+/// Writes a split's records in the original training format, or an eval set
+/// (`eval-img2txt`, `eval-txt2img`, from the latest `evaluate`) in the original eval format,
+/// with a `.list_csv`.
 pub fn export_tsv(config_file: &Path, split: &str, out: &Path, per_file: usize) -> Result<PathBuf> {
     let l = Latest::open(config_file)?;
+    if let Some(direction) = split.strip_prefix("eval-") {
+        return export_eval_tsv(&l, direction, out, per_file);
+    }
     let store = featstore::Store::open(&l.dir("features")?)?;
     let path = l.dir("records")?.join(format!("{split}.parquet"));
     let df = table::read_parquet(&path)?;
@@ -344,6 +349,49 @@ pub fn export_tsv(config_file: &Path, split: &str, out: &Path, per_file: usize) 
     let schema = tsv::train_schema(store.meta.patches, store.meta.dim, recs.t, recs.m, recs.k);
     std::fs::write(out.join(format!("{split}.schema")), &schema).at(out)?;
     crate::progress::println(format!("wrote {} records → {} (schema in {split}.schema)\n{schema}", recs.len(), list.display()));
+    Ok(list)
+}
+
+fn export_eval_tsv(l: &Latest, direction: &str, out: &Path, per_file: usize) -> Result<PathBuf> {
+    let store = featstore::Store::open(&l.dir("features")?)?;
+    let texts = crate::eval::scoring::Texts::read(&l.dir("tokenize")?.join("texts.parquet"))?;
+    let products = crate::stages::ingest::read_products(&l.dir("ingest")?.join("products.parquet"))?;
+    let desc: HashMap<&str, &str> = products.iter().map(|p| (p.product_id.as_str(), p.text.as_str())).collect();
+    let pairs = table::read_parquet(&l.dir("evaluate")?.join("pairs.parquet"))?;
+    let dirs = table::strings(&pairs, "direction")?;
+    let imgs = table::strings(&pairs, "image_id")?;
+    let txts = table::strings(&pairs, "text_product_id")?;
+    let labels = table::bools(&pairs, "label")?;
+    let (p, t) = (store.meta.patches, texts.t);
+    let ones = vec![1; p];
+    let zeros = vec![0; t];
+    let mut writer = tsv::Writer::create(out, &format!("eval-{direction}"), per_file)?;
+    let mut feats = Vec::new();
+    let mut n = 0;
+    for i in (0..dirs.len()).filter(|&i| dirs[i] == direction) {
+        feats.clear();
+        store.read_into(&imgs[i], &mut feats)?;
+        let (ids, mask) = texts
+            .get(&txts[i])
+            .ok_or_else(|| Error::msg(format!("no tokens for text {}", txts[i])))?;
+        writer.write_record(&[
+            tsv::fmt_floats(&feats),
+            tsv::fmt_ints(&ones),
+            tsv::fmt_ints(ids),
+            tsv::fmt_ints(mask),
+            tsv::fmt_ints(&zeros),
+            (labels[i] as i32).to_string(),
+            desc.get(txts[i].as_str()).copied().unwrap_or("").replace(['\t', '\n'], " "),
+            txts[i].clone(),
+            imgs[i].clone(),
+            imgs[i].clone(),
+        ])?;
+        n += 1;
+    }
+    let list = writer.finish()?;
+    let schema = tsv::eval_schema(p, store.meta.dim, t);
+    std::fs::write(out.join(format!("eval-{direction}.schema")), &schema).at(out)?;
+    crate::progress::println(format!("wrote {n} eval records → {}\n{schema}", list.display()));
     Ok(list)
 }
 

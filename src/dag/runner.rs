@@ -397,7 +397,11 @@ impl<'a> Runner<'a> {
         );
         let started_at = SystemTime::now();
         let t0 = Instant::now();
+        reset_peak_rss();
         let result = stage.run(&mut ctx);
+        if let Some(mib) = peak_rss_mib() {
+            ctx.notes.entry("peak_rss_mib".into()).or_insert(serde_json::json!(mib));
+        }
         let seconds = t0.elapsed().as_secs_f64();
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -482,6 +486,19 @@ impl<'a> Runner<'a> {
             dir,
         })
     }
+}
+
+/// Resets the process's peak resident memory (Linux: `/proc/self/clear_refs`), so that the
+/// peak read after a stage is that stage's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory since the last reset, in MiB (Linux), recorded in each manifest.
+pub fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
 
 /// The cache key of a stage: a digest of everything that determines its outputs. `upstream`

@@ -26,6 +26,7 @@ pub const SPEC: StageSpec = StageSpec {
         P::new("config", K::Str, D::None, "a Hugging Face BERT config.json for the size (default: the init folder's; BERT-base for random)"),
         P::new("layers", K::Int, D::Int(0), "keep only the first N encoder layers (0 = all)"),
         P::new("dropout", K::Float, D::Float(-1.0), "hidden and attention dropout (-1 = the config's)"),
+        P::new("init_range", K::Float, D::Float(-1.0), "std of the random initialisation of every parameter not loaded from `init` (-1 = the config's initializer_range)"),
         P::new("epochs", K::Int, D::Int(2), "passes over the training records"),
         P::new("max_steps", K::Int, D::Int(0), "stop after this many steps (0 = all epochs)"),
         P::new("batch_size", K::Int, D::Int(32), "records per step"),
@@ -81,6 +82,10 @@ fn model_config(p: &Params, base: &Path) -> Result<FashionBertConfig> {
             )));
         }
         bert.num_hidden_layers = layers;
+    }
+    let range = p.float("init_range")?;
+    if range > 0.0 {
+        bert.initializer_range = range;
     }
     let dropout = p.float("dropout")?;
     if dropout >= 0.0 {
