@@ -111,7 +111,7 @@ fn a_corrupt_image_is_rejected_and_counted_by_features() {
     std::fs::write(d.join("img/3.png"), &good[..good.len() / 2]).unwrap();
     let mut csv = String::from("product_id,image,title,description,category,subcategory,split\n");
     for i in 0..4 {
-        csv.push_str(&format!("{i},img/{i}.png,Item {i},Text {i},Tops,Shirts,{}\n", if i < 3 { "train" } else { "valid" }));
+        csv.push_str(&format!("{i},img/{i}.png,Item {i},Text {i},Tops,Shirts,{}\n", if i < 2 { "train" } else { "valid" }));
     }
     std::fs::write(d.join("p.csv"), csv).unwrap();
     std::fs::write(

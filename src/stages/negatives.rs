@@ -114,10 +114,18 @@ impl Stage for Negatives {
                 q = pool.pick(&all, pid, key, &mut rng);
             }
             let Some(q) = q else {
-                return Err(format!(
-                    "no negative possible for {} in split `{}`: every product there has the same title; add products",
-                    pos.pair_id, pos.split
-                )
+                let n = pool.products.len();
+                return Err(if n < 2 {
+                    format!(
+                        "no negative possible for {}: split `{}` has {n} product(s), and a negative needs another product of the same split; add products to it",
+                        pos.pair_id, pos.split
+                    )
+                } else {
+                    format!(
+                        "no negative possible for {}: all {n} products of split `{}` have the same title; add products with other titles",
+                        pos.pair_id, pos.split
+                    )
+                }
                 .into());
             };
             if !fallback.is_empty() {
