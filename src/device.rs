@@ -39,11 +39,15 @@ static THREADS: Once = Once::new();
 pub fn set_threads(threads: usize) {
     THREADS.call_once(|| {
         let n = if threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             threads
         };
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
         #[cfg(feature = "tch")]
         tch::set_num_threads(n as i32);
     });

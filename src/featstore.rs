@@ -66,7 +66,14 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn create(dir: &Path, dtype: FeatDType, patches: usize, dim: usize, shard_images: usize, extractor: serde_json::Value) -> Result<Writer> {
+    pub fn create(
+        dir: &Path,
+        dtype: FeatDType,
+        patches: usize,
+        dim: usize,
+        shard_images: usize,
+        extractor: serde_json::Value,
+    ) -> Result<Writer> {
         std::fs::create_dir_all(dir.join("shards")).at(dir)?;
         Ok(Writer {
             dir: dir.to_path_buf(),
@@ -92,7 +99,11 @@ impl Writer {
 
     /// Appends one image's `[patches × dim]` features (row-major).
     pub fn push(&mut self, image_id: &str, feats: &[f32]) -> Result<()> {
-        assert_eq!(feats.len(), self.meta.patches * self.meta.dim, "feature size");
+        assert_eq!(
+            feats.len(),
+            self.meta.patches * self.meta.dim,
+            "feature size"
+        );
         if self.current.is_none() || self.in_current == self.meta.shard_images {
             self.finish_shard()?;
             let p = Self::shard_path(&self.dir, self.meta.shards.len());
@@ -174,7 +185,11 @@ impl Store {
             if m.len() != n * per_image {
                 return Err(Error::input(
                     &p,
-                    format!("shard has {} bytes, expected {} ({n} images): the store is damaged; re-run `features`", m.len(), n * per_image),
+                    format!(
+                        "shard has {} bytes, expected {} ({n} images): the store is damaged; re-run `features`",
+                        m.len(),
+                        n * per_image
+                    ),
                 ));
             }
             shards.push(m);
@@ -239,7 +254,10 @@ impl Store {
         let bytes = n * self.meta.dtype.bytes();
         let raw = &self.shards[s as usize][r as usize * bytes..(r as usize + 1) * bytes];
         match self.meta.dtype {
-            FeatDType::F32 => out.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()))),
+            FeatDType::F32 => out.extend(
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
+            ),
             FeatDType::F16 => out.extend(
                 raw.chunks_exact(2)
                     .map(|c| f16::from_le_bytes(c.try_into().unwrap()).to_f32()),
@@ -273,7 +291,10 @@ mod tests {
             assert_eq!(meta.shards, vec![2, 2, 1]);
             let s = Store::open(&d).unwrap();
             assert_eq!(s.len(), 5);
-            assert_eq!(s.get("img3").unwrap(), (0..6).map(|k| (30 + k) as f32 * 0.5).collect::<Vec<_>>());
+            assert_eq!(
+                s.get("img3").unwrap(),
+                (0..6).map(|k| (30 + k) as f32 * 0.5).collect::<Vec<_>>()
+            );
             assert_eq!(s.zero_patch(), &[1.0, 2.0, 3.0]);
             let e = s.get("nope").unwrap_err().to_string();
             assert!(e.contains("no features for image `nope`"), "{e}");

@@ -173,7 +173,12 @@ pub fn square(img: &RgbImage, size: u32, fit: Fit) -> RgbImage {
             let h = ((img.height() as f64 * scale).round() as u32).clamp(1, size);
             let small = image::imageops::resize(img, w, h, FilterType::Triangle);
             let mut out = RgbImage::from_pixel(size, size, image::Rgb([255, 255, 255]));
-            image::imageops::overlay(&mut out, &small, ((size - w) / 2) as i64, ((size - h) / 2) as i64);
+            image::imageops::overlay(
+                &mut out,
+                &small,
+                ((size - w) / 2) as i64,
+                ((size - h) / 2) as i64,
+            );
             out
         }
     }
@@ -205,7 +210,11 @@ mod tests {
     fn greyscale_and_alpha_become_rgb() {
         let grey = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(4, 4, image::Luma([7])));
         assert_eq!(to_rgb(grey).get_pixel(0, 0).0, [7, 7, 7]);
-        let clear = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(4, 4, image::Rgba([0, 0, 0, 0])));
+        let clear = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            4,
+            4,
+            image::Rgba([0, 0, 0, 0]),
+        ));
         assert_eq!(to_rgb(clear).get_pixel(0, 0).0, [255, 255, 255]);
     }
 

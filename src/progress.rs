@@ -62,7 +62,11 @@ impl Progress {
                 let len = self.bar.length().unwrap_or(0);
                 let secs = self.started.elapsed().as_secs_f64();
                 let rate = pos as f64 / secs.max(1e-9);
-                let eta = if rate > 0.0 { (len.saturating_sub(pos)) as f64 / rate } else { 0.0 };
+                let eta = if rate > 0.0 {
+                    (len.saturating_sub(pos)) as f64 / rate
+                } else {
+                    0.0
+                };
                 tracing::info!(
                     "{}: {pos}/{len} ({rate:.1}/s, ETA {:.0}s) {}",
                     self.what,

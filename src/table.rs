@@ -65,7 +65,9 @@ pub fn parquet_rows(path: &Path) -> Result<u64, TableError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let n = ParquetReader::new(file).num_rows().map_err(polars_err(path))?;
+    let n = ParquetReader::new(file)
+        .num_rows()
+        .map_err(polars_err(path))?;
     Ok(n as u64)
 }
 
@@ -109,8 +111,12 @@ pub fn col_bool(name: &str, values: &[bool]) -> Column {
 pub fn col_i32_lists(name: &str, flat: &[i32], width: usize) -> Column {
     assert!(width > 0 && flat.len() % width == 0, "{name}: ragged rows");
     let rows = flat.len() / width;
-    let mut b =
-        ListPrimitiveChunkedBuilder::<Int32Type>::new(name.into(), rows, flat.len(), DataType::Int32);
+    let mut b = ListPrimitiveChunkedBuilder::<Int32Type>::new(
+        name.into(),
+        rows,
+        flat.len(),
+        DataType::Int32,
+    );
     for r in flat.chunks(width) {
         b.append_slice(r);
     }

@@ -40,15 +40,23 @@ pub fn parse_schema(s: &str) -> Result<Vec<Field>> {
         .map(|f| {
             let parts: Vec<&str> = f.trim().split(':').collect();
             if parts.len() != 3 {
-                return Err(Error::msg(format!("schema entry `{f}`: expected name:type:len")));
+                return Err(Error::msg(format!(
+                    "schema entry `{f}`: expected name:type:len"
+                )));
             }
             let kind = match parts[1] {
                 "int" => Kind::Int,
                 "float" => Kind::Float,
                 "str" => Kind::Str,
-                other => return Err(Error::msg(format!("schema entry `{f}`: unsupported type `{other}`"))),
+                other => {
+                    return Err(Error::msg(format!(
+                        "schema entry `{f}`: unsupported type `{other}`"
+                    )));
+                }
             };
-            let len = parts[2].parse().map_err(|_| Error::msg(format!("schema entry `{f}`: bad length")))?;
+            let len = parts[2]
+                .parse()
+                .map_err(|_| Error::msg(format!("schema entry `{f}`: bad length")))?;
             Ok(Field {
                 name: parts[0].to_string(),
                 kind,
@@ -135,7 +143,14 @@ pub fn parse_line(line: &str, schema: &[Field], file: &Path, lineno: usize) -> R
         message: m,
     };
     if cols.len() != schema.len() {
-        return Err(err(None, format!("{} tab-separated columns, the schema has {}", cols.len(), schema.len())));
+        return Err(err(
+            None,
+            format!(
+                "{} tab-separated columns, the schema has {}",
+                cols.len(),
+                schema.len()
+            ),
+        ));
     }
     schema
         .iter()
@@ -149,7 +164,10 @@ pub fn parse_line(line: &str, schema: &[Field], file: &Path, lineno: usize) -> R
                     .collect::<Result<_, _>>()
                     .map_err(|e| err(Some(&f.name), format!("not an integer list: {e}")))?;
                 if v.len() != f.len {
-                    return Err(err(Some(&f.name), format!("{} values, the schema says {}", v.len(), f.len)));
+                    return Err(err(
+                        Some(&f.name),
+                        format!("{} values, the schema says {}", v.len(), f.len),
+                    ));
                 }
                 Ok(Value::Ints(v))
             }
@@ -160,7 +178,10 @@ pub fn parse_line(line: &str, schema: &[Field], file: &Path, lineno: usize) -> R
                     .collect::<Result<_, _>>()
                     .map_err(|e| err(Some(&f.name), format!("not a float list: {e}")))?;
                 if v.len() != f.len {
-                    return Err(err(Some(&f.name), format!("{} values, the schema says {}", v.len(), f.len)));
+                    return Err(err(
+                        Some(&f.name),
+                        format!("{} values, the schema says {}", v.len(), f.len),
+                    ));
                 }
                 Ok(Value::Floats(v))
             }
@@ -191,7 +212,11 @@ pub fn read_list(path: &Path) -> Result<(Option<u64>, Vec<PathBuf>)> {
 }
 
 /// Calls `f` on every parsed record of the files, streaming (one line in memory at a time).
-pub fn for_each_record(files: &[PathBuf], schema: &[Field], mut f: impl FnMut(&Path, usize, Vec<Value>) -> Result<()>) -> Result<u64> {
+pub fn for_each_record(
+    files: &[PathBuf],
+    schema: &[Field],
+    mut f: impl FnMut(&Path, usize, Vec<Value>) -> Result<()>,
+) -> Result<u64> {
     let mut n = 0;
     for file in files {
         let rd = std::io::BufReader::new(std::fs::File::open(file).at(file)?);
@@ -239,8 +264,13 @@ impl Writer {
             if let Some(mut w) = self.current.take() {
                 w.flush().at(&self.dir)?;
             }
-            let p = self.dir.join(format!("{}-{:05}.tsv", self.prefix, self.files.len()));
-            self.current = Some(BufWriter::with_capacity(1 << 20, std::fs::File::create(&p).at(&p)?));
+            let p = self
+                .dir
+                .join(format!("{}-{:05}.tsv", self.prefix, self.files.len()));
+            self.current = Some(BufWriter::with_capacity(
+                1 << 20,
+                std::fs::File::create(&p).at(&p)?,
+            ));
             self.files.push(p);
             self.in_file = 0;
         }
@@ -284,11 +314,20 @@ mod tests {
         let schema = parse_schema("a:int:2,b:float:1,c:str:1").unwrap();
         let ok = parse_line("1,2\t0.5\thello", &schema, Path::new("f.tsv"), 3).unwrap();
         assert_eq!(ok[0].ints(), &[1, 2]);
-        let e = parse_line("1\t0.5\thello", &schema, Path::new("f.tsv"), 3).unwrap_err().to_string();
-        assert!(e.contains("f.tsv, row 3, field `a`") && e.contains("1 values"), "{e}");
-        let e = parse_line("1,2\tx\thello", &schema, Path::new("f.tsv"), 4).unwrap_err().to_string();
+        let e = parse_line("1\t0.5\thello", &schema, Path::new("f.tsv"), 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("f.tsv, row 3, field `a`") && e.contains("1 values"),
+            "{e}"
+        );
+        let e = parse_line("1,2\tx\thello", &schema, Path::new("f.tsv"), 4)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("field `b`"), "{e}");
-        let e = parse_line("1,2\t0.5", &schema, Path::new("f.tsv"), 5).unwrap_err().to_string();
+        let e = parse_line("1,2\t0.5", &schema, Path::new("f.tsv"), 5)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("2 tab-separated columns"), "{e}");
     }
 }

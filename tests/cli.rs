@@ -16,16 +16,45 @@ fn pipeline_end_to_end_then_cached_then_partial_reruns() {
     let first = ok(d, &["run"]);
     assert_eq!(
         stages_run(&first),
-        ["ingest", "pairs", "negatives", "tokenize", "patches", "features", "records", "train", "evaluate"],
+        [
+            "ingest",
+            "pairs",
+            "negatives",
+            "tokenize",
+            "patches",
+            "features",
+            "records",
+            "train",
+            "evaluate"
+        ],
         "{first}"
     );
     let eval = d.join("artifacts/evaluate/latest");
-    for f in ["metrics.json", "report.md", "rank_at_k.png", "train_loss.png", "ranks.parquet", "predictions_img2txt.txt"] {
+    for f in [
+        "metrics.json",
+        "report.md",
+        "rank_at_k.png",
+        "train_loss.png",
+        "ranks.parquet",
+        "predictions_img2txt.txt",
+    ] {
         assert!(eval.join(f).is_file(), "missing {f}");
     }
-    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(eval.join("metrics.json")).unwrap()).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval.join("metrics.json")).unwrap()).unwrap();
     for dir in ["img2txt", "txt2img"] {
-        for k in ["acc", "auc", "rank@1", "rank@5", "rank@10", "rank@100", "mrr", "queries", "candidates_per_query", "easytransfer_compatible"] {
+        for k in [
+            "acc",
+            "auc",
+            "rank@1",
+            "rank@5",
+            "rank@10",
+            "rank@100",
+            "mrr",
+            "queries",
+            "candidates_per_query",
+            "easytransfer_compatible",
+        ] {
             assert!(metrics[dir].get(k).is_some(), "{dir}.{k} missing");
         }
         assert_eq!(metrics[dir]["candidates_per_query"], 11.0);
@@ -35,45 +64,108 @@ fn pipeline_end_to_end_then_cached_then_partial_reruns() {
     let t0 = Instant::now();
     let second = ok(d, &["run"]);
     assert!(stages_run(&second).is_empty(), "{second}");
-    assert!(t0.elapsed() < Duration::from_secs(2), "no-op run took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "no-op run took {:?}",
+        t0.elapsed()
+    );
     let status = ok(d, &["status", "--json"]);
     let plan: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert!(plan.as_array().unwrap().iter().all(|s| s["state"] == "cached"));
+    assert!(
+        plan.as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "cached")
+    );
 
     // A param of `negatives`: status explains, then only it and its descendants run.
     let status = ok(d, &["status", "--set", "negatives.seed=8"]);
     assert!(status.contains("params changed: seed 7 → 8"), "{status}");
     let third = ok(d, &["run", "negatives", "--set", "negatives.seed=8"]);
-    assert_eq!(stages_run(&third), ["negatives"], "named stage only, upstream cached: {third}");
+    assert_eq!(
+        stages_run(&third),
+        ["negatives"],
+        "named stage only, upstream cached: {third}"
+    );
     let fourth = ok(d, &["run", "--set", "negatives.seed=8"]);
-    assert_eq!(stages_run(&fourth), ["tokenize", "patches", "records", "train", "evaluate"], "{fourth}");
+    assert_eq!(
+        stages_run(&fourth),
+        ["tokenize", "patches", "records", "train", "evaluate"],
+        "{fourth}"
+    );
 
     // Changing a raw input invalidates its stage and everything below.
     let vocab = std::fs::read_to_string(d.join("vocab.txt")).unwrap();
-    std::fs::write(d.join("vocab.txt"), vocab.replace("\nstripes\n", "\nstriped\n")).unwrap();
+    std::fs::write(
+        d.join("vocab.txt"),
+        vocab.replace("\nstripes\n", "\nstriped\n"),
+    )
+    .unwrap();
     let status = ok(d, &["status"]);
     assert!(status.contains("input file changed: vocab.txt"), "{status}");
 
     // inspect, from the CLI and from Python.
     let shown = ok(d, &["inspect", "negatives"]);
-    assert!(shown.contains("negatives.parquet") && shown.contains("pair_id"), "{shown}");
+    assert!(
+        shown.contains("negatives.parquet") && shown.contains("pair_id"),
+        "{shown}"
+    );
     let pq = d.join("artifacts/tokenize/latest/tokens.parquet");
     let py = std::process::Command::new(python())
         .args(["-c", "import sys, pyarrow.parquet as pq, pandas as pd; t = pq.read_table(sys.argv[1]); df = pd.read_parquet(sys.argv[1]); print(t.num_rows, len(df), len(df.input_ids[0]))"])
         .arg(&pq)
         .output()
         .expect("python");
-    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
-    let words: Vec<String> = String::from_utf8_lossy(&py.stdout).split_whitespace().map(String::from).collect();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let words: Vec<String> = String::from_utf8_lossy(&py.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     assert_eq!(words[0], words[1]);
     assert_eq!(words[2], "32");
 
     // rank: texts for an image, and images for a text, with the trained model.
     let img = d.join("artifacts/ingest/latest/images/S000001.png");
-    let out = ok(d, &["rank", "--image", img.to_str().unwrap(), "--text", "navy striped shirt", "--text", "red leather boots", "--text", "yellow tote bag"]);
-    let ranked = |out: &str| out.lines().filter(|l| l.trim_start().split_once(". ").is_some_and(|(n, _)| n.parse::<usize>().is_ok())).count();
+    let out = ok(
+        d,
+        &[
+            "rank",
+            "--image",
+            img.to_str().unwrap(),
+            "--text",
+            "navy striped shirt",
+            "--text",
+            "red leather boots",
+            "--text",
+            "yellow tote bag",
+        ],
+    );
+    let ranked = |out: &str| {
+        out.lines()
+            .filter(|l| {
+                l.trim_start()
+                    .split_once(". ")
+                    .is_some_and(|(n, _)| n.parse::<usize>().is_ok())
+            })
+            .count()
+    };
     assert_eq!(ranked(&out), 3, "{out}");
-    let out = ok(d, &["rank", "--text", "black jeans", "--image", d.join("artifacts/ingest/latest/images").to_str().unwrap(), "--top", "5"]);
+    let out = ok(
+        d,
+        &[
+            "rank",
+            "--text",
+            "black jeans",
+            "--image",
+            d.join("artifacts/ingest/latest/images").to_str().unwrap(),
+            "--top",
+            "5",
+        ],
+    );
     assert_eq!(ranked(&out), 5, "{out}");
 
     // show draws a record.
@@ -85,7 +177,11 @@ fn pipeline_end_to_end_then_cached_then_partial_reruns() {
     let gc = ok(d, &["gc"]);
     assert!(gc.contains("deleted"), "{gc}");
     let again = ok(d, &["run", "--set", "negatives.seed=8"]);
-    assert_eq!(stages_run(&again), ["tokenize", "records", "train", "evaluate"], "the vocab changed: {again}");
+    assert_eq!(
+        stages_run(&again),
+        ["tokenize", "records", "train", "evaluate"],
+        "the vocab changed: {again}"
+    );
 }
 
 #[test]
@@ -95,11 +191,26 @@ fn malformed_configs_fail_before_anything_runs() {
     let p = tiny_pipeline(d, 20, "flex");
     let good = std::fs::read_to_string(&p).unwrap();
     let cases = [
-        (good.replace("[stages.pairs]", "[stages.pears]"), "unknown stage `pears`"),
+        (
+            good.replace("[stages.pairs]", "[stages.pears]"),
+            "unknown stage `pears`",
+        ),
         (good.replace("seed = 3", "sead = 3"), "unknown param `sead`"),
-        (good.replace("products = 20", "products = \"many\""), "expected an integer, found a string"),
-        (good.replace("deps = [\"ingest\"]\n", "deps = [\"ingest\", \"evaluate\"]\n"), "cycle"),
-        (good.replace("[stages.ingest.params]", "[stages.ingest.params"), "p.toml"),
+        (
+            good.replace("products = 20", "products = \"many\""),
+            "expected an integer, found a string",
+        ),
+        (
+            good.replace(
+                "deps = [\"ingest\"]\n",
+                "deps = [\"ingest\", \"evaluate\"]\n",
+            ),
+            "cycle",
+        ),
+        (
+            good.replace("[stages.ingest.params]", "[stages.ingest.params"),
+            "p.toml",
+        ),
     ];
     for (text, want) in cases {
         let f = d.join("p.toml");
@@ -130,14 +241,52 @@ fn data_stages_are_byte_identical_for_a_seed_and_differ_for_another() {
         ("tokenize", "tokens.parquet"),
         ("patches", "patch_masks.parquet"),
     ] {
-        let x = std::fs::read(a.path().join("artifacts").join(stage).join("latest").join(file)).unwrap();
-        let y = std::fs::read(b.path().join("artifacts").join(stage).join("latest").join(file)).unwrap();
+        let x = std::fs::read(
+            a.path()
+                .join("artifacts")
+                .join(stage)
+                .join("latest")
+                .join(file),
+        )
+        .unwrap();
+        let y = std::fs::read(
+            b.path()
+                .join("artifacts")
+                .join(stage)
+                .join("latest")
+                .join(file),
+        )
+        .unwrap();
         assert_eq!(x, y, "{stage}/{file} differs between identical runs");
     }
     let d = b.path();
-    ok(d, &["run", "patches", "tokenize", "--set", "negatives.seed=99", "--set", "tokenize.seed=5", "--set", "patches.seed=6"]);
-    for (stage, file) in [("negatives", "negatives.parquet"), ("tokenize", "tokens.parquet"), ("patches", "patch_masks.parquet")] {
-        let x = std::fs::read(a.path().join("artifacts").join(stage).join("latest").join(file)).unwrap();
+    ok(
+        d,
+        &[
+            "run",
+            "patches",
+            "tokenize",
+            "--set",
+            "negatives.seed=99",
+            "--set",
+            "tokenize.seed=5",
+            "--set",
+            "patches.seed=6",
+        ],
+    );
+    for (stage, file) in [
+        ("negatives", "negatives.parquet"),
+        ("tokenize", "tokens.parquet"),
+        ("patches", "patch_masks.parquet"),
+    ] {
+        let x = std::fs::read(
+            a.path()
+                .join("artifacts")
+                .join(stage)
+                .join("latest")
+                .join(file),
+        )
+        .unwrap();
         let y = std::fs::read(d.join("artifacts").join(stage).join("latest").join(file)).unwrap();
         assert_ne!(x, y, "{stage} did not change with its seed");
     }

@@ -15,7 +15,9 @@ fn strings(df: &polars::prelude::DataFrame, c: &str) -> Vec<String> {
 
 #[test]
 fn fashion_real_products_pairs_negatives_tokens() {
-    let (Some(data), Some(weights)) = (fashion_real(), weights_dir()) else { return };
+    let (Some(data), Some(weights)) = (fashion_real(), weights_dir()) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(
@@ -50,47 +52,112 @@ vocab = "{vocab}"
     assert_eq!(m.counts["products"], 10_000);
     assert_eq!(m.counts["rejected"], 0);
 
-    let products = fashionbert::table::read_parquet(&a.join("ingest/latest/products.parquet")).unwrap();
+    let products =
+        fashionbert::table::read_parquet(&a.join("ingest/latest/products.parquet")).unwrap();
     let pid = strings(&products, "product_id");
     let subs = strings(&products, "subcategory");
-    let sub: HashMap<&str, &str> = pid.iter().map(String::as_str).zip(subs.iter().map(String::as_str)).collect();
+    let sub: HashMap<&str, &str> = pid
+        .iter()
+        .map(String::as_str)
+        .zip(subs.iter().map(String::as_str))
+        .collect();
     let titles: Vec<String> = strings(&products, "title");
-    let title_of: HashMap<&str, String> = pid.iter().map(String::as_str).zip(titles.iter().map(|t| t.to_lowercase())).collect();
-    let key_of: HashMap<&str, String> = pid.iter().map(String::as_str).zip(strings(&products, "title_key")).collect();
+    let title_of: HashMap<&str, String> = pid
+        .iter()
+        .map(String::as_str)
+        .zip(titles.iter().map(|t| t.to_lowercase()))
+        .collect();
+    let key_of: HashMap<&str, String> = pid
+        .iter()
+        .map(String::as_str)
+        .zip(strings(&products, "title_key"))
+        .collect();
 
-    let pos = fashionbert::stages::pairs::read_pairs(&a.join("pairs/latest/pairs.parquet")).unwrap();
-    let neg = fashionbert::stages::pairs::read_pairs(&a.join("negatives/latest/negatives.parquet")).unwrap();
+    let pos =
+        fashionbert::stages::pairs::read_pairs(&a.join("pairs/latest/pairs.parquet")).unwrap();
+    let neg = fashionbert::stages::pairs::read_pairs(&a.join("negatives/latest/negatives.parquet"))
+        .unwrap();
     assert_eq!(pos.len(), 10_000);
     assert_eq!(neg.len(), 10_000);
     for split in ["train", "valid"] {
-        let p = pos.iter().filter(|x| x.split == split && x.label == 1).count();
-        let n = neg.iter().filter(|x| x.split == split && x.label == 0).count();
+        let p = pos
+            .iter()
+            .filter(|x| x.split == split && x.label == 1)
+            .count();
+        let n = neg
+            .iter()
+            .filter(|x| x.split == split && x.label == 0)
+            .count();
         assert_eq!(p, n, "1:1 in {split}");
     }
     let mut fallbacks = 0;
     for n in &neg {
         assert_ne!(n.text_product_id, n.image_product_id, "{}", n.pair_id);
-        assert_ne!(title_of[n.text_product_id.as_str()], title_of[n.image_product_id.as_str()], "{}: same title", n.pair_id);
-        assert_ne!(key_of[n.text_product_id.as_str()], key_of[n.image_product_id.as_str()], "{}: same title group", n.pair_id);
+        assert_ne!(
+            title_of[n.text_product_id.as_str()],
+            title_of[n.image_product_id.as_str()],
+            "{}: same title",
+            n.pair_id
+        );
+        assert_ne!(
+            key_of[n.text_product_id.as_str()],
+            key_of[n.image_product_id.as_str()],
+            "{}: same title group",
+            n.pair_id
+        );
         if n.fallback.is_empty() {
-            assert_eq!(sub[n.text_product_id.as_str()], sub[n.image_product_id.as_str()], "{}", n.pair_id);
+            assert_eq!(
+                sub[n.text_product_id.as_str()],
+                sub[n.image_product_id.as_str()],
+                "{}",
+                n.pair_id
+            );
         } else {
             fallbacks += 1;
         }
     }
-    assert_eq!(fallbacks, 0, "every fashion-real subcategory has enough products");
+    assert_eq!(
+        fallbacks, 0,
+        "every fashion-real subcategory has enough products"
+    );
 
     // Token ids equal Hugging Face's BertTokenizerFast on every product text.
     let texts = fashionbert::table::read_parquet(&a.join("tokenize/latest/texts.parquet")).unwrap();
     let tp = strings(&texts, "product_id");
     let ids = fashionbert::table::i32_lists(&texts, "input_ids", 64).unwrap();
     let lens = fashionbert::table::i32s(&texts, "length").unwrap();
-    let text_of: HashMap<String, String> = pid.iter().cloned().zip(strings(&products, "text")).collect();
+    let text_of: HashMap<String, String> = pid
+        .iter()
+        .cloned()
+        .zip(strings(&products, "text"))
+        .collect();
     let input = d.join("texts.txt");
-    std::fs::write(&input, tp.iter().map(|p| text_of[p].replace('\n', " ")).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    std::fs::write(
+        &input,
+        tp.iter()
+            .map(|p| text_of[p].replace('\n', " "))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n",
+    )
+    .unwrap();
     let out = d.join("ids.jsonl");
-    py(&[&script("tokenize_reference.py"), "--vocab", weights.join("minilm/vocab.txt").to_str().unwrap(), "--input", input.to_str().unwrap(), "--max-len", "64", "--output", out.to_str().unwrap()]);
-    let theirs: Vec<Vec<i32>> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    py(&[
+        &script("tokenize_reference.py"),
+        "--vocab",
+        weights.join("minilm/vocab.txt").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--max-len",
+        "64",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let theirs: Vec<Vec<i32>> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(theirs.len(), tp.len());
     let mut differ = 0;
     for (i, t) in theirs.iter().enumerate() {
@@ -100,7 +167,10 @@ vocab = "{vocab}"
             eprintln!("{}: ours {ours:?}\ntheirs {t:?}", tp[i]);
         }
     }
-    assert_eq!(differ, 0, "token ids differ from Hugging Face on {differ} texts");
+    assert_eq!(
+        differ, 0,
+        "token ids differ from Hugging Face on {differ} texts"
+    );
 
     // Masking statistics over 20,000 records.
     let tm = fashionbert::dag::Manifest::read(&a.join("tokenize/latest")).unwrap();
@@ -110,14 +180,18 @@ vocab = "{vocab}"
     assert!((f("share_mask_token") - 0.8).abs() < 0.02, "{s}");
     assert!((f("share_random_token") - 0.1).abs() < 0.02, "{s}");
     assert!((f("share_kept") - 0.1).abs() < 0.02, "{s}");
-    let tokens = fashionbert::table::read_parquet(&a.join("tokenize/latest/tokens.parquet")).unwrap();
+    let tokens =
+        fashionbert::table::read_parquet(&a.join("tokenize/latest/tokens.parquet")).unwrap();
     let pos_ = fashionbert::table::i32_lists(&tokens, "masked_lm_positions", 10).unwrap();
     let w = fashionbert::table::f32_lists(&tokens, "masked_lm_weights", 10).unwrap();
     let labels = fashionbert::table::i32_lists(&tokens, "masked_lm_ids", 10).unwrap();
     for (j, (&p, &wt)) in pos_.iter().zip(&w).enumerate() {
         if wt > 0.0 {
             assert!(p >= 1, "never [CLS]");
-            assert!(![0, 101, 102].contains(&labels[j]), "never [PAD], [CLS] or [SEP]");
+            assert!(
+                ![0, 101, 102].contains(&labels[j]),
+                "never [PAD], [CLS] or [SEP]"
+            );
         }
     }
     eprintln!("fashion-real: 10,000 products, 0 rejects, 10,000 + 10,000 pairs, masking {s}");
@@ -129,7 +203,9 @@ fn fashiongen_hdf5_reader_on_the_official_layout() {
     let d = dir.path();
     let h5 = d.join("fashiongen_256_256_validation.h5");
     // Product 7 has two poses; product 9 has no name and no description (rejected); ids are ints.
-    py(&["-c", r#"
+    py(&[
+        "-c",
+        r#"
 import sys, h5py, numpy as np
 rows = [(7, b"Shirt A", b"Navy cotton shirt. Button closure.", b"TOPS", b"SHIRTS", b"id_gridfs_1"),
         (7, b"Shirt A", b"Navy cotton shirt. Button closure.", b"TOPS", b"SHIRTS", b"id_gridfs_2"),
@@ -143,7 +219,9 @@ with h5py.File(sys.argv[1], "w") as f:
     f.create_dataset("input_productID", data=np.array([[r[0]] for r in rows], np.int32))
     for j, name in enumerate(["input_name", "input_description", "input_category", "input_subcategory", "input_pose"], 1):
         f.create_dataset(name, data=np.array([[r[j]] for r in rows], dtype="S400"))
-"#, h5.to_str().unwrap()]);
+"#,
+        h5.to_str().unwrap(),
+    ]);
     std::fs::write(
         d.join("pipeline.toml"),
         r#"
@@ -166,29 +244,58 @@ weights = "random:3"
     .unwrap();
     ok(d, &["run", "features"]);
     let a = d.join("artifacts");
-    let products = fashionbert::stages::ingest::read_products(&a.join("ingest/latest/products.parquet")).unwrap();
+    let products =
+        fashionbert::stages::ingest::read_products(&a.join("ingest/latest/products.parquet"))
+            .unwrap();
     assert_eq!(products.len(), 4);
     let ids: Vec<&str> = products.iter().map(|p| p.image_id.as_str()).collect();
-    assert_eq!(ids, ["train:7_id_gridfs_1", "train:7_id_gridfs_2", "train:8_id_gridfs_1", "train:10_id_gridfs_1"]);
+    assert_eq!(
+        ids,
+        [
+            "train:7_id_gridfs_1",
+            "train:7_id_gridfs_2",
+            "train:8_id_gridfs_1",
+            "train:10_id_gridfs_1"
+        ]
+    );
     assert_eq!(products[0].product_id, "7");
-    assert_eq!(products[0].text, "Shirt A. Navy cotton shirt. Button closure.");
-    assert!(products[2].text.contains("été"), "UTF-8 kept: {}", products[2].text);
+    assert_eq!(
+        products[0].text,
+        "Shirt A. Navy cotton shirt. Button closure."
+    );
+    assert!(
+        products[2].text.contains("été"),
+        "UTF-8 kept: {}",
+        products[2].text
+    );
     assert_eq!(products[1].image, "h5:fashiongen_256_256_validation.h5#1");
-    let rejects = fashionbert::table::read_parquet(&a.join("ingest/latest/rejects.parquet")).unwrap();
+    let rejects =
+        fashionbert::table::read_parquet(&a.join("ingest/latest/rejects.parquet")).unwrap();
     assert_eq!(strings(&rejects, "reason"), ["empty text"]);
     assert_eq!(strings(&rejects, "product_id"), ["9"]);
     // Images come straight from the file: four feature matrices, none rejected.
     let store = fashionbert::featstore::Store::open(&a.join("features/latest")).unwrap();
     assert_eq!(store.len(), 4);
-    assert_ne!(store.get("train:7_id_gridfs_1").unwrap(), store.get("train:8_id_gridfs_1").unwrap());
+    assert_ne!(
+        store.get("train:7_id_gridfs_1").unwrap(),
+        store.get("train:8_id_gridfs_1").unwrap()
+    );
 }
 
 fn write_image(path: &Path, mode: &str) {
-    py(&["-c", &format!(
-        "from PIL import Image; im = Image.new('{mode}', (40, 30)); im.paste({}, (0, 0, 20, 30)); im.save('{}')",
-        match mode { "L" => "128", "RGBA" => "(200, 10, 10, 128)", "CMYK" => "(0, 255, 255, 0)", _ => "(10, 200, 10)" },
-        path.display()
-    )]);
+    py(&[
+        "-c",
+        &format!(
+            "from PIL import Image; im = Image.new('{mode}', (40, 30)); im.paste({}, (0, 0, 20, 30)); im.save('{}')",
+            match mode {
+                "L" => "128",
+                "RGBA" => "(200, 10, 10, 128)",
+                "CMYK" => "(0, 255, 255, 0)",
+                _ => "(10, 200, 10)",
+            },
+            path.display()
+        ),
+    ]);
 }
 
 #[test]
@@ -227,28 +334,59 @@ fn bad_csv_rows_and_images_are_rejected_with_reasons_never_dropped() {
     let a = d.join("artifacts/ingest/latest");
     let products = fashionbert::stages::ingest::read_products(&a.join("products.parquet")).unwrap();
     let kept: Vec<&str> = products.iter().map(|p| p.product_id.as_str()).collect();
-    assert_eq!(kept, ["1", "2", "3", "4"], "greyscale, RGBA and CMYK images are converted, not rejected");
+    assert_eq!(
+        kept,
+        ["1", "2", "3", "4"],
+        "greyscale, RGBA and CMYK images are converted, not rejected"
+    );
     let rejects = fashionbert::table::read_parquet(&a.join("rejects.parquet")).unwrap();
     let reasons: Vec<String> = strings(&rejects, "reason");
     let lines = fashionbert::table::i64s(&rejects, "line").unwrap();
     let all = reasons.join("\n");
-    for want in ["malformed row: 8 fields, expected 7", "empty text", "missing category", "duplicate product_id: first seen at line 2", "unknown split", "undecodable image", "missing image"] {
+    for want in [
+        "malformed row: 8 fields, expected 7",
+        "empty text",
+        "missing category",
+        "duplicate product_id: first seen at line 2",
+        "unknown split",
+        "undecodable image",
+        "missing image",
+    ] {
         assert!(all.contains(want), "no reject for {want:?}:\n{all}");
     }
-    assert_eq!(reasons.len(), 8, "5 bad rows + truncated, garbage and missing images:\n{all}");
-    assert!(lines.contains(&11), "the malformed row is named by its line: {lines:?}");
+    assert_eq!(
+        reasons.len(),
+        8,
+        "5 bad rows + truncated, garbage and missing images:\n{all}"
+    );
+    assert!(
+        lines.contains(&11),
+        "the malformed row is named by its line: {lines:?}"
+    );
     // Every input row is either kept or rejected.
     assert_eq!(products.len() + reasons.len(), 12);
     // The CMYK red image really is red after conversion.
     let loader = fashionbert::images::ImageLoader::new(d, &a);
-    let img = loader.load(&fashionbert::images::ImageRef::parse(&products[3].image)).unwrap();
+    let img = loader
+        .load(&fashionbert::images::ImageRef::parse(&products[3].image))
+        .unwrap();
     let px = img.get_pixel(5, 5).0;
-    assert!(px[0] > 180 && px[1] < 80 && px[2] < 80, "CMYK (0,255,255,0) is red, got {px:?}");
+    assert!(
+        px[0] > 180 && px[1] < 80 && px[2] < 80,
+        "CMYK (0,255,255,0) is red, got {px:?}"
+    );
 
     // A missing column fails before any work, naming the file and the column.
-    std::fs::write(d.join("products.csv"), "product_id,image,title,description,category,split\n1,img/rgb.jpg,a,b,c,train\n").unwrap();
+    std::fs::write(
+        d.join("products.csv"),
+        "product_id,image,title,description,category,split\n1,img/rgb.jpg,a,b,c,train\n",
+    )
+    .unwrap();
     let out = run(d, &["run", "ingest"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("products.csv") && err.contains("`subcategory`"), "{err}");
+    assert!(
+        err.contains("products.csv") && err.contains("`subcategory`"),
+        "{err}"
+    );
 }

@@ -14,16 +14,35 @@ fn evaluation_tsv_round_trips_and_failures() {
     tiny_pipeline(d, 60, "tch");
     ok(d, &["run"]);
     let eval = d.join("artifacts/evaluate/latest");
-    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(eval.join("metrics.json")).unwrap()).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval.join("metrics.json")).unwrap()).unwrap();
 
     // 1. The compatible figures are what the original script computes on our prediction file.
     for dirn in ["img2txt", "txt2img"] {
         let out = std::process::Command::new(python())
-            .args([&script("easytransfer_metrics.py"), "eval", eval.join(format!("predictions_{dirn}.txt")).to_str().unwrap(), "--task", dirn])
+            .args([
+                &script("easytransfer_metrics.py"),
+                "eval",
+                eval.join(format!("predictions_{dirn}.txt"))
+                    .to_str()
+                    .unwrap(),
+                "--task",
+                dirn,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let theirs: serde_json::Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').find(|l| l.starts_with(b"{")).unwrap()).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let theirs: serde_json::Value = serde_json::from_slice(
+            out.stdout
+                .split(|b| *b == b'\n')
+                .find(|l| l.starts_with(b"{"))
+                .unwrap(),
+        )
+        .unwrap();
         let ours = &metrics[dirn]["easytransfer_compatible"];
         for k in ["acc", "auc", "rank@1", "rank@5", "rank@10", "rank@100"] {
             let (a, b) = (ours[k].as_f64().unwrap(), theirs[k].as_f64().unwrap());
@@ -33,12 +52,44 @@ fn evaluation_tsv_round_trips_and_failures() {
     }
 
     // 2. Training records → the original's TSV → back: identical.
-    ok(d, &["export-tsv", "--split", "train", "--out", "tsv", "--per-file", "25"]);
+    ok(
+        d,
+        &[
+            "export-tsv",
+            "--split",
+            "train",
+            "--out",
+            "tsv",
+            "--per-file",
+            "25",
+        ],
+    );
     let list = std::fs::read_to_string(d.join("tsv/train.list_csv")).unwrap();
-    assert!(list.lines().count() >= 3, "count line and several files: {list}");
-    ok(d, &["import-tsv", "tsv/train.list_csv", "--out", "imported", "--text-len", "32"]);
-    let a = fashionbert::training::data::Records::read(&d.join("artifacts/records/latest/train.parquet"), 32, 10, 5).unwrap();
-    let b = fashionbert::training::data::Records::read(&d.join("imported/records.parquet"), 32, 10, 5).unwrap();
+    assert!(
+        list.lines().count() >= 3,
+        "count line and several files: {list}"
+    );
+    ok(
+        d,
+        &[
+            "import-tsv",
+            "tsv/train.list_csv",
+            "--out",
+            "imported",
+            "--text-len",
+            "32",
+        ],
+    );
+    let a = fashionbert::training::data::Records::read(
+        &d.join("artifacts/records/latest/train.parquet"),
+        32,
+        10,
+        5,
+    )
+    .unwrap();
+    let b =
+        fashionbert::training::data::Records::read(&d.join("imported/records.parquet"), 32, 10, 5)
+            .unwrap();
     assert_eq!(a.len(), b.len());
     assert_eq!(a.input_ids, b.input_ids);
     assert_eq!(a.input_mask, b.input_mask);
@@ -51,21 +102,60 @@ fn evaluation_tsv_round_trips_and_failures() {
     let sa = fashionbert::featstore::Store::open(&d.join("artifacts/features/latest")).unwrap();
     let sb = fashionbert::featstore::Store::open(&d.join("imported/features")).unwrap();
     for i in 0..a.len() {
-        assert_eq!(sa.get(&a.image_id[i]).unwrap(), sb.get(&b.image_id[i]).unwrap(), "features of record {i}");
+        assert_eq!(
+            sa.get(&a.image_id[i]).unwrap(),
+            sb.get(&b.image_id[i]).unwrap(),
+            "features of record {i}"
+        );
     }
     let distinct: std::collections::HashSet<&String> = a.image_id.iter().collect();
-    assert_eq!(sb.len(), distinct.len(), "an image shared by a positive and a negative is stored once");
+    assert_eq!(
+        sb.len(),
+        distinct.len(),
+        "an image shared by a positive and a negative is stored once"
+    );
 
     // 3. The eval set in the original's eval format, scored by `eval-tsv`: the stage's numbers.
     let model = d.join("artifacts/train/latest");
     for dirn in ["img2txt", "txt2img"] {
-        ok(d, &["export-tsv", "--split", &format!("eval-{dirn}"), "--out", "evaltsv"]);
+        ok(
+            d,
+            &[
+                "export-tsv",
+                "--split",
+                &format!("eval-{dirn}"),
+                "--out",
+                "evaltsv",
+            ],
+        );
         let out = d.join(format!("scored-{dirn}"));
-        ok(d, &["eval-tsv", &format!("evaltsv/eval-{dirn}.list_csv"), "--model", model.to_str().unwrap(), "--type", dirn, "--out", out.to_str().unwrap(), "--device", "tch"]);
-        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+        ok(
+            d,
+            &[
+                "eval-tsv",
+                &format!("evaltsv/eval-{dirn}.list_csv"),
+                "--model",
+                model.to_str().unwrap(),
+                "--type",
+                dirn,
+                "--out",
+                out.to_str().unwrap(),
+                "--device",
+                "tch",
+            ],
+        );
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
+                .unwrap();
         for k in ["rank@1", "rank@5", "rank@10", "mrr", "auc", "acc"] {
-            let (x, y) = (m[dirn][k].as_f64().unwrap(), metrics[dirn][k].as_f64().unwrap());
-            assert!((x - y).abs() < 1e-3, "{dirn} {k}: eval-tsv {x} vs evaluate {y}");
+            let (x, y) = (
+                m[dirn][k].as_f64().unwrap(),
+                metrics[dirn][k].as_f64().unwrap(),
+            );
+            assert!(
+                (x - y).abs() < 1e-3,
+                "{dirn} {k}: eval-tsv {x} vs evaluate {y}"
+            );
         }
         assert!(out.join(format!("eval_{dirn}_results.txt")).is_file());
     }
@@ -73,20 +163,72 @@ fn evaluation_tsv_round_trips_and_failures() {
     // 4. Failures name what is wrong.
     let bad = d.join("badmodel");
     std::fs::create_dir(&bad).unwrap();
-    std::fs::copy(model.join("model.safetensors"), bad.join("model.safetensors")).unwrap();
-    let cfg = std::fs::read_to_string(model.join("config.json")).unwrap().replace("\"hidden_size\": 32", "\"hidden_size\": 48");
+    std::fs::copy(
+        model.join("model.safetensors"),
+        bad.join("model.safetensors"),
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(model.join("config.json"))
+        .unwrap()
+        .replace("\"hidden_size\": 32", "\"hidden_size\": 48");
     std::fs::write(bad.join("config.json"), cfg).unwrap();
-    let o = run(d, &["eval-tsv", "evaltsv/eval-img2txt.list_csv", "--model", bad.to_str().unwrap(), "--type", "img2txt", "--device", "tch"]);
+    let o = run(
+        d,
+        &[
+            "eval-tsv",
+            "evaltsv/eval-img2txt.list_csv",
+            "--model",
+            bad.to_str().unwrap(),
+            "--type",
+            "img2txt",
+            "--device",
+            "tch",
+        ],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("model.safetensors") && err.contains("config.json"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("model.safetensors") && err.contains("config.json"),
+        "{err}"
+    );
 
-    let first = std::fs::read_dir(d.join("evaltsv")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "tsv")).unwrap();
+    let first = std::fs::read_dir(d.join("evaltsv"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "tsv"))
+        .unwrap();
     let text = std::fs::read_to_string(&first).unwrap();
-    let broken: Vec<String> = text.lines().enumerate().map(|(i, l)| if i == 1 { l.replacen('\t', "\tx", 2) } else { l.to_string() }).collect();
+    let broken: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 1 {
+                l.replacen('\t', "\tx", 2)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
     std::fs::write(&first, broken.join("\n")).unwrap();
-    let o = run(d, &["eval-tsv", first.to_str().unwrap(), "--model", model.to_str().unwrap(), "--type", "img2txt", "--device", "tch"]);
+    let o = run(
+        d,
+        &[
+            "eval-tsv",
+            first.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--type",
+            "img2txt",
+            "--device",
+            "tch",
+        ],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains(first.file_name().unwrap().to_str().unwrap()) && err.contains("row 2"), "{err}");
+    assert!(
+        !o.status.success()
+            && err.contains(first.file_name().unwrap().to_str().unwrap())
+            && err.contains("row 2"),
+        "{err}"
+    );
 
     // A feature store without one of the records' images.
     let store = fashionbert::featstore::Store::open(&d.join("artifacts/features/latest")).unwrap();

@@ -24,9 +24,14 @@ fn preprocess(paths: &[std::path::PathBuf]) -> Vec<f32> {
 
 #[test]
 fn real_imagenet_weights_recognise_real_products() {
-    let (Some(data), Some(weights)) = (fashion_real(), weights_dir()) else { return };
-    let classes: HashMap<String, Vec<usize>> =
-        serde_json::from_str(&std::fs::read_to_string(root().join("tests/data/imagenet_subcategory_classes.json")).unwrap()).unwrap();
+    let (Some(data), Some(weights)) = (fashion_real(), weights_dir()) else {
+        return;
+    };
+    let classes: HashMap<String, Vec<usize>> = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/data/imagenet_subcategory_classes.json"))
+            .unwrap(),
+    )
+    .unwrap();
     let mut rdr = csv::Reader::from_path(data.join("products.csv")).unwrap();
     let mut by_sub: HashMap<String, Vec<std::path::PathBuf>> = HashMap::new();
     for r in rdr.records() {
@@ -39,7 +44,10 @@ fn real_imagenet_weights_recognise_real_products() {
     #[allow(deprecated)]
     let dev = Device::libtorch();
     let model = fashionbert::weights::load_resnet50(
-        weights.join("resnet50-imagenet-v1.safetensors").to_str().unwrap(),
+        weights
+            .join("resnet50-imagenet-v1.safetensors")
+            .to_str()
+            .unwrap(),
         &root(),
         Convention::V1,
         &dev,
@@ -68,32 +76,69 @@ fn real_imagenet_weights_recognise_real_products() {
         total += paths.len();
     }
     let rate = hits as f64 / total as f64;
-    eprintln!("top-5 hit rate {rate:.3} over {total} images: {}", report.join(", "));
+    eprintln!(
+        "top-5 hit rate {rate:.3} over {total} images: {}",
+        report.join(", ")
+    );
     // A correct port scores about 0.9 here (the PyTorch reference: 0.87–1.0 on most of these
     // subcategories); a wrong channel order, stride or preprocessing falls far lower.
-    assert!(rate > 0.8, "top-5 hit rate {rate:.3}: {}", report.join(", "));
+    assert!(
+        rate > 0.8,
+        "top-5 hit rate {rate:.3}: {}",
+        report.join(", ")
+    );
 }
 
 #[test]
 fn real_weights_pooled_features_match_the_pytorch_reference() {
-    let (Some(data), Some(weights)) = (fashion_real(), weights_dir()) else { return };
+    let (Some(data), Some(weights)) = (fashion_real(), weights_dir()) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let paths: Vec<_> = ["images/1563.jpg", "images/1584.jpg", "images/1595.jpg", "images/1614.jpg"].iter().map(|p| data.join(p)).collect();
+    let paths: Vec<_> = [
+        "images/1563.jpg",
+        "images/1584.jpg",
+        "images/1595.jpg",
+        "images/1614.jpg",
+    ]
+    .iter()
+    .map(|p| data.join(p))
+    .collect();
     let px = preprocess(&paths);
     let x = dir.path().join("x.safetensors");
-    save_st(&x, vec![("images", St::F32(vec![4, 3, 224, 224], px.clone()))]);
+    save_st(
+        &x,
+        vec![("images", St::F32(vec![4, 3, 224, 224], px.clone()))],
+    );
     let y = dir.path().join("y.safetensors");
     let w = weights.join("resnet50-imagenet-v1.safetensors");
-    py(&[&script("resnet_reference.py"), "forward", "--weights", w.to_str().unwrap(), "--convention", "v1", "--input", x.to_str().unwrap(), "--output", y.to_str().unwrap()]);
+    py(&[
+        &script("resnet_reference.py"),
+        "forward",
+        "--weights",
+        w.to_str().unwrap(),
+        "--convention",
+        "v1",
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
     let want = load_st(&y);
     #[allow(deprecated)]
     for dev in [Device::libtorch(), Device::flex()] {
-        let model = fashionbert::weights::load_resnet50(w.to_str().unwrap(), &root(), Convention::V1, &dev).unwrap().fold();
+        let model =
+            fashionbert::weights::load_resnet50(w.to_str().unwrap(), &root(), Convention::V1, &dev)
+                .unwrap()
+                .fold();
         let t = Tensor::<4>::from_data(TensorData::new(px.clone(), [4, 3, 224, 224]), &dev);
         let got: Vec<f32> = model.pooled(t).try_into_vec_as().unwrap();
         let scale = want["pooled"].1.iter().fold(0f32, |a, b| a.max(b.abs()));
         let e = max_abs_diff(&got, &want["pooled"].1);
-        assert!(e < 1e-3 * scale.max(1.0), "pooled max abs error {e} (largest value {scale})");
+        assert!(
+            e < 1e-3 * scale.max(1.0),
+            "pooled max abs error {e} (largest value {scale})"
+        );
         eprintln!("real weights, {dev:?}: pooled max abs error {e:.2e} (values up to {scale:.1})");
     }
 }
@@ -104,14 +149,19 @@ fn a_corrupt_image_is_rejected_and_counted_by_features() {
     let d = dir.path();
     std::fs::create_dir(d.join("img")).unwrap();
     for i in 0..4 {
-        let img = image::RgbImage::from_fn(48, 64, |x, y| image::Rgb([(x * 5) as u8, (y * 4) as u8, (i * 60) as u8]));
+        let img = image::RgbImage::from_fn(48, 64, |x, y| {
+            image::Rgb([(x * 5) as u8, (y * 4) as u8, (i * 60) as u8])
+        });
         img.save(d.join(format!("img/{i}.png"))).unwrap();
     }
     let good = std::fs::read(d.join("img/3.png")).unwrap();
     std::fs::write(d.join("img/3.png"), &good[..good.len() / 2]).unwrap();
     let mut csv = String::from("product_id,image,title,description,category,subcategory,split\n");
     for i in 0..4 {
-        csv.push_str(&format!("{i},img/{i}.png,Item {i},Text {i},Tops,Shirts,{}\n", if i < 2 { "train" } else { "valid" }));
+        csv.push_str(&format!(
+            "{i},img/{i}.png,Item {i},Text {i},Tops,Shirts,{}\n",
+            if i < 2 { "train" } else { "valid" }
+        ));
     }
     std::fs::write(d.join("p.csv"), csv).unwrap();
     std::fs::write(
@@ -139,7 +189,9 @@ weights = "random:1"
     .unwrap();
     let out = ok(d, &["run", "features"]);
     assert!(out.contains("images: 3, rejected: 1"), "{out}");
-    let rejects = fashionbert::table::read_parquet(&d.join("artifacts/features/latest/rejects.parquet")).unwrap();
+    let rejects =
+        fashionbert::table::read_parquet(&d.join("artifacts/features/latest/rejects.parquet"))
+            .unwrap();
     let why = fashionbert::table::strings(&rejects, "reason").unwrap();
     assert_eq!(why.len(), 1);
     assert!(why[0].starts_with("undecodable image"), "{why:?}");

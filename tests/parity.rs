@@ -8,7 +8,9 @@ mod common;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
 use fashionbert::models::bert::BertConfig;
-use fashionbert::models::fashionbert::{Batch, FashionBertConfig, LossWeighting, MaskedPatchInput, losses};
+use fashionbert::models::fashionbert::{
+    Batch, FashionBertConfig, LossWeighting, MaskedPatchInput, losses,
+};
 use fashionbert::models::io;
 use fashionbert::models::resnet::Convention;
 
@@ -27,7 +29,9 @@ fn resnet50_matches_torchvision_in_both_conventions() {
     let d = dir.path();
     let w = d.join("w.safetensors");
     let x = d.join("x.safetensors");
-    py(&["-c", r#"
+    py(&[
+        "-c",
+        r#"
 import sys, torch, torchvision
 from safetensors.torch import save_file
 torch.manual_seed(0)
@@ -38,17 +42,37 @@ for mod in m.modules():
         mod.weight.data.uniform_(0.5, 1.5); mod.bias.data.normal_(0, 0.1)
 sd = {k: v.contiguous() for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
 save_file(sd, sys.argv[1], metadata={"format": "pt"})
+torch.save(m.state_dict(), sys.argv[3])
 save_file({"images": torch.randn(6, 3, 32, 32)}, sys.argv[2])
-"#, w.to_str().unwrap(), x.to_str().unwrap()]);
+"#,
+        w.to_str().unwrap(),
+        x.to_str().unwrap(),
+        d.join("w.pth").to_str().unwrap(),
+    ]);
     let input = load_st(&x);
     let (shape, pixels) = input["images"].clone();
     for conv in [Convention::V1_5, Convention::V1] {
         let y = d.join(format!("y-{}.safetensors", conv.name()));
-        py(&[&script("resnet_reference.py"), "forward", "--weights", w.to_str().unwrap(), "--convention", conv.name(), "--input", x.to_str().unwrap(), "--output", y.to_str().unwrap()]);
+        py(&[
+            &script("resnet_reference.py"),
+            "forward",
+            "--weights",
+            w.to_str().unwrap(),
+            "--convention",
+            conv.name(),
+            "--input",
+            x.to_str().unwrap(),
+            "--output",
+            y.to_str().unwrap(),
+        ]);
         let want = load_st(&y);
         for (name, device) in devices() {
-            let model = fashionbert::weights::load_resnet50(w.to_str().unwrap(), d, conv, &device).unwrap();
-            let t = Tensor::<4>::from_data(TensorData::new(pixels.clone(), [shape[0], shape[1], shape[2], shape[3]]), &device);
+            let model =
+                fashionbert::weights::load_resnet50(w.to_str().unwrap(), d, conv, &device).unwrap();
+            let t = Tensor::<4>::from_data(
+                TensorData::new(pixels.clone(), [shape[0], shape[1], shape[2], shape[3]]),
+                &device,
+            );
             let pooled = model.pooled(t.clone());
             let logits: Vec<f32> = model.logits(pooled.clone()).try_into_vec_as().unwrap();
             let pooled: Vec<f32> = pooled.try_into_vec_as().unwrap();
@@ -60,6 +84,10 @@ save_file({"images": torch.randn(6, 3, 32, 32)}, sys.argv[2])
             let folded: Vec<f32> = model.fold().pooled(t).try_into_vec_as().unwrap();
             let e = max_abs_diff(&folded, &want["pooled"].1);
             assert!(e < 1e-3, "{} {name} folded: max abs error {e}", conv.name());
+            // The same weights as a torchvision state dict (.pth) load to the same network.
+            let from_pth = fashionbert::weights::load_resnet50(d.join("w.pth").to_str().unwrap(), d, conv, &device).unwrap();
+            let p: Vec<f32> = from_pth.fold().pooled(Tensor::<4>::from_data(TensorData::new(pixels.clone(), [shape[0], shape[1], shape[2], shape[3]]), &device)).try_into_vec_as().unwrap();
+            assert!(max_abs_diff(&p, &folded) < 1e-5, ".pth and .safetensors load differently");
             eprintln!("resnet50 {} on {name}: max abs error {e:.2e}", conv.name());
         }
     }
@@ -74,22 +102,47 @@ fn bert_encoder_matches_huggingface_on_minilm() {
     let minilm = weights.join("minilm");
     let cfg = io::read_bert_config(&minilm.join("config.json")).unwrap();
     let (b, l) = (3usize, 24usize);
-    let ids: Vec<i64> = (0..b * l).map(|i| if i % l == 0 { 101 } else { 1000 + (i as i64 * 7919) % 28000 }).collect();
-    let mask: Vec<i64> = (0..b * l).map(|i| if i / l == 1 && i % l > 15 { 0 } else { 1 }).collect();
+    let ids: Vec<i64> = (0..b * l)
+        .map(|i| {
+            if i % l == 0 {
+                101
+            } else {
+                1000 + (i as i64 * 7919) % 28000
+            }
+        })
+        .collect();
+    let mask: Vec<i64> = (0..b * l)
+        .map(|i| if i / l == 1 && i % l > 15 { 0 } else { 1 })
+        .collect();
     let types: Vec<i64> = (0..b * l).map(|i| if i % l > 12 { 1 } else { 0 }).collect();
     let inp = d.join("in.safetensors");
-    save_st(&inp, vec![
-        ("input_ids", St::I64(vec![b, l], ids.clone())),
-        ("attention_mask", St::I64(vec![b, l], mask.clone())),
-        ("token_type_ids", St::I64(vec![b, l], types.clone())),
-    ]);
+    save_st(
+        &inp,
+        vec![
+            ("input_ids", St::I64(vec![b, l], ids.clone())),
+            ("attention_mask", St::I64(vec![b, l], mask.clone())),
+            ("token_type_ids", St::I64(vec![b, l], types.clone())),
+        ],
+    );
     let out = d.join("out.safetensors");
-    py(&[&script("bert_reference.py"), "--model-dir", minilm.to_str().unwrap(), "--inputs", inp.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    py(&[
+        &script("bert_reference.py"),
+        "--model-dir",
+        minilm.to_str().unwrap(),
+        "--inputs",
+        inp.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     let want = load_st(&out);
     for (name, device) in devices() {
         let model = io::load_bert(&minilm.join("model.safetensors"), &cfg, &device).unwrap();
-        let t = |v: &Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), [b, l]), &device);
-        let m = Tensor::<2>::from_data(TensorData::new(mask.iter().map(|&x| x as f32).collect::<Vec<_>>(), [b, l]), &device);
+        let t =
+            |v: &Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), [b, l]), &device);
+        let m = Tensor::<2>::from_data(
+            TensorData::new(mask.iter().map(|&x| x as f32).collect::<Vec<_>>(), [b, l]),
+            &device,
+        );
         let (hs, pooled) = model.forward(t(&ids), m, t(&types));
         assert_eq!(hs.len(), cfg.num_hidden_layers + 1);
         let mut worst = 0f32;
@@ -117,14 +170,23 @@ fn small_config(masked: &str) -> (serde_json::Value, FashionBertConfig) {
     (json, FashionBertConfig::new(bert))
 }
 
-fn batch_from(inputs: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>, device: &Device) -> Batch {
+fn batch_from(
+    inputs: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+    device: &Device,
+) -> Batch {
     let f2 = |n: &str| {
         let (s, v) = &inputs[n];
         Tensor::<2>::from_data(TensorData::new(v.clone(), [s[0], s[1]]), device)
     };
     let i2 = |n: &str| {
         let (s, v) = &inputs[n];
-        Tensor::<2, Int>::from_data(TensorData::new(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), [s[0], s[1]]), device)
+        Tensor::<2, Int>::from_data(
+            TensorData::new(
+                v.iter().map(|&x| x as i64).collect::<Vec<_>>(),
+                [s[0], s[1]],
+            ),
+            device,
+        )
     };
     let (fs, fv) = &inputs["image_feature"];
     let (ps, pv) = &inputs["masked_patch_positions"];
@@ -147,11 +209,17 @@ fn batch_from(inputs: &std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>
         image_mask: f2("image_mask"),
         patch_masked: Tensor::<3>::from_data(TensorData::new(masked, [b, p, 1]), device),
         masked_patch_positions: i2("masked_patch_positions"),
-        masked_patch_weights: Tensor::<2>::from_data(TensorData::new(weights, [ps[0], ps[1]]), device),
+        masked_patch_weights: Tensor::<2>::from_data(
+            TensorData::new(weights, [ps[0], ps[1]]),
+            device,
+        ),
         masked_lm_positions: i2("masked_lm_positions"),
         masked_lm_ids: i2("masked_lm_ids"),
         masked_lm_weights: f2("masked_lm_weights"),
-        labels: Tensor::<1, Int>::from_data(TensorData::new(labels.iter().map(|&x| x as i64).collect::<Vec<_>>(), [b]), device),
+        labels: Tensor::<1, Int>::from_data(
+            TensorData::new(labels.iter().map(|&x| x as i64).collect::<Vec<_>>(), [b]),
+            device,
+        ),
     }
 }
 
@@ -165,11 +233,49 @@ fn fashionbert_matches_the_pytorch_reference() {
         let (json, cfg) = small_config(mode);
         let c = d.join(format!("{mode}.json"));
         std::fs::write(&c, json.to_string()).unwrap();
-        let (w, i, o) = (d.join(format!("{mode}-w.st")), d.join(format!("{mode}-i.st")), d.join(format!("{mode}-o.st")));
+        let (w, i, o) = (
+            d.join(format!("{mode}-w.st")),
+            d.join(format!("{mode}-i.st")),
+            d.join(format!("{mode}-o.st")),
+        );
         let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-        py(&[&script("fashionbert_reference.py"), "init", "--config", &s(&c), "--seed", "3", "--output", &s(&w)]);
-        py(&[&script("fashionbert_reference.py"), "make-inputs", "--config", &s(&c), "--batch", "3", "--seed", "4", "--pad-patches", "3", "--output", &s(&i)]);
-        py(&[&script("fashionbert_reference.py"), "forward", "--config", &s(&c), "--weights", &s(&w), "--inputs", &s(&i), "--output", &s(&o), "--grads"]);
+        py(&[
+            &script("fashionbert_reference.py"),
+            "init",
+            "--config",
+            &s(&c),
+            "--seed",
+            "3",
+            "--output",
+            &s(&w),
+        ]);
+        py(&[
+            &script("fashionbert_reference.py"),
+            "make-inputs",
+            "--config",
+            &s(&c),
+            "--batch",
+            "3",
+            "--seed",
+            "4",
+            "--pad-patches",
+            "3",
+            "--output",
+            &s(&i),
+        ]);
+        py(&[
+            &script("fashionbert_reference.py"),
+            "forward",
+            "--config",
+            &s(&c),
+            "--weights",
+            &s(&w),
+            "--inputs",
+            &s(&i),
+            "--output",
+            &s(&o),
+            "--grads",
+        ]);
         let inputs = load_st(&i);
         let want = load_st(&o);
         for (name, device) in devices() {
@@ -188,7 +294,11 @@ fn fashionbert_matches_the_pytorch_reference() {
                 let e = max_abs_diff(&got, &want[what].1);
                 assert!(e < tol, "{mode} {name}: {what} max abs error {e}");
             };
-            check("sequence_output", out.sequence.clone().try_into_vec_as().unwrap(), 1e-4);
+            check(
+                "sequence_output",
+                out.sequence.clone().try_into_vec_as().unwrap(),
+                1e-4,
+            );
             check("pooled_output", v(out.pooled.clone()), 1e-4);
             check("mlm_logits", v(out.mlm_logits.clone()), 1e-4);
             check("tia_logits", v(out.tia_logits.clone()), 1e-4);
@@ -196,11 +306,26 @@ fn fashionbert_matches_the_pytorch_reference() {
             check("loss_mlm", l.mlm.clone().try_into_vec_as().unwrap(), 1e-5);
             check("loss_tia", l.tia.clone().try_into_vec_as().unwrap(), 1e-5);
             check("loss_mpm", l.mpm.clone().try_into_vec_as().unwrap(), 1e-6);
-            check("loss_weights", l.weights.clone().try_into_vec_as().unwrap(), 1e-6);
-            check("loss_total", l.total.clone().try_into_vec_as().unwrap(), 1e-5);
+            check(
+                "loss_weights",
+                l.weights.clone().try_into_vec_as().unwrap(),
+                1e-6,
+            );
+            check(
+                "loss_total",
+                l.total.clone().try_into_vec_as().unwrap(),
+                1e-5,
+            );
             // The adaptive weights are the formula's.
-            let g: Vec<f32> = [&l.mlm, &l.tia, &l.mpm].iter().map(|t| (*t).clone().into_scalar::<f32>()).collect();
-            let s: Vec<f64> = { let e: Vec<f64> = g.iter().map(|x| (*x as f64).exp()).collect(); let z: f64 = e.iter().sum(); e.iter().map(|x| x / z).collect() };
+            let g: Vec<f32> = [&l.mlm, &l.tia, &l.mpm]
+                .iter()
+                .map(|t| (*t).clone().into_scalar::<f32>())
+                .collect();
+            let s: Vec<f64> = {
+                let e: Vec<f64> = g.iter().map(|x| (*x as f64).exp()).collect();
+                let z: f64 = e.iter().sum();
+                e.iter().map(|x| x / z).collect()
+            };
             let inv: Vec<f64> = s.iter().map(|x| 1.0 / (3.0 - x * x)).collect();
             let z: f64 = inv.iter().sum();
             let got: Vec<f32> = l.weights.clone().try_into_vec_as().unwrap();
@@ -209,17 +334,45 @@ fn fashionbert_matches_the_pytorch_reference() {
             }
             // Gradients of the total loss.
             let grads = l.total.backward();
-            let gw = |t: &Tensor<2>| -> Vec<f32> { t.grad(&grads).unwrap().try_into_vec_as().unwrap() };
-            let transpose = |v: Vec<f32>, r: usize, c: usize| -> Vec<f32> { (0..c).flat_map(|j| (0..r).map(move |i| (i, j))).map(|(i, j)| v[i * c + j]).collect() };
+            let gw =
+                |t: &Tensor<2>| -> Vec<f32> { t.grad(&grads).unwrap().try_into_vec_as().unwrap() };
+            let transpose = |v: Vec<f32>, r: usize, c: usize| -> Vec<f32> {
+                (0..c)
+                    .flat_map(|j| (0..r).map(move |i| (i, j)))
+                    .map(|(i, j)| v[i * c + j])
+                    .collect()
+            };
             let h = cfg.bert.hidden_size;
             let word = gw(&model.bert.embeddings.word_embeddings.weight.val());
-            let e = max_abs_diff(&word, &want["grad.bert.embeddings.word_embeddings.weight"].1);
+            let e = max_abs_diff(
+                &word,
+                &want["grad.bert.embeddings.word_embeddings.weight"].1,
+            );
             assert!(e < 1e-4, "{mode} {name}: word embedding grad error {e}");
-            let proj = transpose(gw(&model.bert.image_embeddings.image_projector.weight.val()), 2048, h);
-            let e = max_abs_diff(&proj, &want["grad.bert.image_embeddings.image_projector.weight"].1);
+            let proj = transpose(
+                gw(&model.bert.image_embeddings.image_projector.weight.val()),
+                2048,
+                h,
+            );
+            let e = max_abs_diff(
+                &proj,
+                &want["grad.bert.image_embeddings.image_projector.weight"].1,
+            );
             assert!(e < 1e-4, "{mode} {name}: projector grad error {e}");
-            let q = transpose(gw(&model.bert.encoder.layer[0].attention.self_.query.weight.val()), h, h);
-            let e = max_abs_diff(&q, &want["grad.bert.encoder.layer.0.attention.self.query.weight"].1);
+            let q = transpose(
+                gw(&model.bert.encoder.layer[0]
+                    .attention
+                    .self_
+                    .query
+                    .weight
+                    .val()),
+                h,
+                h,
+            );
+            let e = max_abs_diff(
+                &q,
+                &want["grad.bert.encoder.layer.0.attention.self.query.weight"].1,
+            );
             assert!(e < 1e-4, "{mode} {name}: query grad error {e}");
             let mpm = transpose(gw(&model.cls.img_predictions.weight.val()), h, 2048);
             let e = max_abs_diff(&mpm, &want["grad.cls.img_predictions.weight"].1);

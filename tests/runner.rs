@@ -6,8 +6,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fashionbert::dag::{
-    DagError, Input, ParamDefault, ParamKind, ParamSpec, PipelineConfig, RawInput, Registry, RunContext,
-    RunOptions, Runner, Stage, StageError, StageSpec, State, Why, hash::HashCache, lock::StoreLock,
+    DagError, Input, ParamDefault, ParamKind, ParamSpec, PipelineConfig, RawInput, Registry,
+    RunContext, RunOptions, Runner, Stage, StageError, StageSpec, State, Why, hash::HashCache,
+    lock::StoreLock,
 };
 
 // ---- toy stages -----------------------------------------------------------------------
@@ -20,7 +21,12 @@ const SOURCE: StageSpec = StageSpec {
     about: "read numbers",
     inputs: &[],
     params: &[
-        ParamSpec::new("file", ParamKind::Str, ParamDefault::Str("numbers.txt"), "input"),
+        ParamSpec::new(
+            "file",
+            ParamKind::Str,
+            ParamDefault::Str("numbers.txt"),
+            "input",
+        ),
         ParamSpec::new("scale", ParamKind::Int, ParamDefault::Int(1), "factor"),
     ],
     outputs: &["numbers.txt", "numbers.parquet"],
@@ -60,7 +66,12 @@ const SHIFT: StageSpec = StageSpec {
     version: 1,
     about: "add an offset",
     inputs: &[Input::all("source")],
-    params: &[ParamSpec::new("offset", ParamKind::Int, ParamDefault::Int(0), "offset")],
+    params: &[ParamSpec::new(
+        "offset",
+        ParamKind::Int,
+        ParamDefault::Int(0),
+        "offset",
+    )],
     outputs: &["shifted.txt"],
 };
 impl Stage for Shift {
@@ -155,14 +166,20 @@ fn run(cfg: &Path, sets: &[&str], targets: &[&str]) -> Vec<(String, bool)> {
 }
 
 fn ran(outcomes: &[(String, bool)]) -> Vec<&str> {
-    outcomes.iter().filter(|(_, r)| *r).map(|(s, _)| s.as_str()).collect()
+    outcomes
+        .iter()
+        .filter(|(_, r)| *r)
+        .map(|(s, _)| s.as_str())
+        .collect()
 }
 
 fn plan(cfg: &Path, sets: &[&str]) -> Vec<fashionbert::dag::PlanItem> {
     let reg = registry();
     let c = config(cfg, sets);
     let runner = Runner::new(&reg, &c).unwrap();
-    runner.plan(&[], false, &mut HashCache::ephemeral()).unwrap()
+    runner
+        .plan(&[], false, &mut HashCache::ephemeral())
+        .unwrap()
 }
 
 fn latest_file(dir: &Path, stage: &str, file: &str) -> String {
@@ -187,13 +204,27 @@ fn set_reruns_the_stage_and_downstream_only_and_status_says_why() {
     let p = plan(&cfg, &["shift.offset=10"]);
     assert_eq!(p[0].state, State::Cached);
     assert_eq!(p[1].state, State::WillRun);
-    assert!(matches!(&p[1].why[0], Why::ParamsChanged { changes } if changes[0] == "offset 0 → 10"));
+    assert!(
+        matches!(&p[1].why[0], Why::ParamsChanged { changes } if changes[0] == "offset 0 → 10")
+    );
     assert_eq!(p[2].state, State::WillRun);
-    assert!(matches!(&p[2].why[0], Why::UpstreamChanged { stages } if stages[0] == "shift (will run)"));
+    assert!(
+        matches!(&p[2].why[0], Why::UpstreamChanged { stages } if stages[0] == "shift (will run)")
+    );
 
     let outcome = run(&cfg, &["shift.offset=10"], &["shift"]);
-    assert_eq!(ran(&outcome), ["shift"], "only shift, not its upstream, not unnamed downstream");
-    assert_eq!(run(&cfg, &["shift.offset=10"], &[]).iter().filter(|o| o.1).count(), 1);
+    assert_eq!(
+        ran(&outcome),
+        ["shift"],
+        "only shift, not its upstream, not unnamed downstream"
+    );
+    assert_eq!(
+        run(&cfg, &["shift.offset=10"], &[])
+            .iter()
+            .filter(|o| o.1)
+            .count(),
+        1
+    );
     assert_eq!(latest_file(dir.path(), "total", "total.txt"), "36");
     // Back to the old value: every entry is still in the store, nothing runs.
     assert!(ran(&run(&cfg, &[], &[])).is_empty());
@@ -239,10 +270,20 @@ fn second_run_fails_or_waits_on_the_lock() {
     let c = config(&cfg, &[]);
     let runner = Runner::new(&reg, &c).unwrap();
     let err = runner
-        .run(&[], &RunOptions { no_wait: true, ..Default::default() })
+        .run(
+            &[],
+            &RunOptions {
+                no_wait: true,
+                ..Default::default()
+            },
+        )
         .unwrap_err();
     assert!(matches!(err, DagError::Locked { .. }), "{err}");
-    assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
     // A waiting run proceeds once the holder lets go.
     let release = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
@@ -278,27 +319,42 @@ fn kill_dash_nine_leaves_no_entry_and_the_rerun_matches() {
     let (dir, cfg) = setup();
     let marker = dir.path().join("started");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kill_dash_nine_leaves_no_entry_and_the_rerun_matches", "--nocapture"])
+        .args([
+            "--exact",
+            "kill_dash_nine_leaves_no_entry_and_the_rerun_matches",
+            "--nocapture",
+        ])
         .env("FB_TOY_CHILD_CONFIG", &cfg)
         .env("FB_TOY_SLEEP", &marker)
         .spawn()
         .unwrap();
     let t0 = Instant::now();
     while !marker.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "child never reached the stage");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "child never reached the stage"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
     let store = fashionbert::dag::Store::open(&dir.path().join("store")).unwrap();
-    let stages: Vec<String> = store.entries().unwrap().into_iter().map(|e| e.stage).collect();
+    let stages: Vec<String> = store
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.stage)
+        .collect();
     assert_eq!(stages, ["source"], "no entry for the killed stage");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("store/shift"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(leftovers.iter().any(|n| n.starts_with(".tmp-")), "{leftovers:?}");
+    assert!(
+        leftovers.iter().any(|n| n.starts_with(".tmp-")),
+        "{leftovers:?}"
+    );
 
     // The next run redoes it, cleans the leftovers, and produces what an uninterrupted run does.
     assert_eq!(ran(&run(&cfg, &[], &[])), ["shift", "total"]);
@@ -306,11 +362,17 @@ fn kill_dash_nine_leaves_no_entry_and_the_rerun_matches() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!leftovers.iter().any(|n| n.starts_with(".tmp-")), "{leftovers:?}");
+    assert!(
+        !leftovers.iter().any(|n| n.starts_with(".tmp-")),
+        "{leftovers:?}"
+    );
     let (clean, clean_cfg) = setup();
     run(&clean_cfg, &[], &[]);
     for (stage, file) in [("shift", "shifted.txt"), ("total", "total.txt")] {
-        assert_eq!(latest_file(dir.path(), stage, file), latest_file(clean.path(), stage, file));
+        assert_eq!(
+            latest_file(dir.path(), stage, file),
+            latest_file(clean.path(), stage, file)
+        );
     }
     let a = fashionbert::dag::Manifest::read(&dir.path().join("store/total/latest")).unwrap();
     let b = fashionbert::dag::Manifest::read(&clean.path().join("store/total/latest")).unwrap();
@@ -326,6 +388,9 @@ fn a_failing_stage_leaves_no_entry_and_names_itself() {
     let c = config(&cfg, &[]);
     let runner = Runner::new(&reg, &c).unwrap();
     let err = runner.run(&[], &RunOptions::default()).unwrap_err();
-    assert!(err.to_string().starts_with("stage `source` failed"), "{err}");
+    assert!(
+        err.to_string().starts_with("stage `source` failed"),
+        "{err}"
+    );
     assert!(runner.store().entries().unwrap().is_empty());
 }

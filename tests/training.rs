@@ -57,10 +57,32 @@ fn device() -> Device {
 
 fn weights(m: &fashionbert::models::fashionbert::FashionBert) -> Vec<Vec<f32>> {
     vec![
-        m.bert.embeddings.word_embeddings.weight.val().try_into_vec_as().unwrap(),
-        m.bert.encoder.layer[1].output.dense.weight.val().try_into_vec_as::<f32>().unwrap(),
-        m.cls.img_predictions.weight.val().try_into_vec_as::<f32>().unwrap(),
-        m.cls.predictions.bias.val().try_into_vec_as::<f32>().unwrap(),
+        m.bert
+            .embeddings
+            .word_embeddings
+            .weight
+            .val()
+            .try_into_vec_as()
+            .unwrap(),
+        m.bert.encoder.layer[1]
+            .output
+            .dense
+            .weight
+            .val()
+            .try_into_vec_as::<f32>()
+            .unwrap(),
+        m.cls
+            .img_predictions
+            .weight
+            .val()
+            .try_into_vec_as::<f32>()
+            .unwrap(),
+        m.cls
+            .predictions
+            .bias
+            .val()
+            .try_into_vec_as::<f32>()
+            .unwrap(),
     ]
 }
 
@@ -78,7 +100,17 @@ fn resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
     let (_, total) = training::step_counts(train.len(), &c);
     assert!(total >= 6, "need a few steps, have {total}");
 
-    let whole = training::train(init(&dev), &dev, &train, &valid, &store, &c, &dir.path().join("w1"), false).unwrap();
+    let whole = training::train(
+        init(&dev),
+        &dev,
+        &train,
+        &valid,
+        &store,
+        &c,
+        &dir.path().join("w1"),
+        false,
+    )
+    .unwrap();
     // Interrupted right after the checkpoint at step 3, then resumed in a fresh model.
     let mut c2 = c.clone();
     c2.stop_after = 3;
@@ -86,15 +118,26 @@ fn resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
     let part = training::train(init(&dev), &dev, &train, &valid, &store, &c2, &w2, false).unwrap();
     assert_eq!(part.steps.len(), 3);
     let dev2 = device();
-    let resumed = training::train(init(&dev2), &dev2, &train, &valid, &store, &c, &w2, true).unwrap();
-    assert_eq!(resumed.steps.len(), whole.steps.len(), "the log continues from the checkpoint");
+    let resumed =
+        training::train(init(&dev2), &dev2, &train, &valid, &store, &c, &w2, true).unwrap();
+    assert_eq!(
+        resumed.steps.len(),
+        whole.steps.len(),
+        "the log continues from the checkpoint"
+    );
     let (a, b) = (weights(&whole.model), weights(&resumed.model));
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         let e = max_abs_diff(x, y);
         assert!(e < 1e-5, "tensor {i}: resumed weights differ by {e}");
     }
     for (x, y) in whole.steps.iter().zip(&resumed.steps) {
-        assert!((x.loss - y.loss).abs() < 1e-5, "step {}: {} vs {}", x.step, x.loss, y.loss);
+        assert!(
+            (x.loss - y.loss).abs() < 1e-5,
+            "step {}: {} vs {}",
+            x.step,
+            x.loss,
+            y.loss
+        );
     }
 }
 
@@ -108,23 +151,51 @@ fn losses_fall_and_a_nan_stops_the_run_cleanly() {
     let mut c = tcfg(&store, 40);
     c.lr = 2e-3;
     c.validate_every = 1000;
-    let out = training::train(cfg.init(&dev), &dev, &train, &valid, &store, &c, &dir.path().join("w"), false).unwrap();
+    let out = training::train(
+        cfg.init(&dev),
+        &dev,
+        &train,
+        &valid,
+        &store,
+        &c,
+        &dir.path().join("w"),
+        false,
+    )
+    .unwrap();
     let n = out.steps.len();
-    let mean = |s: &[training::StepLog], f: fn(&training::StepLog) -> f32| s.iter().map(f).sum::<f32>() / s.len() as f32;
+    let mean = |s: &[training::StepLog], f: fn(&training::StepLog) -> f32| {
+        s.iter().map(f).sum::<f32>() / s.len() as f32
+    };
     let (first, last) = (&out.steps[..20], &out.steps[n - 20..]);
     for (what, f) in [
-        ("mlm", (|s: &training::StepLog| s.loss_mlm) as fn(&training::StepLog) -> f32),
+        (
+            "mlm",
+            (|s: &training::StepLog| s.loss_mlm) as fn(&training::StepLog) -> f32,
+        ),
         ("tia", |s| s.loss_tia),
         ("mpm", |s| s.loss_mpm),
     ] {
-        assert!(mean(last, f) < mean(first, f), "{what} did not fall: {} → {}", mean(first, f), mean(last, f));
+        assert!(
+            mean(last, f) < mean(first, f),
+            "{what} did not fall: {} → {}",
+            mean(first, f),
+            mean(last, f)
+        );
     }
     assert!(out.valid.last().is_some());
 
     // Poison one image's features: the masked-patch target becomes NaN, the run must stop at
     // the first step that uses it, with an error naming the step, after saving nothing bad.
     let poisoned = dir.path().join("poisoned");
-    let mut w = featstore::Writer::create(&poisoned, featstore::FeatDType::F32, store.meta.patches, store.meta.dim, 64, serde_json::json!({})).unwrap();
+    let mut w = featstore::Writer::create(
+        &poisoned,
+        featstore::FeatDType::F32,
+        store.meta.patches,
+        store.meta.dim,
+        64,
+        serde_json::json!({}),
+    )
+    .unwrap();
     let bad = train.image_id[train.len() / 2].clone();
     for id in store.ids().cloned().collect::<Vec<_>>() {
         let mut f = store.get(&id).unwrap();
@@ -136,9 +207,18 @@ fn losses_fall_and_a_nan_stops_the_run_cleanly() {
     w.finish(store.zero_patch()).unwrap();
     let poisoned = featstore::Store::open(&poisoned).unwrap();
     let dev = device();
-    let err = training::train(cfg.init(&dev), &dev, &train, &valid, &poisoned, &tcfg(&poisoned, 3), &dir.path().join("w3"), false)
-        .err()
-        .expect("a NaN must stop training");
+    let err = training::train(
+        cfg.init(&dev),
+        &dev,
+        &train,
+        &valid,
+        &poisoned,
+        &tcfg(&poisoned, 3),
+        &dir.path().join("w3"),
+        false,
+    )
+    .err()
+    .expect("a NaN must stop training");
     let msg = err.to_string();
     assert!(msg.contains("non-finite at step"), "{msg}");
     assert!(msg.contains("--resume"), "says how to continue: {msg}");

@@ -17,7 +17,9 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::Parser;
 use fashionbert::models::bert::BertConfig;
-use fashionbert::models::fashionbert::{Batch, FashionBertConfig, LossWeighting, MaskedPatchInput, losses};
+use fashionbert::models::fashionbert::{
+    Batch, FashionBertConfig, LossWeighting, MaskedPatchInput, losses,
+};
 use fashionbert::models::resnet::Convention;
 use fashionbert::stages::features::PatchCutter;
 use fashionbert::stages::patches::Grid;
@@ -75,7 +77,10 @@ struct Row {
 }
 
 fn python(a: &Args) -> String {
-    a.python.clone().or_else(|| std::env::var("FB_PYTHON").ok()).unwrap_or_else(|| "python3".into())
+    a.python
+        .clone()
+        .or_else(|| std::env::var("FB_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into())
 }
 
 fn peer(a: &Args, args: &[String]) -> serde_json::Value {
@@ -89,7 +94,11 @@ fn peer(a: &Args, args: &[String]) -> serde_json::Value {
     if !out.status.success() {
         panic!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let line = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("{}").to_string();
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("{}")
+        .to_string();
     serde_json::from_str(&line).expect("peer JSON")
 }
 
@@ -103,22 +112,34 @@ fn device(kind: &str) -> Device {
 }
 
 fn threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn image_list(a: &Args, dir: &Path) -> Vec<PathBuf> {
     let real = PathBuf::from("../shared/data/fashion-real/images");
     let mut v: Vec<PathBuf> = if real.is_dir() {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&real).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&real)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         v.sort();
         v
     } else {
-        let cfg = fashionbert::sources::synthetic::SynthConfig { products: a.images, seed: 1, image_size: 256, valid_fraction: 0.1 };
+        let cfg = fashionbert::sources::synthetic::SynthConfig {
+            products: a.images,
+            seed: 1,
+            image_size: 256,
+            valid_fraction: 0.1,
+        };
         fashionbert::sources::synthetic::products(&cfg)
             .iter()
             .map(|p| {
                 let path = dir.join(format!("{}.png", p.product_id));
-                fashionbert::sources::synthetic::render(&cfg, p).save(&path).unwrap();
+                fashionbert::sources::synthetic::render(&cfg, p)
+                    .save(&path)
+                    .unwrap();
                 path
             })
             .collect()
@@ -131,9 +152,21 @@ fn image_list(a: &Args, dir: &Path) -> Vec<PathBuf> {
 fn ours_features(paths: &[PathBuf], kind: &str, conv: Convention, batch: usize) -> f64 {
     use rayon::prelude::*;
     let dev = device(kind);
-    let model = fashionbert::weights::load_resnet50("random:1", Path::new("."), conv, &dev).unwrap().fold();
-    let grid = Grid { image_size: 256, grid: 8, patch_size: 32, masked_patches: 5, fit_pad: false };
-    let cut = PatchCutter { grid, input: 32, convention: conv };
+    let model = fashionbert::weights::load_resnet50("random:1", Path::new("."), conv, &dev)
+        .unwrap()
+        .fold();
+    let grid = Grid {
+        image_size: 256,
+        grid: 8,
+        patch_size: 32,
+        masked_patches: 5,
+        fit_pad: false,
+    };
+    let cut = PatchCutter {
+        grid,
+        input: 32,
+        convention: conv,
+    };
     let run = |chunk: &[PathBuf]| {
         let px: Vec<f32> = chunk
             .par_iter()
@@ -145,7 +178,8 @@ fn ours_features(paths: &[PathBuf], kind: &str, conv: Convention, batch: usize) 
             })
             .flatten()
             .collect();
-        let f = fashionbert::stages::features::run_net(&model, &dev, px, chunk.len() * 64, 32).unwrap();
+        let f =
+            fashionbert::stages::features::run_net(&model, &dev, px, chunk.len() * 64, 32).unwrap();
         assert_eq!(f.len(), chunk.len() * 64 * 2048);
     };
     run(&paths[..batch.min(paths.len())]); // warm-up
@@ -170,7 +204,10 @@ fn ours_train(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) -> f6
     let dev = device(kind).autodiff();
     dev.seed(0);
     let mut model = cfg.init(&dev);
-    let mut optim = AdamConfig::new().with_beta_2(0.98).with_epsilon(1e-6).init();
+    let mut optim = AdamConfig::new()
+        .with_beta_2(0.98)
+        .with_epsilon(1e-6)
+        .init();
     let (t, p, f, v) = (64usize, 64usize, 2048usize, cfg.bert.vocab_size as i64);
     let mut rng = 7u64;
     let mut next = move || {
@@ -180,7 +217,9 @@ fn ours_train(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) -> f6
         rng
     };
     let ids: Vec<i64> = (0..b * t).map(|_| (next() % v as u64) as i64).collect();
-    let feats: Vec<f32> = (0..b * p * f).map(|_| (next() % 1000) as f32 / 250.0).collect();
+    let feats: Vec<f32> = (0..b * p * f)
+        .map(|_| (next() % 1000) as f32 / 250.0)
+        .collect();
     let pos: Vec<i64> = (0..b * 10).map(|i| 1 + (i % 10) as i64 * 5).collect();
     let ppos: Vec<i64> = (0..b * 5).map(|i| (i % 5) as i64 * 11).collect();
     let mut masked = vec![0f32; b * p];
@@ -199,10 +238,19 @@ fn ours_train(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) -> f6
             image_feature: Tensor::<3>::from_data(TensorData::new(feats.clone(), [b, p, f]), &dev),
             image_mask: Tensor::<2>::ones([b, p], &dev),
             patch_masked: Tensor::<3>::from_data(TensorData::new(masked.clone(), [b, p, 1]), &dev),
-            masked_patch_positions: Tensor::<2, Int>::from_data(TensorData::new(ppos.clone(), [b, 5]), &dev),
+            masked_patch_positions: Tensor::<2, Int>::from_data(
+                TensorData::new(ppos.clone(), [b, 5]),
+                &dev,
+            ),
             masked_patch_weights: Tensor::<2>::ones([b, 5], &dev),
-            masked_lm_positions: Tensor::<2, Int>::from_data(TensorData::new(pos.clone(), [b, 10]), &dev),
-            masked_lm_ids: Tensor::<2, Int>::from_data(TensorData::new(ids[..b * 10].to_vec(), [b, 10]), &dev),
+            masked_lm_positions: Tensor::<2, Int>::from_data(
+                TensorData::new(pos.clone(), [b, 10]),
+                &dev,
+            ),
+            masked_lm_ids: Tensor::<2, Int>::from_data(
+                TensorData::new(ids[..b * 10].to_vec(), [b, 10]),
+                &dev,
+            ),
             masked_lm_weights: Tensor::<2>::ones([b, 10], &dev),
             labels: Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [b]), &dev),
         };
@@ -242,7 +290,11 @@ fn main() {
     if a.child_peak {
         fashionbert::device::set_threads(0);
         let (cfg, _) = train_config(Path::new("bench/configs/fashionbert-base.json"));
-        let kind = if a.device == "cuda" { "tch-cuda" } else { "tch" };
+        let kind = if a.device == "cuda" {
+            "tch-cuda"
+        } else {
+            "tch"
+        };
         let sps = ours_train(&cfg, kind, 32, 1);
         let peak = fashionbert::dag::runner::peak_rss_mib().unwrap_or(f64::NAN);
         println!("{{\"peak_rss_mib\": {peak}, \"samples_per_s\": {sps}}}");
@@ -259,11 +311,27 @@ fn main() {
     if want("features") {
         let paths = image_list(&a, tmp.path());
         let list = tmp.path().join("images.txt");
-        std::fs::write(&list, paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n")).unwrap();
-        let mut pargs: Vec<String> = ["features", "--images-list", list.to_str().unwrap(), "--batch-images", &a.batch_images.to_string(), "--threads", &n.to_string()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        std::fs::write(
+            &list,
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .unwrap();
+        let mut pargs: Vec<String> = [
+            "features",
+            "--images-list",
+            list.to_str().unwrap(),
+            "--batch-images",
+            &a.batch_images.to_string(),
+            "--threads",
+            &n.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         if cuda {
             pargs.extend(["--device".into(), "cuda".into()]);
         }
@@ -272,15 +340,25 @@ fn main() {
         for conv in [Convention::V1_5, Convention::V1] {
             let ours = ours_features(&paths, tch_kind, conv, a.batch_images);
             rows.push(Row {
-                bench: format!("features ({} images, ResNet-50 {}, libtorch{})", paths.len(), conv.name(), if cuda { " CUDA" } else { " CPU" }),
+                bench: format!(
+                    "features ({} images, ResNet-50 {}, libtorch{})",
+                    paths.len(),
+                    conv.name(),
+                    if cuda { " CUDA" } else { " CPU" }
+                ),
                 ours: format!("{ours:.2}"),
                 peer: format!("{peer_ips:.2}"),
                 ratio: ours / peer_ips,
                 unit: "images/s",
-                note: if conv == Convention::V1_5 { "same network as the peer (torchvision resnet50)".into() } else { "the stage's default network (stride in the 1×1: fewer FLOPs)".into() },
+                note: if conv == Convention::V1_5 {
+                    "same network as the peer (torchvision resnet50)".into()
+                } else {
+                    "the stage's default network (stride in the 1×1: fewer FLOPs)".into()
+                },
             });
             if !cuda && a.flex && conv == Convention::V1_5 {
-                let ours = ours_features(&paths[..paths.len().min(16)], "flex", conv, a.batch_images);
+                let ours =
+                    ours_features(&paths[..paths.len().min(16)], "flex", conv, a.batch_images);
                 rows.push(Row {
                     bench: "features (16 images, ResNet-50 v1.5, flex: pure Rust)".into(),
                     ours: format!("{ours:.2}"),
@@ -295,19 +373,38 @@ fn main() {
 
     if want("train") {
         let (cfg, _) = train_config(&a.train_config);
-        let mut pargs: Vec<String> = ["train", "--config", a.train_config.to_str().unwrap(), "--batch", &a.batch.to_string(), "--steps", &a.steps.to_string(), "--threads", &n.to_string()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut pargs: Vec<String> = [
+            "train",
+            "--config",
+            a.train_config.to_str().unwrap(),
+            "--batch",
+            &a.batch.to_string(),
+            "--steps",
+            &a.steps.to_string(),
+            "--threads",
+            &n.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         if cuda {
             pargs.extend(["--device".into(), "cuda".into()]);
         }
         let pr = peer(&a, &pargs);
         let peer_sps = pr["samples_per_s"].as_f64().unwrap();
-        let name = a.train_config.file_stem().unwrap().to_string_lossy().to_string();
+        let name = a
+            .train_config
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         let ours = ours_train(&cfg, tch_kind, a.batch, a.steps);
         rows.push(Row {
-            bench: format!("train step ({name}, batch {}, libtorch{})", a.batch, if cuda { " CUDA" } else { " CPU" }),
+            bench: format!(
+                "train step ({name}, batch {}, libtorch{})",
+                a.batch,
+                if cuda { " CUDA" } else { " CPU" }
+            ),
             ours: format!("{ours:.2}"),
             peer: format!("{peer_sps:.2}"),
             ratio: ours / peer_sps,
@@ -329,9 +426,18 @@ fn main() {
 
     if want("memory") {
         let exe = std::env::current_exe().unwrap();
-        let out = Command::new(exe).args(["--child-peak", "--device", &a.device]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+        let out = Command::new(exe)
+            .args(["--child-peak", "--device", &a.device])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap())
+                .unwrap();
         rows.push(Row {
             bench: format!("peak memory of a BERT-base (12×768) FashionBERT training step, batch 32, libtorch {}", if cuda { "CUDA (host memory)" } else { "CPU" }),
             ours: format!("{:.0}", v["peak_rss_mib"].as_f64().unwrap()),
@@ -355,7 +461,12 @@ fn main() {
                 })
                 .collect();
             let tok = fashionbert::text::BertTokenizer::from_vocab(&vocab).unwrap();
-            let cfg = fashionbert::text::MaskConfig { prob: 0.15, max_predictions: 10, whole_word: false, vocab_size: tok.vocab_size() as u32 };
+            let cfg = fashionbert::text::MaskConfig {
+                prob: 0.15,
+                max_predictions: 10,
+                whole_word: false,
+                vocab_size: tok.vocab_size() as u32,
+            };
             let t0 = Instant::now();
             let enc = tok.encode_all(&texts, 64).unwrap();
             {
@@ -363,37 +474,76 @@ fn main() {
                 let _m: Vec<_> = enc
                     .par_iter()
                     .enumerate()
-                    .map(|(i, e)| fashionbert::text::mask_tokens(e, &cfg, &mut fashionbert::stages::tokenize::record_rng(1, &i.to_string())))
+                    .map(|(i, e)| {
+                        fashionbert::text::mask_tokens(
+                            e,
+                            &cfg,
+                            &mut fashionbert::stages::tokenize::record_rng(1, &i.to_string()),
+                        )
+                    })
                     .collect();
             }
             let ours = texts.len() as f64 / t0.elapsed().as_secs_f64();
-            let pr = peer_script(&a, &["tests/python/tokenize_reference.py", "--vocab", vocab.to_str().unwrap(), "--csv", csv.to_str().unwrap(), "--max-len", "64", "--impl", "fast", "--bench", "--threads", &n.to_string()]);
+            let pr = peer_script(
+                &a,
+                &[
+                    "tests/python/tokenize_reference.py",
+                    "--vocab",
+                    vocab.to_str().unwrap(),
+                    "--csv",
+                    csv.to_str().unwrap(),
+                    "--max-len",
+                    "64",
+                    "--impl",
+                    "fast",
+                    "--bench",
+                    "--threads",
+                    &n.to_string(),
+                ],
+            );
             let theirs = pr["records_per_s"].as_f64().unwrap();
             rows.push(Row {
-                bench: format!("tokenize + BERT masking ({} fashion-real texts)", texts.len()),
+                bench: format!(
+                    "tokenize + BERT masking ({} fashion-real texts)",
+                    texts.len()
+                ),
                 ours: format!("{ours:.0}"),
                 peer: format!("{theirs:.0}"),
                 ratio: ours / theirs,
                 unit: "records/s",
-                note: "peer: Hugging Face BertTokenizerFast (Rust tokenizers) + masking in Python".into(),
+                note: "peer: Hugging Face BertTokenizerFast (Rust tokenizers) + masking in Python"
+                    .into(),
             });
         } else {
-            eprintln!("skip tokenize: needs ../shared/data/fashion-real and weights/minilm/vocab.txt");
+            eprintln!(
+                "skip tokenize: needs ../shared/data/fashion-real and weights/minilm/vocab.txt"
+            );
         }
     }
 
     if want("runner") && a.pipeline.is_file() {
-        let bin = std::env::current_exe().unwrap().with_file_name("fashionbert");
+        let bin = std::env::current_exe()
+            .unwrap()
+            .with_file_name("fashionbert");
         let cfgs = a.pipeline.to_str().unwrap().to_string();
         let noop = median_secs(|| {
-            let o = Command::new(&bin).args(["run", "--config", &cfgs]).output().unwrap();
+            let o = Command::new(&bin)
+                .args(["run", "--config", &cfgs])
+                .output()
+                .unwrap();
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         });
         let status = median_secs(|| {
-            let o = Command::new(&bin).args(["status", "--config", &cfgs]).output().unwrap();
+            let o = Command::new(&bin)
+                .args(["status", "--config", &cfgs])
+                .output()
+                .unwrap();
             assert!(o.status.success());
         });
-        for (what, s) in [("no-op `run` (all stages cached)", noop), ("`status`", status)] {
+        for (what, s) in [
+            ("no-op `run` (all stages cached)", noop),
+            ("`status`", status),
+        ] {
             rows.push(Row {
                 bench: format!("runner: {what}, {}", a.pipeline.display()),
                 ours: format!("{s:.3}"),
@@ -407,10 +557,20 @@ fn main() {
 
     let machine = machine();
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    let mut md = format!("\n## {date} — {machine}\n\n`{}`\n\n| benchmark | fashionbert | PyTorch peer | ratio | unit | note |\n|---|---|---|---|---|---|\n", std::env::args().collect::<Vec<_>>().join(" "));
+    let mut md = format!(
+        "\n## {date} — {machine}\n\n`{}`\n\n| benchmark | fashionbert | PyTorch peer | ratio | unit | note |\n|---|---|---|---|---|---|\n",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
     for r in &rows {
-        let ratio = if r.ratio.is_nan() { "—".into() } else { format!("{:.2}×", r.ratio) };
-        md.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", r.bench, r.ours, r.peer, ratio, r.unit, r.note));
+        let ratio = if r.ratio.is_nan() {
+            "—".into()
+        } else {
+            format!("{:.2}×", r.ratio)
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.bench, r.ours, r.peer, ratio, r.unit, r.note
+        ));
     }
     println!("{md}");
     let mut all = std::fs::read_to_string(&a.out).unwrap_or_else(|_| "# Benchmarks\n\nAppended by `make bench` (`target/release/bench`): each section is one run, fashionbert and its PyTorch peer side by side on the same machine. Ratios > 1 mean fashionbert is faster.\n".into());
@@ -423,14 +583,22 @@ fn peer_script(a: &Args, args: &[&str]) -> serde_json::Value {
     if !out.status.success() {
         panic!("{}", String::from_utf8_lossy(&out.stderr));
     }
-    let line = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("{}").to_string();
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("{}")
+        .to_string();
     serde_json::from_str(&line).expect("JSON")
 }
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     let gpu = if fashionbert::device::cuda_available() {
         Command::new("nvidia-smi")
@@ -442,5 +610,13 @@ fn machine() -> String {
     } else {
         String::new()
     };
-    format!("{} cores, {cpu}{}", threads(), if gpu.is_empty() { String::new() } else { format!(", {gpu}") })
+    format!(
+        "{} cores, {cpu}{}",
+        threads(),
+        if gpu.is_empty() {
+            String::new()
+        } else {
+            format!(", {gpu}")
+        }
+    )
 }

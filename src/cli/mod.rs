@@ -197,7 +197,11 @@ pub fn main() -> i32 {
         Command::Inspect { path, rows, config } => pipeline::inspect(&config, &path, rows),
         Command::Gc { config, dry_run } => pipeline::gc(&config, dry_run),
         Command::Weights { which, dir, force } => weights(&which, &dir, force),
-        Command::Show { record, out, config } => tools::show(&config, &record, &out),
+        Command::Show {
+            record,
+            out,
+            config,
+        } => tools::show(&config, &record, &out),
         Command::Rank {
             images,
             texts,
@@ -219,7 +223,16 @@ pub fn main() -> i32 {
             text_len,
             masked_patches,
             masked_tokens,
-        } => tools::import_tsv(&list, &out, patches, dim, text_len, masked_patches, masked_tokens).map(|_| ()),
+        } => tools::import_tsv(
+            &list,
+            &out,
+            patches,
+            dim,
+            text_len,
+            masked_patches,
+            masked_tokens,
+        )
+        .map(|_| ()),
         Command::EvalTsv {
             inputs,
             model,

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use super::ConfigArgs;
 use crate::dag::{
-    DagError, Manifest, PipelineConfig, Registry, RunOptions, Runner, State, Store, hash::HashCache,
-    store::dir_size,
+    DagError, Manifest, PipelineConfig, Registry, RunOptions, Runner, State, Store,
+    hash::HashCache, store::dir_size,
 };
 use crate::error::Error;
 
@@ -53,10 +53,16 @@ pub fn status(cfg: &ConfigArgs, json: bool) -> Result<(), Error> {
     let mut cache = HashCache::load(&runner.store().hash_cache_file());
     let plan = runner.plan(&[], false, &mut cache)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).expect("plan serialises")
+        );
         return Ok(());
     }
-    println!("{:<10}  {:<9}  {:<20}  output / reason", "stage", "state", "key");
+    println!(
+        "{:<10}  {:<9}  {:<20}  output / reason",
+        "stage", "state", "key"
+    );
     for item in &plan {
         let key = item.key.as_deref().unwrap_or("(pending)");
         match item.state {
@@ -76,7 +82,13 @@ pub fn status(cfg: &ConfigArgs, json: bool) -> Result<(), Error> {
                     key,
                     why.join("; ")
                 );
-                println!("{:<10}  {:<9}  {:<20}  → {}", "", "", "", item.dir.display());
+                println!(
+                    "{:<10}  {:<9}  {:<20}  → {}",
+                    "",
+                    "",
+                    "",
+                    item.dir.display()
+                );
             }
         }
     }
@@ -169,7 +181,12 @@ pub fn inspect(config_file: &Path, what: &str, rows: usize) -> Result<(), Error>
     }
     for path in resolve_inspect(config_file, what)? {
         let df = crate::table::read_parquet(&path)?;
-        println!("\n{}: {} rows × {} columns", path.display(), df.height(), df.width());
+        println!(
+            "\n{}: {} rows × {} columns",
+            path.display(),
+            df.height(),
+            df.width()
+        );
         for (name, dtype) in df.schema().iter() {
             println!("  {name}: {dtype}");
         }

@@ -30,7 +30,8 @@ impl Latest {
     pub fn open(config_file: &Path) -> Result<Latest> {
         let registry = crate::stages::registry();
         let config = PipelineConfig::load(config_file, &registry).map_err(DagError::from)?;
-        let store = Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
+        let store =
+            Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
         Ok(Latest { config, store })
     }
 
@@ -62,7 +63,9 @@ impl Latest {
 pub fn show(config_file: &Path, record: &str, out: &Path) -> Result<()> {
     let l = Latest::open(config_file)?;
     let mut pairs = crate::stages::pairs::read_pairs(&l.dir("pairs")?.join("pairs.parquet"))?;
-    pairs.extend(crate::stages::pairs::read_pairs(&l.dir("negatives")?.join("negatives.parquet"))?);
+    pairs.extend(crate::stages::pairs::read_pairs(
+        &l.dir("negatives")?.join("negatives.parquet"),
+    )?);
     let pair = pairs.iter().find(|p| p.pair_id == record).ok_or_else(|| {
         Error::msg(format!(
             "no record `{record}`; record ids look like {} (positives p:<image id>, negatives n:<image id>)",
@@ -74,29 +77,52 @@ pub fn show(config_file: &Path, record: &str, out: &Path) -> Result<()> {
     let product = products
         .iter()
         .find(|p| p.image_id == pair.image_id)
-        .ok_or_else(|| Error::msg(format!("image {} is not in ingest's products", pair.image_id)))?;
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "image {} is not in ingest's products",
+                pair.image_id
+            ))
+        })?;
     let grid = Grid::read(&l.dir("patches")?)?;
     let masks = table::read_parquet(&l.dir("patches")?.join("patch_masks.parquet"))?;
     let ids = table::strings(&masks, "pair_id")?;
-    let row = ids.iter().position(|i| i == record).ok_or_else(|| Error::msg("record has no patch mask"))?;
+    let row = ids
+        .iter()
+        .position(|i| i == record)
+        .ok_or_else(|| Error::msg("record has no patch mask"))?;
     let m = grid.masked_patches as usize;
-    let masked = table::i32_lists(&masks, "masked_patch_positions", m)?[row * m..(row + 1) * m].to_vec();
+    let masked =
+        table::i32_lists(&masks, "masked_patch_positions", m)?[row * m..(row + 1) * m].to_vec();
 
     let tok_dir = l.dir("tokenize")?;
     let tm = Manifest::read(&tok_dir).map_err(|e| Error::io(&tok_dir, e))?;
     let vocab_path = crate::dag::stage::resolve_path(&l.config.base_dir, tm.params.str("vocab")?);
-    let vocab: Vec<String> = std::fs::read_to_string(&vocab_path).at(&vocab_path)?.lines().map(String::from).collect();
+    let vocab: Vec<String> = std::fs::read_to_string(&vocab_path)
+        .at(&vocab_path)?
+        .lines()
+        .map(String::from)
+        .collect();
     let tokens = table::read_parquet(&tok_dir.join("tokens.parquet"))?;
     let tids = table::strings(&tokens, "pair_id")?;
-    let trow = tids.iter().position(|i| i == record).ok_or_else(|| Error::msg("record has no tokens"))?;
-    let t = crate::stages::records::list_width(&tokens, "input_ids").map_err(|e| Error::msg(e.to_string()))?;
-    let k = crate::stages::records::list_width(&tokens, "masked_lm_positions").map_err(|e| Error::msg(e.to_string()))?;
+    let trow = tids
+        .iter()
+        .position(|i| i == record)
+        .ok_or_else(|| Error::msg("record has no tokens"))?;
+    let t = crate::stages::records::list_width(&tokens, "input_ids")
+        .map_err(|e| Error::msg(e.to_string()))?;
+    let k = crate::stages::records::list_width(&tokens, "masked_lm_positions")
+        .map_err(|e| Error::msg(e.to_string()))?;
     let input = &table::i32_lists(&tokens, "input_ids", t)?[trow * t..(trow + 1) * t];
     let imask = &table::i32_lists(&tokens, "input_mask", t)?[trow * t..(trow + 1) * t];
     let mpos = &table::i32_lists(&tokens, "masked_lm_positions", k)?[trow * k..(trow + 1) * k];
     let mids = &table::i32_lists(&tokens, "masked_lm_ids", k)?[trow * k..(trow + 1) * k];
     let mw = &table::f32_lists(&tokens, "masked_lm_weights", k)?[trow * k..(trow + 1) * k];
-    let tok = |i: i32| vocab.get(i as usize).cloned().unwrap_or_else(|| format!("<{i}>"));
+    let tok = |i: i32| {
+        vocab
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("<{i}>"))
+    };
     let mut words: Vec<(String, bool)> = Vec::new();
     for (pos, (&id, &mk)) in input.iter().zip(imask).enumerate() {
         if mk == 0 {
@@ -105,7 +131,9 @@ pub fn show(config_file: &Path, record: &str, out: &Path) -> Result<()> {
         let slot = (0..k).find(|&j| mw[j] > 0.0 && mpos[j] as usize == pos);
         match slot {
             Some(j) if id == mids[j] => words.push((format!("{}(kept)", tok(id)), true)),
-            Some(j) if tok(id) == "[MASK]" => words.push((format!("[MASK:{}]", tok(mids[j])), true)),
+            Some(j) if tok(id) == "[MASK]" => {
+                words.push((format!("[MASK:{}]", tok(mids[j])), true))
+            }
             Some(j) => words.push((format!("{}→{}", tok(mids[j]), tok(id)), true)),
             None => words.push((tok(id), false)),
         }
@@ -138,7 +166,11 @@ fn draw_record(
         for x in 0..side {
             let (sx, sy) = (x / scale, y / scale);
             let patch = (sy / ps) * grid.grid + sx / ps;
-            let px = if masked.contains(&(patch as i32)) { [0, 0, 0] } else { img.get_pixel(sx, sy).0 };
+            let px = if masked.contains(&(patch as i32)) {
+                [0, 0, 0]
+            } else {
+                img.get_pixel(sx, sy).0
+            };
             let o = (((y + 10) * w + x + 10) * 3) as usize;
             buf[o..o + 3].copy_from_slice(&px);
         }
@@ -149,23 +181,40 @@ fn draw_record(
         for i in 0..=grid.grid {
             let v = (i * ps * scale + 10) as i32;
             let s = side as i32 + 10;
-            root.draw(&PathElement::new(vec![(v, 10), (v, s)], RGBColor(0, 200, 255).stroke_width(1)))
-                .map_err(|e| perr(&e))?;
-            root.draw(&PathElement::new(vec![(10, v), (s, v)], RGBColor(0, 200, 255).stroke_width(1)))
-                .map_err(|e| perr(&e))?;
+            root.draw(&PathElement::new(
+                vec![(v, 10), (v, s)],
+                RGBColor(0, 200, 255).stroke_width(1),
+            ))
+            .map_err(|e| perr(&e))?;
+            root.draw(&PathElement::new(
+                vec![(10, v), (s, v)],
+                RGBColor(0, 200, 255).stroke_width(1),
+            ))
+            .map_err(|e| perr(&e))?;
         }
         let x0 = side as i32 + 30;
-        let label = if pair.label == 1 { "label 1: matched" } else { "label 0: not matched" };
+        let label = if pair.label == 1 {
+            "label 1: matched"
+        } else {
+            "label 0: not matched"
+        };
         let head = [
             format!("record {}", pair.pair_id),
             format!("{label} ({} split)", pair.split),
-            format!("image: product {} · {} / {}", pair.image_product_id, pair.category, pair.subcategory),
+            format!(
+                "image: product {} · {} / {}",
+                pair.image_product_id, pair.category, pair.subcategory
+            ),
             format!("text: product {}", pair.text_product_id),
             format!("masked patches: {masked:?} (black)"),
         ];
         for (i, line) in head.iter().enumerate() {
-            root.draw(&Text::new(line.clone(), (x0, 14 + 22 * i as i32), ("sans-serif", 16).into_font().color(&BLACK)))
-                .map_err(|e| perr(&e))?;
+            root.draw(&Text::new(
+                line.clone(),
+                (x0, 14 + 22 * i as i32),
+                ("sans-serif", 16).into_font().color(&BLACK),
+            ))
+            .map_err(|e| perr(&e))?;
         }
         // Wrap tokens; masked ones in red.
         let (mut x, mut y) = (x0, 14 + 22 * head.len() as i32 + 16);
@@ -176,9 +225,17 @@ fn draw_record(
                 x = x0;
                 y += 20;
             }
-            let color = if *is_masked { RGBColor(210, 0, 0) } else { RGBColor(30, 30, 30) };
-            root.draw(&Text::new(word.clone(), (x, y), ("sans-serif", 14).into_font().color(&color)))
-                .map_err(|e| perr(&e))?;
+            let color = if *is_masked {
+                RGBColor(210, 0, 0)
+            } else {
+                RGBColor(30, 30, 30)
+            };
+            root.draw(&Text::new(
+                word.clone(),
+                (x, y),
+                ("sans-serif", 14).into_font().color(&color),
+            ))
+            .map_err(|e| perr(&e))?;
             x += wpx;
         }
         root.present().map_err(|e| perr(&e))?;
@@ -211,8 +268,15 @@ impl Scorer {
         let store = featstore::Store::open(&feat_dir)?;
         let ex = &store.meta.extractor;
         let fm = Manifest::read(&feat_dir).map_err(|e| Error::io(&feat_dir, e))?;
-        let convention = Convention::parse(ex["convention"].as_str().unwrap_or("v1")).unwrap_or(Convention::V1);
-        let resnet = crate::weights::load_resnet50(fm.params.str("weights")?, &l.config.base_dir, convention, &compute.device)?.fold();
+        let convention =
+            Convention::parse(ex["convention"].as_str().unwrap_or("v1")).unwrap_or(Convention::V1);
+        let resnet = crate::weights::load_resnet50(
+            fm.params.str("weights")?,
+            &l.config.base_dir,
+            convention,
+            &compute.device,
+        )?
+        .fold();
         let grid = Grid::read(&l.dir("patches")?)?;
         let cut = crate::stages::features::PatchCutter {
             grid,
@@ -220,7 +284,10 @@ impl Scorer {
             convention,
         };
         let tm = l.manifest("tokenize")?;
-        let tokenizer = BertTokenizer::from_vocab(&crate::dag::stage::resolve_path(&l.config.base_dir, tm.params.str("vocab")?))?;
+        let tokenizer = BertTokenizer::from_vocab(&crate::dag::stage::resolve_path(
+            &l.config.base_dir,
+            tm.params.str("vocab")?,
+        ))?;
         Ok(Scorer {
             model,
             device: compute.device,
@@ -271,7 +338,12 @@ fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| {
                     f.extension()
-                        .map(|x| matches!(x.to_string_lossy().to_lowercase().as_str(), "jpg" | "jpeg" | "png" | "webp" | "bmp"))
+                        .map(|x| {
+                            matches!(
+                                x.to_string_lossy().to_lowercase().as_str(),
+                                "jpg" | "jpeg" | "png" | "webp" | "bmp"
+                            )
+                        })
                         .unwrap_or(false)
                 })
                 .collect();
@@ -285,17 +357,33 @@ fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Ranks texts for one image, or images for one text, with the pipeline's trained model.
-pub fn rank(config_file: &Path, images: &[PathBuf], texts: &[String], texts_file: Option<&Path>, top: usize) -> Result<()> {
+pub fn rank(
+    config_file: &Path,
+    images: &[PathBuf],
+    texts: &[String],
+    texts_file: Option<&Path>,
+    top: usize,
+) -> Result<()> {
     let mut texts = texts.to_vec();
     if let Some(f) = texts_file {
-        texts.extend(std::fs::read_to_string(f).at(f)?.lines().filter(|l| !l.trim().is_empty()).map(String::from));
+        texts.extend(
+            std::fs::read_to_string(f)
+                .at(f)?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(String::from),
+        );
     }
     let images = image_files(images)?;
     if images.is_empty() || texts.is_empty() {
-        return Err(Error::msg("give one image and several texts (--text/--texts-file), or one text and several images (files or folders)"));
+        return Err(Error::msg(
+            "give one image and several texts (--text/--texts-file), or one text and several images (files or folders)",
+        ));
     }
     if images.len() > 1 && texts.len() > 1 {
-        return Err(Error::msg("rank either texts for one image, or images for one text"));
+        return Err(Error::msg(
+            "rank either texts for one image, or images for one text",
+        ));
     }
     let l = Latest::open(config_file)?;
     let scorer = Scorer::from_pipeline(&l)?;
@@ -307,20 +395,36 @@ pub fn rank(config_file: &Path, images: &[PathBuf], texts: &[String], texts_file
         })
         .collect::<Result<_>>()?;
     let items: Vec<(&[f32], &str)> = if images.len() == 1 {
-        texts.iter().map(|t| (feats[0].as_slice(), t.as_str())).collect()
+        texts
+            .iter()
+            .map(|t| (feats[0].as_slice(), t.as_str()))
+            .collect()
     } else {
-        feats.iter().map(|f| (f.as_slice(), texts[0].as_str())).collect()
+        feats
+            .iter()
+            .map(|f| (f.as_slice(), texts[0].as_str()))
+            .collect()
     };
     let scores = scorer.score(&items)?;
     let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal));
+    order.sort_by(|&a, &b| {
+        scores[b]
+            .partial_cmp(&scores[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     if images.len() == 1 {
-        println!("texts ranked for {} (score = log-odds of matched):", images[0].display());
+        println!(
+            "texts ranked for {} (score = log-odds of matched):",
+            images[0].display()
+        );
         for (r, &i) in order.iter().take(top).enumerate() {
             println!("{:>3}. {:>8.3}  {}", r + 1, scores[i], texts[i]);
         }
     } else {
-        println!("images ranked for {:?} (score = log-odds of matched):", texts[0]);
+        println!(
+            "images ranked for {:?} (score = log-odds of matched):",
+            texts[0]
+        );
         for (r, &i) in order.iter().take(top).enumerate() {
             println!("{:>3}. {:>8.3}  {}", r + 1, scores[i], images[i].display());
         }
@@ -341,22 +445,36 @@ pub fn export_tsv(config_file: &Path, split: &str, out: &Path, per_file: usize) 
     let store = featstore::Store::open(&l.dir("features")?)?;
     let path = l.dir("records")?.join(format!("{split}.parquet"));
     let df = table::read_parquet(&path)?;
-    let w = |c: &str| crate::stages::records::list_width(&df, c).map_err(|e| Error::msg(e.to_string()));
-    let recs = Records::read(&path, w("input_ids")?, w("masked_lm_positions")?, w("masked_patch_positions")?)?;
+    let w =
+        |c: &str| crate::stages::records::list_width(&df, c).map_err(|e| Error::msg(e.to_string()));
+    let recs = Records::read(
+        &path,
+        w("input_ids")?,
+        w("masked_lm_positions")?,
+        w("masked_patch_positions")?,
+    )?;
     let mut writer = tsv::Writer::create(out, split, per_file)?;
     write_records_tsv(&recs, &store, &mut writer)?;
     let list = writer.finish()?;
     let schema = tsv::train_schema(store.meta.patches, store.meta.dim, recs.t, recs.m, recs.k);
     std::fs::write(out.join(format!("{split}.schema")), &schema).at(out)?;
-    crate::progress::println(format!("wrote {} records → {} (schema in {split}.schema)\n{schema}", recs.len(), list.display()));
+    crate::progress::println(format!(
+        "wrote {} records → {} (schema in {split}.schema)\n{schema}",
+        recs.len(),
+        list.display()
+    ));
     Ok(list)
 }
 
 fn export_eval_tsv(l: &Latest, direction: &str, out: &Path, per_file: usize) -> Result<PathBuf> {
     let store = featstore::Store::open(&l.dir("features")?)?;
     let texts = crate::eval::scoring::Texts::read(&l.dir("tokenize")?.join("texts.parquet"))?;
-    let products = crate::stages::ingest::read_products(&l.dir("ingest")?.join("products.parquet"))?;
-    let desc: HashMap<&str, &str> = products.iter().map(|p| (p.product_id.as_str(), p.text.as_str())).collect();
+    let products =
+        crate::stages::ingest::read_products(&l.dir("ingest")?.join("products.parquet"))?;
+    let desc: HashMap<&str, &str> = products
+        .iter()
+        .map(|p| (p.product_id.as_str(), p.text.as_str()))
+        .collect();
     let pairs = table::read_parquet(&l.dir("evaluate")?.join("pairs.parquet"))?;
     let dirs = table::strings(&pairs, "direction")?;
     let imgs = table::strings(&pairs, "image_id")?;
@@ -381,7 +499,10 @@ fn export_eval_tsv(l: &Latest, direction: &str, out: &Path, per_file: usize) -> 
             tsv::fmt_ints(mask),
             tsv::fmt_ints(&zeros),
             (labels[i] as i32).to_string(),
-            desc.get(txts[i].as_str()).copied().unwrap_or("").replace(['\t', '\n'], " "),
+            desc.get(txts[i].as_str())
+                .copied()
+                .unwrap_or("")
+                .replace(['\t', '\n'], " "),
             txts[i].clone(),
             imgs[i].clone(),
             imgs[i].clone(),
@@ -391,11 +512,18 @@ fn export_eval_tsv(l: &Latest, direction: &str, out: &Path, per_file: usize) -> 
     let list = writer.finish()?;
     let schema = tsv::eval_schema(p, store.meta.dim, t);
     std::fs::write(out.join(format!("eval-{direction}.schema")), &schema).at(out)?;
-    crate::progress::println(format!("wrote {n} eval records → {}\n{schema}", list.display()));
+    crate::progress::println(format!(
+        "wrote {n} eval records → {}\n{schema}",
+        list.display()
+    ));
     Ok(list)
 }
 
-pub fn write_records_tsv(recs: &Records, store: &featstore::Store, writer: &mut tsv::Writer) -> Result<()> {
+pub fn write_records_tsv(
+    recs: &Records,
+    store: &featstore::Store,
+    writer: &mut tsv::Writer,
+) -> Result<()> {
     let (t, k, m, p) = (recs.t, recs.k, recs.m, store.meta.patches);
     let ones = vec![1; p];
     let mut feats = Vec::with_capacity(p * store.meta.dim);
@@ -421,20 +549,46 @@ pub fn write_records_tsv(recs: &Records, store: &featstore::Store, writer: &mut 
 /// Reads original-format training files into `out/records.parquet` and a feature store in
 /// `out/features/` (images identified by a hash of their features, so a shared image is stored
 /// once).
-pub fn import_tsv(list: &Path, out: &Path, patches: usize, dim: usize, t: usize, m: usize, k: usize) -> Result<Records> {
+pub fn import_tsv(
+    list: &Path,
+    out: &Path,
+    patches: usize,
+    dim: usize,
+    t: usize,
+    m: usize,
+    k: usize,
+) -> Result<Records> {
     let (count, files) = tsv::read_list(list)?;
     let schema = tsv::parse_schema(&tsv::train_schema(patches, dim, t, m, k))?;
-    let mut writer = featstore::Writer::create(&out.join("features"), featstore::FeatDType::F32, patches, dim, 1024, serde_json::json!({"imported_from": list.display().to_string()}))?;
+    let mut writer = featstore::Writer::create(
+        &out.join("features"),
+        featstore::FeatDType::F32,
+        patches,
+        dim,
+        1024,
+        serde_json::json!({"imported_from": list.display().to_string()}),
+    )?;
     let mut seen: HashMap<String, ()> = HashMap::new();
-    let mut recs = Records { t, k, m, ..Default::default() };
+    let mut recs = Records {
+        t,
+        k,
+        m,
+        ..Default::default()
+    };
     let n = tsv::for_each_record(&files, &schema, |file, line, v| {
         let feats = v[0].floats();
-        let id = format!("h:{}", &blake3::hash(bytemuck::cast_slice(feats)).to_hex()[..20]);
+        let id = format!(
+            "h:{}",
+            &blake3::hash(bytemuck::cast_slice(feats)).to_hex()[..20]
+        );
         if seen.insert(id.clone(), ()).is_none() {
             writer.push(&id, feats)?;
         }
         let i32s = |x: &tsv::Value| x.ints().iter().map(|&a| a as i32).collect::<Vec<i32>>();
-        recs.record_id.push(format!("{}:{line}", file.file_name().unwrap().to_string_lossy()));
+        recs.record_id.push(format!(
+            "{}:{line}",
+            file.file_name().unwrap().to_string_lossy()
+        ));
         recs.image_id.push(id);
         recs.text_product_id.push(String::new());
         recs.image_product_id.push(String::new());
@@ -451,12 +605,19 @@ pub fn import_tsv(list: &Path, out: &Path, patches: usize, dim: usize, t: usize,
     })?;
     if let Some(c) = count {
         if c != n {
-            tracing::warn!("{}: the count line says {c} records, the files hold {n}", list.display());
+            tracing::warn!(
+                "{}: the count line says {c} records, the files hold {n}",
+                list.display()
+            );
         }
     }
     writer.finish(&vec![0.0; dim])?;
     recs.write(&out.join("records.parquet"))?;
-    crate::progress::println(format!("imported {n} records, {} distinct images → {}", seen.len(), out.display()));
+    crate::progress::println(format!(
+        "imported {n} records, {} distinct images → {}",
+        seen.len(),
+        out.display()
+    ));
     Ok(recs)
 }
 
@@ -464,7 +625,14 @@ pub fn import_tsv(list: &Path, out: &Path, patches: usize, dim: usize, t: usize,
 
 /// Scores eval files in the original format with a trained model; writes the prediction file
 /// the original would have written, and the metrics (corrected and compatible).
-pub fn eval_tsv(model_dir: &Path, inputs: &[PathBuf], direction: &str, out: &Path, batch: usize, device_kind: &str) -> Result<serde_json::Value> {
+pub fn eval_tsv(
+    model_dir: &Path,
+    inputs: &[PathBuf],
+    direction: &str,
+    out: &Path,
+    batch: usize,
+    device_kind: &str,
+) -> Result<serde_json::Value> {
     let compute = crate::device::select(device_kind, 0)?;
     let (model, cfg) = io::load(model_dir, &compute.device)?;
     let (p, f, t) = (cfg.num_patches, cfg.patch_feature_size, cfg.text_len);
@@ -489,22 +657,46 @@ pub fn eval_tsv(model_dir: &Path, inputs: &[PathBuf], direction: &str, out: &Pat
         let mut hb = HostBatch::new(t, p, f, 1, 1);
         for v in pending.iter() {
             let i32s = |x: &tsv::Value| x.ints().iter().map(|&a| a as i32).collect::<Vec<i32>>();
-            hb.push_with_features(&i32s(&v[2]), &i32s(&v[3]), &i32s(&v[4]), v[0].floats(), None, None, v[5].ints()[0] as i32);
+            hb.push_with_features(
+                &i32s(&v[2]),
+                &i32s(&v[3]),
+                &i32s(&v[4]),
+                v[0].floats(),
+                None,
+                None,
+                v[5].ints()[0] as i32,
+            );
         }
         let logits: Vec<f32> = model
             .align_logits(&hb.to_device(&compute.device))
             .try_into_vec_as::<f32>()
             .map_err(|e| Error::Model(format!("{e:?}")))?;
         let ids = |col: usize| {
-            let v: Vec<String> = pending.iter().map(|r| format!("b'{}'", r[col].str())).collect();
+            let v: Vec<String> = pending
+                .iter()
+                .map(|r| format!("b'{}'", r[col].str()))
+                .collect();
             format!("[{}]", v.join(", "))
         };
         let labels: Vec<String> = pending.iter().map(|r| r[5].ints()[0].to_string()).collect();
         let lg: Vec<String> = logits.iter().map(|x| x.to_string()).collect();
         use std::io::Write;
-        writeln!(pred, "{}\x01{}\x01{}\x01[{}]\x01[{}]", ids(7), ids(8), ids(9), labels.join(", "), lg.join(", ")).at(&pred_path)?;
+        writeln!(
+            pred,
+            "{}\x01{}\x01{}\x01[{}]\x01[{}]",
+            ids(7),
+            ids(8),
+            ids(9),
+            labels.join(", "),
+            lg.join(", ")
+        )
+        .at(&pred_path)?;
         for (i, r) in pending.iter().enumerate() {
-            let (q, c) = if direction == "txt2img" { (r[7].str(), r[8].str()) } else { (r[8].str(), r[7].str()) };
+            let (q, c) = if direction == "txt2img" {
+                (r[7].str(), r[8].str())
+            } else {
+                (r[8].str(), r[7].str())
+            };
             scored.push(Scored {
                 query: q.to_string(),
                 candidate: c.to_string(),
@@ -529,7 +721,11 @@ pub fn eval_tsv(model_dir: &Path, inputs: &[PathBuf], direction: &str, out: &Pat
     let mut m = metrics::compute(&scored, batch);
     m.easytransfer_compatible = metrics::compat_from_lines(&lines, batch);
     let v = serde_json::json!({ direction: m });
-    std::fs::write(out.join("metrics.json"), serde_json::to_string_pretty(&v).unwrap()).at(out)?;
+    std::fs::write(
+        out.join("metrics.json"),
+        serde_json::to_string_pretty(&v).unwrap(),
+    )
+    .at(out)?;
     crate::progress::println(format!("{}", serde_json::to_string_pretty(&v).unwrap()));
     Ok(v)
 }

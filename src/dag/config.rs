@@ -159,7 +159,11 @@ impl PipelineConfig {
                         let spec = find_spec(registry.runtime, name).ok_or_else(|| {
                             err(
                                 Some(k.span()),
-                                unknown("runtime key", name, registry.runtime.iter().map(|s| s.name).chain(["artifacts"])),
+                                unknown(
+                                    "runtime key",
+                                    name,
+                                    registry.runtime.iter().map(|s| s.name).chain(["artifacts"]),
+                                ),
                             )
                         })?;
                         let value = check_value(spec, &RawValue::from_de(v.get_ref()))
@@ -169,7 +173,10 @@ impl PipelineConfig {
                 }
                 "stages" => {
                     let table = as_table(value).ok_or_else(|| {
-                        err(Some(value.span()), "`stages` must be a table of tables".into())
+                        err(
+                            Some(value.span()),
+                            "`stages` must be a table of tables".into(),
+                        )
                     })?;
                     for (k, v) in table.iter() {
                         let t = as_table(v).ok_or_else(|| {
@@ -178,10 +185,7 @@ impl PipelineConfig {
                                 format!("stages.{}: expected a table", k.get_ref()),
                             )
                         })?;
-                        stage_tables.push((
-                            Spanned::new(k.span(), k.get_ref().to_string()),
-                            t,
-                        ));
+                        stage_tables.push((Spanned::new(k.span(), k.get_ref().to_string()), t));
                     }
                 }
                 other => {
@@ -196,7 +200,10 @@ impl PipelineConfig {
             return Err(err(None, "no stages: add [stages.<name>] tables".into()));
         }
 
-        let defined: BTreeSet<&str> = stage_tables.iter().map(|(n, _)| n.get_ref().as_str()).collect();
+        let defined: BTreeSet<&str> = stage_tables
+            .iter()
+            .map(|(n, _)| n.get_ref().as_str())
+            .collect();
         let mut stages = Vec::new();
         for (name, table) in &stage_tables {
             let stage = registry.get(name.get_ref()).ok_or_else(|| {
@@ -216,7 +223,10 @@ impl PipelineConfig {
                             _ => {
                                 return Err(err(
                                     Some(v.span()),
-                                    format!("stages.{}.deps: expected a list of stage names", spec.name),
+                                    format!(
+                                        "stages.{}.deps: expected a list of stage names",
+                                        spec.name
+                                    ),
                                 ));
                             }
                         };
@@ -224,7 +234,10 @@ impl PipelineConfig {
                             let DeValue::String(d) = item.get_ref() else {
                                 return Err(err(
                                     Some(item.span()),
-                                    format!("stages.{}.deps: expected stage names (strings)", spec.name),
+                                    format!(
+                                        "stages.{}.deps: expected stage names (strings)",
+                                        spec.name
+                                    ),
                                 ));
                             };
                             if !defined.contains(d.as_ref()) {
@@ -242,7 +255,10 @@ impl PipelineConfig {
                     }
                     "params" => {
                         let pt = as_table(v).ok_or_else(|| {
-                            err(Some(v.span()), format!("stages.{}.params: expected a table", spec.name))
+                            err(
+                                Some(v.span()),
+                                format!("stages.{}.params: expected a table", spec.name),
+                            )
                         })?;
                         for (pk, pv) in pt.iter() {
                             let pname = pk.get_ref().as_ref();
@@ -258,7 +274,10 @@ impl PipelineConfig {
                             })?;
                             let value = check_value(pspec, &RawValue::from_de(pv.get_ref()))
                                 .map_err(|m| {
-                                    err(Some(pv.span()), format!("stages.{}.params.{pname}: {m}", spec.name))
+                                    err(
+                                        Some(pv.span()),
+                                        format!("stages.{}.params.{pname}: {m}", spec.name),
+                                    )
                                 })?;
                             given.insert(pname.to_string(), value);
                         }
@@ -299,7 +318,10 @@ impl PipelineConfig {
                 .iter()
                 .find(|(n, _)| n.get_ref() == &cycle[0])
                 .map(|(n, _)| n.span());
-            err(first, format!("the stages form a cycle: {}", cycle.join(" → ")))
+            err(
+                first,
+                format!("the stages form a cycle: {}", cycle.join(" → ")),
+            )
         })?;
         let stages = order.into_iter().map(|i| stages[i].clone()).collect();
 
@@ -330,7 +352,11 @@ impl PipelineConfig {
             let raw = RawValue::parse_cli(value.trim());
             if stage == "runtime" {
                 let spec = find_spec(registry.runtime, param).ok_or_else(|| {
-                    err(unknown("runtime key", param, registry.runtime.iter().map(|s| s.name)))
+                    err(unknown(
+                        "runtime key",
+                        param,
+                        registry.runtime.iter().map(|s| s.name),
+                    ))
                 })?;
                 let v = check_value(spec, &raw).map_err(err)?;
                 self.runtime.set(param, v);
@@ -354,7 +380,11 @@ impl PipelineConfig {
                 ))
             })?;
             let v: ParamValue = check_value(pspec, &raw).map_err(err)?;
-            let sc = self.stages.iter_mut().find(|s| s.name == stage).expect("checked");
+            let sc = self
+                .stages
+                .iter_mut()
+                .find(|s| s.name == stage)
+                .expect("checked");
             sc.params.set(param, v);
         }
         Ok(())
@@ -375,7 +405,12 @@ fn find_spec<'a>(specs: &'a [ParamSpec], name: &str) -> Option<&'a ParamSpec> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -433,7 +468,12 @@ mod tests {
         version: 1,
         about: "",
         inputs: &[],
-        params: &[ParamSpec::new("seed", ParamKind::Int, ParamDefault::Int(1), "")],
+        params: &[ParamSpec::new(
+            "seed",
+            ParamKind::Int,
+            ParamDefault::Int(1),
+            "",
+        )],
         outputs: &[],
     };
     const B: StageSpec = StageSpec {
@@ -444,7 +484,12 @@ mod tests {
         params: &[],
         outputs: &[],
     };
-    const RT: &[ParamSpec] = &[ParamSpec::new("device", ParamKind::Str, ParamDefault::Str("x"), "")];
+    const RT: &[ParamSpec] = &[ParamSpec::new(
+        "device",
+        ParamKind::Str,
+        ParamDefault::Str("x"),
+        "",
+    )];
 
     fn reg() -> Registry {
         Registry::new(RT).with(Toy(&A)).with(Toy(&B))
@@ -471,7 +516,10 @@ mod tests {
         assert!(e.to_string().starts_with("p.toml:3:1:"), "{e}");
 
         let e = parse("[stages.a]\n[stages.a.params]\nseed = \"x\"\n").unwrap_err();
-        assert!(e.message.contains("expected an integer, found a string"), "{e}");
+        assert!(
+            e.message.contains("expected an integer, found a string"),
+            "{e}"
+        );
         assert_eq!(e.line.unwrap().0, 3);
 
         let e = parse("[stages.c]\n").unwrap_err();
@@ -497,6 +545,9 @@ mod tests {
         assert_eq!(c.stage("a").unwrap().params.int("seed").unwrap(), 7);
         assert!(c.apply_sets(&["a.seed=x".into()], &reg()).is_err());
         assert!(c.apply_sets(&["a.nope=1".into()], &reg()).is_err());
-        assert!(c.apply_sets(&["b.x=1".into()], &reg()).is_err(), "b is not in this config");
+        assert!(
+            c.apply_sets(&["b.x=1".into()], &reg()).is_err(),
+            "b is not in this config"
+        );
     }
 }

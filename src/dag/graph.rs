@@ -24,8 +24,10 @@ pub fn topo_order(stages: &[StageConfig]) -> Result<Vec<usize>, Vec<String>> {
             2 => return Ok(()),
             1 => {
                 let start = stack.iter().position(|&s| s == i).unwrap_or(0);
-                let mut cycle: Vec<String> =
-                    stack[start..].iter().map(|&s| stages[s].name.clone()).collect();
+                let mut cycle: Vec<String> = stack[start..]
+                    .iter()
+                    .map(|&s| stages[s].name.clone())
+                    .collect();
                 cycle.push(stages[i].name.clone());
                 return Err(cycle);
             }
@@ -93,7 +95,11 @@ mod tests {
     #[test]
     fn orders_and_finds_cycles() {
         let st = vec![s("c", &["b"]), s("a", &[]), s("b", &["a"])];
-        let o: Vec<_> = topo_order(&st).unwrap().into_iter().map(|i| st[i].name.clone()).collect();
+        let o: Vec<_> = topo_order(&st)
+            .unwrap()
+            .into_iter()
+            .map(|i| st[i].name.clone())
+            .collect();
         assert_eq!(o, ["a", "b", "c"]);
         let st = vec![s("a", &["c"]), s("b", &["a"]), s("c", &["b"])];
         let cyc = topo_order(&st).unwrap_err();

@@ -37,7 +37,11 @@ impl StoreLock {
                 crate::progress::println(format!(
                     "waiting for another run to finish: {} is held by {}",
                     path.display(),
-                    if holder.is_empty() { "another process" } else { &holder }
+                    if holder.is_empty() {
+                        "another process"
+                    } else {
+                        &holder
+                    }
                 ));
                 file.lock().map_err(|e| DagError::io(&path, e))?;
             }

@@ -47,7 +47,9 @@ pub enum DagError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("stage `{stage}` finished without writing its declared output `{path}` (a bug in the stage)")]
+    #[error(
+        "stage `{stage}` finished without writing its declared output `{path}` (a bug in the stage)"
+    )]
     MissingOutput { stage: String, path: String },
     #[error("no stage `{name}` in this pipeline (stages: {})", known.join(", "))]
     UnknownTarget { name: String, known: Vec<String> },

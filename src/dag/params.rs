@@ -225,7 +225,11 @@ impl Params {
     pub fn with_defaults(specs: &[ParamSpec], given: BTreeMap<String, ParamValue>) -> Params {
         let mut values = BTreeMap::new();
         for spec in specs {
-            if let Some(v) = given.get(spec.name).cloned().or_else(|| spec.default_value()) {
+            if let Some(v) = given
+                .get(spec.name)
+                .cloned()
+                .or_else(|| spec.default_value())
+            {
                 values.insert(spec.name.to_string(), v);
             }
         }
@@ -371,7 +375,9 @@ mod tests {
     fn defaults_fill_and_canonicalise() {
         let explicit = Params::with_defaults(
             SPECS,
-            [("n".to_string(), ParamValue::Int(3))].into_iter().collect(),
+            [("n".to_string(), ParamValue::Int(3))]
+                .into_iter()
+                .collect(),
         );
         let implicit = Params::with_defaults(SPECS, BTreeMap::new());
         assert_eq!(explicit.canonical_json(), implicit.canonical_json());

@@ -98,7 +98,8 @@ pub struct RunOptions {
 
 impl<'a> Runner<'a> {
     pub fn new(registry: &'a Registry, config: &'a PipelineConfig) -> Result<Self, DagError> {
-        let store = Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
+        let store =
+            Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
         Ok(Self {
             registry,
             config,
@@ -139,7 +140,12 @@ impl<'a> Runner<'a> {
         let wanted = graph::with_upstream(&self.config.stages, &targets);
         let mut done: BTreeMap<String, PlanItem> = BTreeMap::new();
         let mut plan = Vec::new();
-        for sc in self.config.stages.iter().filter(|s| wanted.contains(&s.name)) {
+        for sc in self
+            .config
+            .stages
+            .iter()
+            .filter(|s| wanted.contains(&s.name))
+        {
             let forced = force && targets.contains(&sc.name);
             let item = self.plan_stage(&sc.name, &done, forced, cache)?;
             done.insert(sc.name.clone(), item.clone());
@@ -158,7 +164,10 @@ impl<'a> Runner<'a> {
         if up.state == State::WillRun {
             return Ok(None);
         }
-        let m = self.store.manifest(&up.stage, key).map_err(|e| DagError::io(&up.dir, e))?;
+        let m = self
+            .store
+            .manifest(&up.stage, key)
+            .map_err(|e| DagError::io(&up.dir, e))?;
         let mut parts = Vec::new();
         for f in input.files {
             let o = m.output(f).ok_or_else(|| DagError::MissingOutput {
@@ -208,7 +217,12 @@ impl<'a> Runner<'a> {
         let mut pending = Vec::new();
         for d in &sc.deps {
             let up = &done[d];
-            let input = spec.inputs.iter().find(|i| i.stage == d).copied().unwrap_or(Input::all(""));
+            let input = spec
+                .inputs
+                .iter()
+                .find(|i| i.stage == d)
+                .copied()
+                .unwrap_or(Input::all(""));
             if let Some(k) = &up.key {
                 upstream.insert(d.clone(), k.clone());
             }
@@ -238,7 +252,13 @@ impl<'a> Runner<'a> {
                 inputs,
             });
         }
-        let key = stage_key(&sc.name, spec.version, &sc.params.canonical_json(), &digests, &inputs);
+        let key = stage_key(
+            &sc.name,
+            spec.version,
+            &sc.params.canonical_json(),
+            &digests,
+            &inputs,
+        );
         let (state, why) = if self.store.has(name, &key) && !forced {
             (State::Cached, vec![])
         } else {
@@ -246,7 +266,11 @@ impl<'a> Runner<'a> {
             if forced && self.store.has(name, &key) {
                 why.push(Why::Forced);
             }
-            match self.store.latest(name).and_then(|k| self.store.manifest(name, &k).ok()) {
+            match self
+                .store
+                .latest(name)
+                .and_then(|k| self.store.manifest(name, &k).ok())
+            {
                 None if why.is_empty() => why.push(Why::NeverRun),
                 None => {}
                 Some(prev) if prev.key != key => {
@@ -283,7 +307,12 @@ impl<'a> Runner<'a> {
                         .iter()
                         .filter(|(p, h)| prev.inputs.get(*p) != Some(*h))
                         .map(|(p, _)| p.clone())
-                        .chain(prev.inputs.keys().filter(|p| !inputs.contains_key(*p)).cloned())
+                        .chain(
+                            prev.inputs
+                                .keys()
+                                .filter(|p| !inputs.contains_key(*p))
+                                .cloned(),
+                        )
                         .collect();
                     if !paths.is_empty() {
                         why.push(Why::InputChanged { paths });
@@ -311,19 +340,36 @@ impl<'a> Runner<'a> {
     /// not run again.
     pub fn run(&self, targets: &[String], opts: &RunOptions) -> Result<Vec<Outcome>, DagError> {
         let _lock = StoreLock::acquire(self.store.root(), !opts.no_wait)?;
-        for p in self.store.remove_stale().map_err(|e| DagError::io(self.store.root(), e))? {
-            tracing::info!("removed the leftovers of an interrupted run: {}", p.display());
+        for p in self
+            .store
+            .remove_stale()
+            .map_err(|e| DagError::io(self.store.root(), e))?
+        {
+            tracing::info!(
+                "removed the leftovers of an interrupted run: {}",
+                p.display()
+            );
         }
         let mut cache = HashCache::load(&self.store.hash_cache_file());
         let targets = self.check_targets(targets)?;
         let wanted = graph::with_upstream(&self.config.stages, &targets);
         let mut done: BTreeMap<String, PlanItem> = BTreeMap::new();
         let mut outcomes = Vec::new();
-        for sc in self.config.stages.iter().filter(|s| wanted.contains(&s.name)) {
+        for sc in self
+            .config
+            .stages
+            .iter()
+            .filter(|s| wanted.contains(&s.name))
+        {
             let forced = opts.force && targets.contains(&sc.name);
             let item = self.plan_stage(&sc.name, &done, forced, &mut cache)?;
-            cache.save().map_err(|e| DagError::io(&self.store.hash_cache_file(), e))?;
-            let key = item.key.clone().expect("upstream is done, so the key is known");
+            cache
+                .save()
+                .map_err(|e| DagError::io(&self.store.hash_cache_file(), e))?;
+            let key = item
+                .key
+                .clone()
+                .expect("upstream is done, so the key is known");
             if item.state == State::Cached {
                 self.store
                     .set_latest(&item.stage, &key)
@@ -400,7 +446,9 @@ impl<'a> Runner<'a> {
         reset_peak_rss();
         let result = stage.run(&mut ctx);
         if let Some(mib) = peak_rss_mib() {
-            ctx.notes.entry("peak_rss_mib".into()).or_insert(serde_json::json!(mib));
+            ctx.notes
+                .entry("peak_rss_mib".into())
+                .or_insert(serde_json::json!(mib));
         }
         let seconds = t0.elapsed().as_secs_f64();
         if let Err(e) = result {
@@ -412,7 +460,11 @@ impl<'a> Runner<'a> {
         }
         for out in spec.outputs {
             let p = tmp.join(out.trim_end_matches('/'));
-            let ok = if out.ends_with('/') { p.is_dir() } else { p.is_file() };
+            let ok = if out.ends_with('/') {
+                p.is_dir()
+            } else {
+                p.is_file()
+            };
             if !ok {
                 let _ = std::fs::remove_dir_all(&tmp);
                 return Err(DagError::MissingOutput {
@@ -424,7 +476,9 @@ impl<'a> Runner<'a> {
         let mut outputs = Vec::new();
         for rel in list_files(&tmp).map_err(|e| DagError::io(&tmp, e))? {
             let p = tmp.join(&rel);
-            let bytes = std::fs::metadata(&p).map_err(|e| DagError::io(&p, e))?.len();
+            let bytes = std::fs::metadata(&p)
+                .map_err(|e| DagError::io(&p, e))?
+                .len();
             let blake3 = hash_file(&p).map_err(|e| DagError::io(&p, e))?;
             let rows = if rel.ends_with(".parquet") {
                 table_rows(&p)
@@ -456,8 +510,11 @@ impl<'a> Runner<'a> {
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
         };
         let mpath = tmp.join(Manifest::FILE);
-        std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))
-            .map_err(|e| DagError::io(&mpath, e))?;
+        std::fs::write(
+            &mpath,
+            serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+        )
+        .map_err(|e| DagError::io(&mpath, e))?;
         let dir = self
             .store
             .commit(&item.stage, &key, &tmp)
@@ -466,7 +523,11 @@ impl<'a> Runner<'a> {
             .set_latest(&item.stage, &key)
             .map_err(|e| DagError::io(&dir, e))?;
         let _ = std::fs::remove_dir_all(&work);
-        let counts: Vec<String> = ctx.counts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let counts: Vec<String> = ctx
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
         progress::println(format!(
             "✓ {:<10} done in {:.1}s  {}{}",
             item.stage,
@@ -497,7 +558,13 @@ fn reset_peak_rss() {
 /// Peak resident memory since the last reset, in MiB (Linux), recorded in each manifest.
 pub fn peak_rss_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
 

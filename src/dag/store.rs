@@ -122,7 +122,10 @@ impl Store {
             for e in fs::read_dir(&stage_dir)? {
                 let e = e?;
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(".tmp-") || name.starts_with(".old-") || name.starts_with(".latest-") {
+                if name.starts_with(".tmp-")
+                    || name.starts_with(".old-")
+                    || name.starts_with(".latest-")
+                {
                     let p = e.path();
                     if p.is_dir() {
                         fs::remove_dir_all(&p)?;
@@ -153,7 +156,11 @@ impl Store {
     pub fn entries(&self) -> io::Result<Vec<Entry>> {
         let mut out = Vec::new();
         for stage_dir in self.stage_dirs()? {
-            let stage = stage_dir.file_name().unwrap().to_string_lossy().into_owned();
+            let stage = stage_dir
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             for e in fs::read_dir(&stage_dir)? {
                 let e = e?;
                 let name = e.file_name().to_string_lossy().into_owned();

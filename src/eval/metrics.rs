@@ -116,7 +116,10 @@ pub fn rank_queries(pairs: &[Scored]) -> Vec<QueryRank> {
                 .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))))?;
             let higher = docs.iter().filter(|d| d.score() > gt).count();
             let ties = docs.iter().filter(|d| d.score() == gt).count() - 1;
-            let rr = (higher + 1..=higher + ties + 1).map(|r| 1.0 / r as f64).sum::<f64>() / (ties + 1) as f64;
+            let rr = (higher + 1..=higher + ties + 1)
+                .map(|r| 1.0 / r as f64)
+                .sum::<f64>()
+                / (ties + 1) as f64;
             Some(QueryRank {
                 query: q.to_string(),
                 candidates: docs.len(),
@@ -132,7 +135,11 @@ pub fn rank_queries(pairs: &[Scored]) -> Vec<QueryRank> {
 /// Area under the ROC curve (Mann–Whitney U; ties ½). `None` without both classes.
 pub fn auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[a].partial_cmp(&scores[b]).unwrap_or(std::cmp::Ordering::Equal));
+    idx.sort_by(|&a, &b| {
+        scores[a]
+            .partial_cmp(&scores[b])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let (mut rank_sum, mut npos) = (0f64, 0f64);
     let mut i = 0;
     while i < idx.len() {
@@ -169,7 +176,13 @@ fn accuracy(pairs: &[Scored]) -> f64 {
 pub fn compute(pairs: &[Scored], batch_size: usize) -> Metrics {
     let ranks = rank_queries(pairs);
     let nq = ranks.len().max(1) as f64;
-    let at = |k: usize| ranks.iter().map(|r| hit_at(k, r.higher, r.ties)).sum::<f64>() / nq;
+    let at = |k: usize| {
+        ranks
+            .iter()
+            .map(|r| hit_at(k, r.higher, r.ties))
+            .sum::<f64>()
+            / nq
+    };
     let scores: Vec<f64> = pairs.iter().map(|p| p.score()).collect();
     let labels: Vec<bool> = pairs.iter().map(|p| p.label).collect();
     Metrics {
@@ -304,7 +317,9 @@ mod tests {
     #[test]
     fn ties_are_expected_rank() {
         // gt tied with 3 others, none higher: rank uniformly 1..4.
-        let pairs: Vec<Scored> = (0..4).map(|i| s("q", &i.to_string(), i == 0, 1.0)).collect();
+        let pairs: Vec<Scored> = (0..4)
+            .map(|i| s("q", &i.to_string(), i == 0, 1.0))
+            .collect();
         let r = &rank_queries(&pairs)[0];
         assert_eq!((r.higher, r.ties), (0, 3));
         assert!((hit_at(1, 0, 3) - 0.25).abs() < 1e-12);
@@ -318,7 +333,12 @@ mod tests {
         let mut pairs = Vec::new();
         for q in 0..1000 {
             for c in 0..101 {
-                pairs.push(s(&format!("q{q}"), &format!("c{c}"), c == 0, if c == 0 { 5.0 } else { -1.0 }));
+                pairs.push(s(
+                    &format!("q{q}"),
+                    &format!("c{c}"),
+                    c == 0,
+                    if c == 0 { 5.0 } else { -1.0 },
+                ));
             }
         }
         let m = compute(&pairs, 64);

@@ -18,7 +18,12 @@ fn bytes_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// Writes an eval set's scored rows in batches of `batch` lines.
-pub fn write(path: &Path, set: &EvalSet, scores: &HashMap<(String, String), [f32; 2]>, batch: usize) -> Result<()> {
+pub fn write(
+    path: &Path,
+    set: &EvalSet,
+    scores: &HashMap<(String, String), [f32; 2]>,
+    batch: usize,
+) -> Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).at(path)?);
     for chunk in set.rows.chunks(batch.max(1)) {
         let text_ids = bytes_list(chunk.iter().map(|r| r.2.as_str()));
@@ -62,7 +67,10 @@ pub fn read(path: &Path, direction: &str) -> Result<Vec<Vec<PredRow>>> {
         };
         let items: Vec<&str> = line.split('\u{1}').collect();
         if items.len() != 5 {
-            return Err(bad(format!("{} fields, expected 5 separated by \\x01", items.len())));
+            return Err(bad(format!(
+                "{} fields, expected 5 separated by \\x01",
+                items.len()
+            )));
         }
         let text_ids: Vec<String> = strip(items[0]).split(',').map(String::from).collect();
         let image_ids: Vec<String> = strip(items[1]).split(',').map(String::from).collect();
@@ -76,7 +84,10 @@ pub fn read(path: &Path, direction: &str) -> Result<Vec<Vec<PredRow>>> {
             .map(|x| x.trim().parse::<f32>())
             .collect::<Result<_, _>>()
             .map_err(|e| bad(format!("logits: {e}")))?;
-        if text_ids.len() != image_ids.len() || labels.len() != text_ids.len() || logits.len() != 2 * labels.len() {
+        if text_ids.len() != image_ids.len()
+            || labels.len() != text_ids.len()
+            || logits.len() != 2 * labels.len()
+        {
             return Err(bad(format!(
                 "inconsistent lengths: {} text ids, {} image ids, {} labels, {} logits",
                 text_ids.len(),
@@ -85,7 +96,11 @@ pub fn read(path: &Path, direction: &str) -> Result<Vec<Vec<PredRow>>> {
                 logits.len()
             )));
         }
-        let q = if direction == "txt2img" { &text_ids } else { &image_ids };
+        let q = if direction == "txt2img" {
+            &text_ids
+        } else {
+            &image_ids
+        };
         lines.push(
             (0..labels.len())
                 .map(|i| PredRow {

@@ -23,7 +23,8 @@ impl Texts {
     /// Reads `tokenize`'s `texts.parquet`.
     pub fn read(path: &std::path::Path) -> Result<Texts> {
         let df = crate::table::read_parquet(path)?;
-        let t = crate::stages::records::list_width(&df, "input_ids").map_err(|e| Error::msg(e.to_string()))?;
+        let t = crate::stages::records::list_width(&df, "input_ids")
+            .map_err(|e| Error::msg(e.to_string()))?;
         let pids = crate::table::strings(&df, "product_id")?;
         Ok(Texts {
             t,
@@ -35,7 +36,10 @@ impl Texts {
 
     pub fn get(&self, id: &str) -> Option<(&[i32], &[i32])> {
         let &i = self.index.get(id)?;
-        Some((&self.ids[i * self.t..(i + 1) * self.t], &self.mask[i * self.t..(i + 1) * self.t]))
+        Some((
+            &self.ids[i * self.t..(i + 1) * self.t],
+            &self.mask[i * self.t..(i + 1) * self.t],
+        ))
     }
 }
 
@@ -46,10 +50,16 @@ pub fn check_layout(cfg: &FashionBertConfig, t: usize, store: &featstore::Store)
         problems.push(format!("text length {} (data has {t})", cfg.text_len));
     }
     if cfg.num_patches != store.meta.patches {
-        problems.push(format!("{} patches (data has {})", cfg.num_patches, store.meta.patches));
+        problems.push(format!(
+            "{} patches (data has {})",
+            cfg.num_patches, store.meta.patches
+        ));
     }
     if cfg.patch_feature_size != store.meta.dim {
-        problems.push(format!("patch features of {} (data has {})", cfg.patch_feature_size, store.meta.dim));
+        problems.push(format!(
+            "patch features of {} (data has {})",
+            cfg.patch_feature_size, store.meta.dim
+        ));
     }
     if problems.is_empty() {
         Ok(())

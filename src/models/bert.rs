@@ -81,7 +81,11 @@ impl BertConfig {
         }
         match c.hidden_act.as_str() {
             "gelu" | "gelu_new" | "gelu_pytorch_tanh" => {}
-            other => return Err(format!("hidden_act `{other}` is not supported (gelu, gelu_new)")),
+            other => {
+                return Err(format!(
+                    "hidden_act `{other}` is not supported (gelu, gelu_new)"
+                ));
+            }
         }
         Ok(c)
     }
@@ -115,7 +119,11 @@ impl BertConfig {
 
 /// The activation named by `hidden_act`.
 pub fn act<const D: usize>(name: &str, x: Tensor<D>) -> Tensor<D> {
-    if name == "gelu" { gelu(x) } else { gelu_approximate(x) }
+    if name == "gelu" {
+        gelu(x)
+    } else {
+        gelu_approximate(x)
+    }
 }
 
 /// Renames from Hugging Face tensor names to this module tree (regex, replacement).
@@ -151,7 +159,9 @@ impl BertEmbeddings {
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let [b, l] = input_ids.dims();
         let device = input_ids.device();
-        let pos = Tensor::<1, Int>::arange(0..l as i64, &device).reshape([1, l]).expand([b, l]);
+        let pos = Tensor::<1, Int>::arange(0..l as i64, &device)
+            .reshape([1, l])
+            .expand([b, l]);
         let x = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(pos)
             + self.token_type_embeddings.forward(token_type_ids);
@@ -186,7 +196,8 @@ impl DenseLayerNorm {
 
     /// `LN(dropout(dense(x)) + residual)`.
     fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.layer_norm.forward(self.dropout.forward(self.dense.forward(x)) + residual)
+        self.layer_norm
+            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
     }
 }
 
@@ -244,7 +255,10 @@ impl BertLayer {
         let probs = sa.dropout.forward(softmax(scores, 3));
         let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, l, h]);
         let attn = self.attention.output.forward(ctx, x);
-        let inter = act(&self.hidden_act, self.intermediate.dense.forward(attn.clone()));
+        let inter = act(
+            &self.hidden_act,
+            self.intermediate.dense.forward(attn.clone()),
+        );
         self.output.forward(inter, attn)
     }
 }
@@ -257,7 +271,9 @@ pub struct BertEncoder {
 impl BertEncoder {
     pub fn new(c: &BertConfig, device: &Device) -> Self {
         Self {
-            layer: (0..c.num_hidden_layers).map(|_| BertLayer::new(c, device)).collect(),
+            layer: (0..c.num_hidden_layers)
+                .map(|_| BertLayer::new(c, device))
+                .collect(),
         }
     }
 
@@ -288,7 +304,9 @@ impl Pooler {
     /// `tanh(dense(h[:, 0]))`.
     pub fn forward(&self, seq: Tensor<3>) -> Tensor<2> {
         let [b, _, h] = seq.dims();
-        self.dense.forward(seq.narrow(1, 0, 1).reshape([b, h])).tanh()
+        self.dense
+            .forward(seq.narrow(1, 0, 1).reshape([b, h]))
+            .tanh()
     }
 }
 
@@ -319,7 +337,12 @@ impl BertModel {
     }
 
     /// Hidden states (embeddings output, then each layer) and the pooled output.
-    pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>, types: Tensor<2, Int>) -> (Vec<Tensor<3>>, Tensor<2>) {
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        mask: Tensor<2>,
+        types: Tensor<2, Int>,
+    ) -> (Vec<Tensor<3>>, Tensor<2>) {
         let x = self.embeddings.forward(ids, types);
         let hs = self.encoder.forward_all(x, mask_bias(mask));
         let pooled = self.pooler.forward(hs.last().unwrap().clone());

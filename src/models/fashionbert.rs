@@ -149,7 +149,9 @@ pub struct Losses {
 pub enum LossWeighting {
     /// EasyTransfer's: `w_i ∝ 1 / (3 − softmax(L)_i²)`, normalised; `detach` stops gradients
     /// through the weights (the original does not).
-    Adaptive { detach: bool },
+    Adaptive {
+        detach: bool,
+    },
     Fixed([f32; 3]),
 }
 
@@ -200,9 +202,15 @@ fn gather_rows(seq: Tensor<3>, pos: Tensor<2, Int>) -> Tensor<2> {
 impl FashionBert {
     /// The backbone: `[B, T + P, H]` sequence and `[B, H]` pooled output. `masked` chooses
     /// whether masked patches are replaced (training/validation) or not (retrieval scoring).
-    pub fn encode(&self, batch: &Batch, masked: Option<&MaskedPatchInput>) -> (Tensor<3>, Tensor<2>) {
+    pub fn encode(
+        &self,
+        batch: &Batch,
+        masked: Option<&MaskedPatchInput>,
+    ) -> (Tensor<3>, Tensor<2>) {
         let bb = &self.bert;
-        let text = bb.embeddings.forward(batch.input_ids.clone(), batch.segment_ids.clone());
+        let text = bb
+            .embeddings
+            .forward(batch.input_ids.clone(), batch.segment_ids.clone());
         let [b, p, f] = batch.image_feature.dims();
         let device = batch.image_feature.device();
         let mut feats = batch.image_feature.clone();
@@ -217,7 +225,9 @@ impl FashionBert {
         let ie = &bb.image_embeddings;
         let feats = ie.input_dropout.forward(feats);
         let types = Tensor::<2, Int>::ones([b, p], &device);
-        let pos = Tensor::<1, Int>::arange(0..p as i64, &device).reshape([1, p]).expand([b, p]);
+        let pos = Tensor::<1, Int>::arange(0..p as i64, &device)
+            .reshape([1, p])
+            .expand([b, p]);
         let img = ie.image_projector.forward(feats)
             + ie.patch_type_embeddings.forward(types)
             + ie.patch_position_embeddings.forward(pos);
@@ -279,12 +289,18 @@ pub fn losses(out: &Output, batch: &Batch, weighting: &LossWeighting) -> Losses 
     // Alignment: mean CE, label 1 = matched.
     let logp = log_softmax(out.tia_logits.clone(), 1);
     let [b, _] = logp.dims();
-    let tia = logp.gather(1, batch.labels.clone().reshape([b, 1])).neg().mean();
+    let tia = logp
+        .gather(1, batch.labels.clone().reshape([b, 1]))
+        .neg()
+        .mean();
 
     // MPM: KL(softmax(raw feature) ‖ softmax(prediction)), both clipped to [1e-7, 1] as Keras'
     // KLD, averaged over the distinct masked positions.
     let [_, p, f] = batch.image_feature.dims();
-    let target = gather_rows(batch.image_feature.clone(), batch.masked_patch_positions.clone());
+    let target = gather_rows(
+        batch.image_feature.clone(),
+        batch.masked_patch_positions.clone(),
+    );
     let t = softmax(target, 1).clamp(1e-7, 1.0);
     let q = softmax(out.mpm_logits.clone(), 1).clamp(1e-7, 1.0);
     let kl = (t.clone() * (t.log() - q.log())).sum_dim(1); // [B·M, 1]
@@ -296,7 +312,11 @@ pub fn losses(out: &Output, batch: &Batch, weighting: &LossWeighting) -> Losses 
     let g = Tensor::cat(vec![mlm.clone(), tia.clone(), mpm.clone()], 0); // [3]
     let weights = match weighting {
         LossWeighting::Adaptive { detach } => {
-            let src = if *detach { g.clone().detach() } else { g.clone() };
+            let src = if *detach {
+                g.clone().detach()
+            } else {
+                g.clone()
+            };
             let s = softmax(src, 0);
             let inv = (s.powf_scalar(2.0).neg() + 3.0).recip();
             inv.clone() / inv.sum()

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, BurnToPyTorchAdapter, SafetensorsStore};
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::Device;
 
 use super::bert::{BertConfig, hf_remaps};
@@ -94,7 +94,8 @@ pub fn save(model: &FashionBert, config: &FashionBertConfig, dir: &Path) -> Resu
 pub fn read_config(dir: &Path) -> Result<FashionBertConfig> {
     let cp = dir.join(CONFIG);
     let text = std::fs::read_to_string(&cp).at(&cp)?;
-    serde_json::from_str(&text).map_err(|e| Error::input(&cp, format!("not a FashionBERT config: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| Error::input(&cp, format!("not a FashionBERT config: {e}")))
 }
 
 /// Loads a model saved by [`save`]. Every tensor must be present with the configured shape.
@@ -102,7 +103,10 @@ pub fn load(dir: &Path, device: &Device) -> Result<(FashionBert, FashionBertConf
     let config = read_config(dir)?;
     let mut model = config.init(device);
     load_weights(&mut model, &dir.join(WEIGHTS)).map_err(|e| {
-        Error::Model(format!("{e} (does {} match these weights?)", dir.join(CONFIG).display()))
+        Error::Model(format!(
+            "{e} (does {} match these weights?)",
+            dir.join(CONFIG).display()
+        ))
     })?;
     Ok((model, config))
 }
@@ -122,7 +126,11 @@ pub fn load_weights(model: &mut FashionBert, path: &Path) -> Result<()> {
 }
 
 /// A plain text BERT from a Hugging Face `model.safetensors` (for checking the encoder).
-pub fn load_bert(path: &Path, config: &BertConfig, device: &Device) -> Result<super::bert::BertModel> {
+pub fn load_bert(
+    path: &Path,
+    config: &BertConfig,
+    device: &Device,
+) -> Result<super::bert::BertModel> {
     let mut model = super::bert::BertModel::new(config, device);
     let mut store = SafetensorsStore::from_file(path)
         .with_from_adapter(PyTorchToBurnAdapter)
@@ -134,7 +142,10 @@ pub fn load_bert(path: &Path, config: &BertConfig, device: &Device) -> Result<su
     let res = model
         .load_from(&mut store)
         .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
-    crate::weights::check_apply(path, &res, &|u| !u.starts_with("embeddings.") && !u.starts_with("encoder.layer.0") || u.contains("position_ids"))?;
+    crate::weights::check_apply(path, &res, &|u| {
+        !u.starts_with("embeddings.") && !u.starts_with("encoder.layer.0")
+            || u.contains("position_ids")
+    })?;
     Ok(model)
 }
 

@@ -170,7 +170,13 @@ impl ResNet50 {
         for (blocks, width, stride) in LAYERS {
             let mut layer = Vec::new();
             for b in 0..blocks {
-                layer.push(Bottleneck::new(cin, width, if b == 0 { stride } else { 1 }, convention, device));
+                layer.push(Bottleneck::new(
+                    cin,
+                    width,
+                    if b == 0 { stride } else { 1 },
+                    convention,
+                    device,
+                ));
                 cin = width * 4;
             }
             layers.push(layer);
@@ -201,7 +207,13 @@ impl ResNet50 {
     pub fn pooled(&self, x: Tensor<4>) -> Tensor<2> {
         let x = relu(self.bn1.forward(self.conv1.forward(x)));
         let mut x = self.maxpool.forward(x);
-        for b in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
+        for b in self
+            .layer1
+            .iter()
+            .chain(&self.layer2)
+            .chain(&self.layer3)
+            .chain(&self.layer4)
+        {
             x = b.forward(x);
         }
         let [n, c, _, _] = x.dims();
@@ -227,7 +239,12 @@ impl ResNet50 {
         FoldedResNet50 {
             conv1: f(&self.conv1, &self.bn1),
             maxpool: self.maxpool.clone(),
-            layers: vec![layer(&self.layer1), layer(&self.layer2), layer(&self.layer3), layer(&self.layer4)],
+            layers: vec![
+                layer(&self.layer1),
+                layer(&self.layer2),
+                layer(&self.layer3),
+                layer(&self.layer4),
+            ],
             avgpool: self.avgpool.clone(),
             fc: self.fc.clone(),
         }

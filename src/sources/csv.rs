@@ -96,7 +96,9 @@ pub fn read(path: &Path, cols: &Columns) -> Result<(Vec<CsvRow>, Vec<BadRow>)> {
             Err(e) => {
                 let line = e.position().map(|p| p.line() as usize).unwrap_or(k + 2);
                 let reason = match e.kind() {
-                    csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                    csv::ErrorKind::UnequalLengths {
+                        expected_len, len, ..
+                    } => {
                         format!("malformed row: {len} fields, expected {expected_len}")
                     }
                     csv::ErrorKind::Utf8 { .. } => "malformed row: not valid UTF-8".to_string(),
@@ -121,12 +123,15 @@ pub fn read_groups(path: &Path, id_col: &str, group_col: &str) -> Result<HashMap
         .map_err(|e| Error::input(path, format!("cannot read the header: {e}")))?
         .clone();
     let pos = |name: &str| {
-        headers.iter().position(|h| h.trim() == name).ok_or_else(|| Error::Input {
-            path: path.to_path_buf(),
-            row: Some(1),
-            field: Some(name.to_string()),
-            message: "no such column in the header".into(),
-        })
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| Error::Input {
+                path: path.to_path_buf(),
+                row: Some(1),
+                field: Some(name.to_string()),
+                message: "no such column in the header".into(),
+            })
     };
     let (i_id, i_g) = (pos(id_col)?, pos(group_col)?);
     let mut out = HashMap::new();
@@ -134,7 +139,10 @@ pub fn read_groups(path: &Path, id_col: &str, group_col: &str) -> Result<HashMap
         let rec = rec.map_err(|e| Error::input(path, format!("malformed row: {e}")))?;
         let g = rec.get(i_g).unwrap_or("").trim();
         if !g.is_empty() {
-            out.insert(rec.get(i_id).unwrap_or("").trim().to_string(), g.to_string());
+            out.insert(
+                rec.get(i_id).unwrap_or("").trim().to_string(),
+                g.to_string(),
+            );
         }
     }
     Ok(out)

@@ -52,7 +52,12 @@ mod imp {
         match std::str::from_utf8(b) {
             Ok(s) => s.trim().to_string(),
             // Not UTF-8: read as Latin-1 rather than lose the row.
-            Err(_) => b.iter().map(|&c| c as char).collect::<String>().trim().to_string(),
+            Err(_) => b
+                .iter()
+                .map(|&c| c as char)
+                .collect::<String>()
+                .trim()
+                .to_string(),
         }
     }
 
@@ -68,14 +73,21 @@ mod imp {
     }
 
     /// Reads a string (or integer) column of N rows.
-    fn read_strings(file: &File, path: &Path, name: &str, optional: bool) -> Result<Option<Vec<String>>> {
+    fn read_strings(
+        file: &File,
+        path: &Path,
+        name: &str,
+        optional: bool,
+    ) -> Result<Option<Vec<String>>> {
         let ds = match file.dataset(name) {
             Ok(d) => d,
             Err(_) if optional => return Ok(None),
             Err(_) => {
                 return Err(Error::input(
                     path,
-                    format!("dataset `{name}` is missing: not a Fashion-Gen file in the official layout"),
+                    format!(
+                        "dataset `{name}` is missing: not a Fashion-Gen file in the official layout"
+                    ),
                 ));
             }
         };
@@ -110,7 +122,9 @@ mod imp {
                     read_as!(FixedAscii<MAX>, |s: &FixedAscii<MAX>| decode(s.as_bytes()))
                 }
                 TypeDescriptor::FixedUnicode(_) => {
-                    read_as!(FixedUnicode<MAX>, |s: &FixedUnicode<MAX>| decode(s.as_bytes()))
+                    read_as!(FixedUnicode<MAX>, |s: &FixedUnicode<MAX>| decode(
+                        s.as_bytes()
+                    ))
                 }
                 TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
                     read_as!(i64, |v: &i64| v.to_string())
@@ -119,7 +133,9 @@ mod imp {
                 ref other => {
                     return Err(Error::input(
                         path,
-                        format!("dataset `{name}` has type {other:?}; expected fixed-length strings"),
+                        format!(
+                            "dataset `{name}` has type {other:?}; expected fixed-length strings"
+                        ),
                     ));
                 }
             }
@@ -130,9 +146,12 @@ mod imp {
 
     pub fn read_rows(path: &Path) -> Result<Vec<H5Row>> {
         let file = File::open(path).map_err(|e| h5err(path, "cannot open HDF5 file", e))?;
-        let images = file
-            .dataset(IMAGES)
-            .map_err(|_| Error::input(path, "dataset `input_image` is missing: not a Fashion-Gen file"))?;
+        let images = file.dataset(IMAGES).map_err(|_| {
+            Error::input(
+                path,
+                "dataset `input_image` is missing: not a Fashion-Gen file",
+            )
+        })?;
         let shape = images.shape();
         if shape.len() != 4 || shape[3] != 3 {
             return Err(Error::input(
@@ -142,11 +161,15 @@ mod imp {
         }
         let n = shape[0];
         let col = |name: &str, optional: bool| -> Result<Vec<String>> {
-            let v = read_strings(&file, path, name, optional)?.unwrap_or_else(|| vec![String::new(); n]);
+            let v = read_strings(&file, path, name, optional)?
+                .unwrap_or_else(|| vec![String::new(); n]);
             if v.len() != n {
                 return Err(Error::input(
                     path,
-                    format!("dataset `{name}` has {} rows but `input_image` has {n}", v.len()),
+                    format!(
+                        "dataset `{name}` has {} rows but `input_image` has {n}",
+                        v.len()
+                    ),
                 ));
             }
             Ok(v)
@@ -188,7 +211,10 @@ mod imp {
         };
         let shape = ds.shape();
         if row >= shape[0] {
-            return Err(err(format!("row {row} is past the end ({} rows)", shape[0])));
+            return Err(err(format!(
+                "row {row} is past the end ({} rows)",
+                shape[0]
+            )));
         }
         let arr = ds
             .read_slice::<u8, _, ndarray::Ix3>(s![row, .., .., ..])

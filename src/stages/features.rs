@@ -10,8 +10,8 @@ use std::path::Path;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::dag::{Input, 
-    ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
+use crate::dag::{
+    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
     StageError, StageSpec,
 };
 use crate::error::{Error, Result};
@@ -28,16 +28,55 @@ pub const SPEC: StageSpec = StageSpec {
     name: "features",
     version: 1,
     about: "ResNet-50 2048-d features of each image's patches, and of an all-zero patch",
-    inputs: &[Input::all("ingest"), Input::files("patches", &["grid.json"])],
-    params: &[
-        P::new("weights", K::Str, D::Str("weights/resnet50-imagenet-v1.safetensors"), "torchvision-named ResNet-50 weights (.safetensors or .pth), or random:<seed>"),
-        P::new("convention", K::Choice(&["v1", "v1.5"]), D::Str("v1"), "v1: Caffe/Keras/tf-slim ResNet (the npm weights); v1.5: torchvision"),
-        P::new("patch_input", K::Int, D::Int(0), "resize each patch to this side before the network (0 = native patch size)"),
-        P::new("batch_images", K::Int, D::Int(8), "images per network batch (× 64 patches)"),
-        P::new("dtype", K::Choice(&["f16", "f32"]), D::Str("f16"), "storage precision"),
-        P::new("shard_images", K::Int, D::Int(1024), "images per shard file"),
+    inputs: &[
+        Input::all("ingest"),
+        Input::files("patches", &["grid.json"]),
     ],
-    outputs: &["index.parquet", "meta.json", "zero_patch.bin", "shards/", "rejects.parquet"],
+    params: &[
+        P::new(
+            "weights",
+            K::Str,
+            D::Str("weights/resnet50-imagenet-v1.safetensors"),
+            "torchvision-named ResNet-50 weights (.safetensors or .pth), or random:<seed>",
+        ),
+        P::new(
+            "convention",
+            K::Choice(&["v1", "v1.5"]),
+            D::Str("v1"),
+            "v1: Caffe/Keras/tf-slim ResNet (the npm weights); v1.5: torchvision",
+        ),
+        P::new(
+            "patch_input",
+            K::Int,
+            D::Int(0),
+            "resize each patch to this side before the network (0 = native patch size)",
+        ),
+        P::new(
+            "batch_images",
+            K::Int,
+            D::Int(8),
+            "images per network batch (× 64 patches)",
+        ),
+        P::new(
+            "dtype",
+            K::Choice(&["f16", "f32"]),
+            D::Str("f16"),
+            "storage precision",
+        ),
+        P::new(
+            "shard_images",
+            K::Int,
+            D::Int(1024),
+            "images per shard file",
+        ),
+    ],
+    outputs: &[
+        "index.parquet",
+        "meta.json",
+        "zero_patch.bin",
+        "shards/",
+        "rejects.parquet",
+    ],
 };
 
 pub struct Features;
@@ -61,7 +100,13 @@ impl Stage for Features {
         let grid = Grid::read(ctx.input_dir("patches")?)?;
         let convention = Convention::parse(p.str("convention")?).expect("checked choice");
         let compute = crate::device::from_runtime(ctx.runtime())?;
-        let model = crate::weights::load_resnet50(p.str("weights")?, &ctx.base_dir, convention, &compute.device)?.fold();
+        let model = crate::weights::load_resnet50(
+            p.str("weights")?,
+            &ctx.base_dir,
+            convention,
+            &compute.device,
+        )?
+        .fold();
         let products = read_products(&ctx.input("ingest", "products.parquet")?)?;
         let mut seen = HashSet::new();
         let images: Vec<(String, ImageRef)> = products
@@ -90,9 +135,24 @@ impl Stage for Features {
             "masked_patch": "all-zero RGB pixels before preprocessing",
         });
         let dtype = FeatDType::parse(p.str("dtype")?).expect("checked choice");
-        let mut writer = Writer::create(ctx.out_dir(), dtype, grid.patches(), 2048, p.usize("shard_images")?, extractor)?;
+        let mut writer = Writer::create(
+            ctx.out_dir(),
+            dtype,
+            grid.patches(),
+            2048,
+            p.usize("shard_images")?,
+            extractor,
+        )?;
         let batch = p.usize("batch_images")?.max(1);
-        let (rejects, seconds) = extract(&model, &compute.device, &loader, &cut, &images, batch, &mut writer)?;
+        let (rejects, seconds) = extract(
+            &model,
+            &compute.device,
+            &loader,
+            &cut,
+            &images,
+            batch,
+            &mut writer,
+        )?;
         let zero = cut.zero_patch();
         let zero_feat = run_net(&model, &compute.device, zero, 1, cut.input)?;
         let n = writer.len();
@@ -101,14 +161,21 @@ impl Stage for Features {
         let ids: Vec<&str> = rejects.iter().map(|r| r.0.as_str()).collect();
         let imgs: Vec<String> = rejects.iter().map(|r| r.1.to_string()).collect();
         let why: Vec<&str> = rejects.iter().map(|r| r.2.as_str()).collect();
-        let mut df = table::frame(vec![col_str("image_id", &ids), col_str("image", &imgs), col_str("reason", &why)])?;
+        let mut df = table::frame(vec![
+            col_str("image_id", &ids),
+            col_str("image", &imgs),
+            col_str("reason", &why),
+        ])?;
         table::write_parquet(&mut df, &ctx.out("rejects.parquet"))?;
         for r in &rejects {
             tracing::warn!("features: rejected {} ({}): {}", r.0, r.1, r.2);
         }
         ctx.count("images", n as u64);
         ctx.count("rejected", rejects.len() as u64);
-        ctx.note("images_per_second", serde_json::json!(n as f64 / seconds.max(1e-9)));
+        ctx.note(
+            "images_per_second",
+            serde_json::json!(n as f64 / seconds.max(1e-9)),
+        );
         ctx.note("device", serde_json::json!(compute.kind));
         Ok(())
     }
@@ -127,17 +194,30 @@ impl PatchCutter {
     /// Preprocessed `[patches, 3, input, input]` floats of one image, appended to `out`.
     pub fn cut_into(&self, img: &image::RgbImage, out: &mut Vec<f32>) {
         let g = &self.grid;
-        let sq = square(img, g.image_size, if g.fit_pad { Fit::Pad } else { Fit::Stretch });
+        let sq = square(
+            img,
+            g.image_size,
+            if g.fit_pad { Fit::Pad } else { Fit::Stretch },
+        );
         let ps = g.patch_size;
         for r in 0..g.grid {
             for c in 0..g.grid {
                 let patch = image::imageops::crop_imm(&sq, c * ps, r * ps, ps, ps).to_image();
                 let patch = if self.input != ps {
-                    image::imageops::resize(&patch, self.input, self.input, image::imageops::FilterType::Triangle)
+                    image::imageops::resize(
+                        &patch,
+                        self.input,
+                        self.input,
+                        image::imageops::FilterType::Triangle,
+                    )
                 } else {
                     patch
                 };
-                self.convention.preprocess_into(patch.as_raw(), (self.input * self.input) as usize, out);
+                self.convention.preprocess_into(
+                    patch.as_raw(),
+                    (self.input * self.input) as usize,
+                    out,
+                );
             }
         }
     }
@@ -146,13 +226,20 @@ impl PatchCutter {
     pub fn zero_patch(&self) -> Vec<f32> {
         let n = (self.input * self.input) as usize;
         let mut out = Vec::with_capacity(3 * n);
-        self.convention.preprocess_into(&vec![0u8; 3 * n], n, &mut out);
+        self.convention
+            .preprocess_into(&vec![0u8; 3 * n], n, &mut out);
         out
     }
 }
 
 /// Runs the network on `n` preprocessed patches; returns `[n, 2048]` row-major.
-pub fn run_net(model: &FoldedResNet50, device: &burn::tensor::Device, pixels: Vec<f32>, n: usize, side: u32) -> Result<Vec<f32>> {
+pub fn run_net(
+    model: &FoldedResNet50,
+    device: &burn::tensor::Device,
+    pixels: Vec<f32>,
+    n: usize,
+    side: u32,
+) -> Result<Vec<f32>> {
     let s = side as usize;
     let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, s, s]), device);
     let y = model.pooled(x);

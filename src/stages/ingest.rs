@@ -26,30 +26,105 @@ pub const SPEC: StageSpec = StageSpec {
     about: "read products from the source: one row per image, rejects with reasons",
     inputs: &[],
     params: &[
-        P::new("source", K::Choice(&["synthetic", "csv", "fashiongen"]), D::Str("synthetic"), "where products come from"),
-        P::new("text", K::Choice(&["title", "description", "title_description"]), D::Str("title_description"), "the text a product contributes (title first keeps what matters inside 64 tokens)"),
-        P::new("limit", K::Int, D::Int(0), "keep only the first N accepted products (0 = all)"),
-        P::new("check_images", K::Bool, D::Bool(true), "decode every image and reject those that fail"),
+        P::new(
+            "source",
+            K::Choice(&["synthetic", "csv", "fashiongen"]),
+            D::Str("synthetic"),
+            "where products come from",
+        ),
+        P::new(
+            "text",
+            K::Choice(&["title", "description", "title_description"]),
+            D::Str("title_description"),
+            "the text a product contributes (title first keeps what matters inside 64 tokens)",
+        ),
+        P::new(
+            "limit",
+            K::Int,
+            D::Int(0),
+            "keep only the first N accepted products (0 = all)",
+        ),
+        P::new(
+            "check_images",
+            K::Bool,
+            D::Bool(true),
+            "decode every image and reject those that fail",
+        ),
         // synthetic
-        P::new("products", K::Int, D::Int(2000), "synthetic: number of products"),
-        P::new("seed", K::Int, D::Int(1), "synthetic: generator seed; also the split seed for CSVs without a split column"),
-        P::new("image_size", K::Int, D::Int(256), "synthetic: image side in pixels"),
-        P::new("valid_fraction", K::Float, D::Float(0.15), "share of products in the valid split, where the source has no split"),
+        P::new(
+            "products",
+            K::Int,
+            D::Int(2000),
+            "synthetic: number of products",
+        ),
+        P::new(
+            "seed",
+            K::Int,
+            D::Int(1),
+            "synthetic: generator seed; also the split seed for CSVs without a split column",
+        ),
+        P::new(
+            "image_size",
+            K::Int,
+            D::Int(256),
+            "synthetic: image side in pixels",
+        ),
+        P::new(
+            "valid_fraction",
+            K::Float,
+            D::Float(0.15),
+            "share of products in the valid split, where the source has no split",
+        ),
         // csv
         P::new("csv", K::Str, D::None, "csv: the products CSV"),
-        P::new("image_root", K::Str, D::None, "csv: folder the image column is relative to (default: the CSV's folder)"),
-        P::new("id_column", K::Str, D::Str("product_id"), "csv: column names"),
+        P::new(
+            "image_root",
+            K::Str,
+            D::None,
+            "csv: folder the image column is relative to (default: the CSV's folder)",
+        ),
+        P::new(
+            "id_column",
+            K::Str,
+            D::Str("product_id"),
+            "csv: column names",
+        ),
         P::new("image_column", K::Str, D::Str("image"), ""),
         P::new("title_column", K::Str, D::Str("title"), ""),
         P::new("description_column", K::Str, D::Str("description"), ""),
         P::new("category_column", K::Str, D::Str("category"), ""),
         P::new("subcategory_column", K::Str, D::Str("subcategory"), ""),
-        P::new("split_column", K::Str, D::Str("split"), "empty: no split column"),
-        P::new("groups_csv", K::Str, D::None, "csv: optional CSV with same-title groups, joined on the id column"),
-        P::new("groups_column", K::Str, D::Str("same_title_group"), "csv: the group column of groups_csv"),
+        P::new(
+            "split_column",
+            K::Str,
+            D::Str("split"),
+            "empty: no split column",
+        ),
+        P::new(
+            "groups_csv",
+            K::Str,
+            D::None,
+            "csv: optional CSV with same-title groups, joined on the id column",
+        ),
+        P::new(
+            "groups_column",
+            K::Str,
+            D::Str("same_title_group"),
+            "csv: the group column of groups_csv",
+        ),
         // fashiongen
-        P::new("train_h5", K::Str, D::None, "fashiongen: fashiongen_256_256_train.h5"),
-        P::new("valid_h5", K::Str, D::None, "fashiongen: fashiongen_256_256_validation.h5"),
+        P::new(
+            "train_h5",
+            K::Str,
+            D::None,
+            "fashiongen: fashiongen_256_256_train.h5",
+        ),
+        P::new(
+            "valid_h5",
+            K::Str,
+            D::None,
+            "fashiongen: fashiongen_256_256_validation.h5",
+        ),
     ],
     outputs: &["products.parquet", "rejects.parquet"],
 };
@@ -66,7 +141,10 @@ impl Stage for Ingest {
         Ok(match p.str("source")? {
             "csv" => {
                 let csv = r(p.str("csv")?);
-                let mut v = vec![RawInput::File(csv.clone()), RawInput::Dir(image_root(p, base)?)];
+                let mut v = vec![
+                    RawInput::File(csv.clone()),
+                    RawInput::Dir(image_root(p, base)?),
+                ];
                 if let Some(g) = p.opt_str("groups_csv")? {
                     v.push(RawInput::File(r(g)));
                 }
@@ -98,7 +176,10 @@ impl Stage for Ingest {
         if p.bool("check_images")? && p.str("source")? != "synthetic" {
             let loader = ImageLoader::new(&ctx.base_dir, ctx.out_dir());
             let bad = check_images(&loader, &products);
-            let bad_ids: HashSet<&str> = bad.iter().map(|(i, _)| products[*i].image_id.as_str()).collect();
+            let bad_ids: HashSet<&str> = bad
+                .iter()
+                .map(|(i, _)| products[*i].image_id.as_str())
+                .collect();
             for (i, reason) in &bad {
                 let pr = &products[*i];
                 rejects.push(Reject {
@@ -112,7 +193,9 @@ impl Stage for Ingest {
             products.retain(|pr| !bad_ids.contains(&pr.image_id));
         }
         if products.is_empty() {
-            return Err("no usable products: every row was rejected (see the reasons printed above)".into());
+            return Err(
+                "no usable products: every row was rejected (see the reasons printed above)".into(),
+            );
         }
         write_products(&products, &ctx.out("products.parquet"))?;
         write_rejects(&rejects, &ctx.out("rejects.parquet"))?;
@@ -129,7 +212,10 @@ impl Stage for Ingest {
         for (k, v) in &by_reason {
             tracing::warn!("ingest rejected {v} row(s): {k} (details in rejects.parquet)");
         }
-        ctx.note("rejected_by_reason", serde_json::to_value(&by_reason).unwrap());
+        ctx.note(
+            "rejected_by_reason",
+            serde_json::to_value(&by_reason).unwrap(),
+        );
         Ok(())
     }
 }
@@ -143,7 +229,9 @@ fn image_root(p: &Params, base: &Path) -> Result<PathBuf, StageError> {
         Some(r) => crate::dag::stage::resolve_path(base, r),
         None => {
             let csv = crate::dag::stage::resolve_path(base, p.str("csv")?);
-            csv.parent().map(Path::to_path_buf).unwrap_or_else(|| base.to_path_buf())
+            csv.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| base.to_path_buf())
         }
     })
 }
@@ -205,7 +293,10 @@ fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Rejec
     let root = image_root(p, &ctx.base_dir).map_err(|e| Error::msg(e.to_string()))?;
     // Image paths are stored relative to the config directory, so artefacts do not depend on
     // where the checkout lives.
-    let root_rel = root.strip_prefix(&ctx.base_dir).unwrap_or(&root).to_path_buf();
+    let root_rel = root
+        .strip_prefix(&ctx.base_dir)
+        .unwrap_or(&root)
+        .to_path_buf();
     let mode = p.str("text")?;
     let seed = p.u64("seed")?;
     let vf = p.float("valid_fraction")?;
@@ -247,7 +338,10 @@ fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Rejec
         } else if r.subcategory.is_empty() {
             Some("missing subcategory".to_string())
         } else if split.is_none() {
-            Some(format!("unknown split: {:?} (expected train or valid)", r.split))
+            Some(format!(
+                "unknown split: {:?} (expected train or valid)",
+                r.split
+            ))
         } else {
             None
         };
@@ -289,9 +383,16 @@ fn fashiongen_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Ve
         let path = ctx.resolve(&file);
         let rows = fashiongen::read_rows(&path)?;
         tracing::info!("{}: {} images", path.display(), rows.len());
-        let rel = path.strip_prefix(&ctx.base_dir).unwrap_or(&path).to_path_buf();
+        let rel = path
+            .strip_prefix(&ctx.base_dir)
+            .unwrap_or(&path)
+            .to_path_buf();
         for r in rows {
-            let image = ImageRef::Hdf5 { file: rel.clone(), row: r.row }.to_string();
+            let image = ImageRef::Hdf5 {
+                file: rel.clone(),
+                row: r.row,
+            }
+            .to_string();
             let text = product_text(mode, &r.name, &r.description);
             let problem = if r.product_id.is_empty() {
                 Some("missing product_id")

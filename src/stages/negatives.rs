@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::dag::{Input, ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError, StageSpec};
+use crate::dag::{
+    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError,
+    StageSpec,
+};
 use crate::sources::Product;
 
 use super::ingest::read_products;
@@ -55,7 +58,13 @@ impl<'a> Pool<'a> {
     }
 
     /// A product from `candidates` that is not `pid` and has another title key.
-    fn pick(&self, candidates: &[usize], pid: &str, key: &str, rng: &mut ChaCha8Rng) -> Option<&'a Product> {
+    fn pick(
+        &self,
+        candidates: &[usize],
+        pid: &str,
+        key: &str,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<&'a Product> {
         let ok = |i: usize| {
             let q = self.products[i];
             q.product_id != pid && q.title_key != key
@@ -85,10 +94,14 @@ impl Stage for Negatives {
         let products = read_products(&ctx.input("ingest", "products.parquet")?)?;
         let positives = read_pairs(&ctx.input("pairs", "pairs.parquet")?)?;
         let mut rng = ChaCha8Rng::seed_from_u64(ctx.params().u64("seed")?);
-        let pools: BTreeMap<&str, Pool> =
-            ["train", "valid"].into_iter().map(|s| (s, Pool::new(&products, s))).collect();
-        let key_of: HashMap<&str, &str> =
-            products.iter().map(|p| (p.product_id.as_str(), p.title_key.as_str())).collect();
+        let pools: BTreeMap<&str, Pool> = ["train", "valid"]
+            .into_iter()
+            .map(|s| (s, Pool::new(&products, s)))
+            .collect();
+        let key_of: HashMap<&str, &str> = products
+            .iter()
+            .map(|p| (p.product_id.as_str(), p.title_key.as_str()))
+            .collect();
 
         let mut out = Vec::with_capacity(positives.len());
         let mut fallbacks: BTreeMap<String, u64> = BTreeMap::new();
@@ -129,7 +142,9 @@ impl Stage for Negatives {
                 .into());
             };
             if !fallback.is_empty() {
-                *fallbacks.entry(format!("{fallback}: {}", pos.subcategory)).or_default() += 1;
+                *fallbacks
+                    .entry(format!("{fallback}: {}", pos.subcategory))
+                    .or_default() += 1;
             }
             out.push(Pair {
                 pair_id: format!("n:{}", pos.image_id),
@@ -150,7 +165,10 @@ impl Stage for Negatives {
             tracing::warn!("negatives: {n} drawn outside their subcategory ({what})");
         }
         for split in ["train", "valid"] {
-            ctx.count(split, out.iter().filter(|p| p.split == split).count() as u64);
+            ctx.count(
+                split,
+                out.iter().filter(|p| p.split == split).count() as u64,
+            );
         }
         ctx.count("fallbacks", n_fb);
         ctx.note("fallbacks", serde_json::to_value(&fallbacks).unwrap());

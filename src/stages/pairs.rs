@@ -62,7 +62,10 @@ impl Stage for Pairs {
             .collect();
         write_pairs(&pairs, &ctx.out("pairs.parquet"))?;
         for split in ["train", "valid"] {
-            ctx.count(split, pairs.iter().filter(|p| p.split == split).count() as u64);
+            ctx.count(
+                split,
+                pairs.iter().filter(|p| p.split == split).count() as u64,
+            );
         }
         Ok(())
     }

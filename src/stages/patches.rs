@@ -12,7 +12,10 @@
 
 use rand::Rng;
 
-use crate::dag::{Input, ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError, StageSpec};
+use crate::dag::{
+    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError,
+    StageSpec,
+};
 use crate::table::{self, col_i32_lists, col_str};
 
 use super::pairs::read_pairs;
@@ -24,10 +27,30 @@ pub const SPEC: StageSpec = StageSpec {
     about: "patch grid geometry and seeded masked-patch positions per record",
     inputs: &[Input::all("pairs"), Input::all("negatives")],
     params: &[
-        P::new("image_size", K::Int, D::Int(256), "images are resized to this square (Fashion-Gen: 256)"),
-        P::new("grid", K::Int, D::Int(8), "patches per side (8 → 64 patches)"),
-        P::new("fit", K::Choice(&["stretch", "pad"]), D::Str("stretch"), "non-square images: stretch to the square, or pad with white"),
-        P::new("masked_patches", K::Int, D::Int(5), "masked positions per record"),
+        P::new(
+            "image_size",
+            K::Int,
+            D::Int(256),
+            "images are resized to this square (Fashion-Gen: 256)",
+        ),
+        P::new(
+            "grid",
+            K::Int,
+            D::Int(8),
+            "patches per side (8 → 64 patches)",
+        ),
+        P::new(
+            "fit",
+            K::Choice(&["stretch", "pad"]),
+            D::Str("stretch"),
+            "non-square images: stretch to the square, or pad with white",
+        ),
+        P::new(
+            "masked_patches",
+            K::Int,
+            D::Int(5),
+            "masked positions per record",
+        ),
         P::new("seed", K::Int, D::Int(13), "masking seed"),
     ],
     outputs: &["patch_masks.parquet", "grid.json"],
@@ -56,7 +79,11 @@ impl Grid {
     }
 
     pub fn fit(&self) -> crate::images::Fit {
-        if self.fit_pad { crate::images::Fit::Pad } else { crate::images::Fit::Stretch }
+        if self.fit_pad {
+            crate::images::Fit::Pad
+        } else {
+            crate::images::Fit::Stretch
+        }
     }
 }
 
@@ -92,7 +119,9 @@ impl Stage for Patches {
         let k = p.usize("masked_patches")?;
         let n = (grid * grid) as usize;
         if k >= n {
-            return Err(format!("masked_patches {k} must be below the number of patches {n}").into());
+            return Err(
+                format!("masked_patches {k} must be below the number of patches {n}").into(),
+            );
         }
         let g = Grid {
             image_size,
@@ -101,7 +130,10 @@ impl Stage for Patches {
             masked_patches: k as u32,
             fit_pad: p.str("fit")? == "pad",
         };
-        std::fs::write(ctx.out("grid.json"), serde_json::to_string_pretty(&g).unwrap())?;
+        std::fs::write(
+            ctx.out("grid.json"),
+            serde_json::to_string_pretty(&g).unwrap(),
+        )?;
 
         let seed = p.u64("seed")?;
         let mut pairs = read_pairs(&ctx.input("pairs", "pairs.parquet")?)?;
@@ -109,7 +141,11 @@ impl Stage for Patches {
         let mut flat = Vec::with_capacity(pairs.len() * k);
         for pair in &pairs {
             let mut rng = record_rng(seed, &pair.pair_id);
-            flat.extend(sample_positions(n, k, &mut rng).into_iter().map(|v| v as i32));
+            flat.extend(
+                sample_positions(n, k, &mut rng)
+                    .into_iter()
+                    .map(|v| v as i32),
+            );
         }
         let ids: Vec<&str> = pairs.iter().map(|p| p.pair_id.as_str()).collect();
         let imgs: Vec<&str> = pairs.iter().map(|p| p.image_id.as_str()).collect();
@@ -142,6 +178,10 @@ mod tests {
             }
         }
         let expect = 20000.0 * 5.0 / 64.0;
-        assert!(hist.iter().all(|&h| (h as f64 - expect).abs() < expect * 0.1), "{hist:?}");
+        assert!(
+            hist.iter()
+                .all(|&h| (h as f64 - expect).abs() < expect * 0.1),
+            "{hist:?}"
+        );
     }
 }

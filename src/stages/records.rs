@@ -14,7 +14,13 @@ pub const SPEC: StageSpec = StageSpec {
     name: "records",
     version: 1,
     about: "train/valid records: tokens, masks, labels, feature references",
-    inputs: &[Input::all("pairs"), Input::all("negatives"), Input::all("tokenize"), Input::all("patches"), Input::all("features")],
+    inputs: &[
+        Input::all("pairs"),
+        Input::all("negatives"),
+        Input::all("tokenize"),
+        Input::all("patches"),
+        Input::all("features"),
+    ],
     params: &[],
     outputs: &["train.parquet", "valid.parquet"],
 };
@@ -37,7 +43,11 @@ impl Stage for RecordsStage {
         let k = list_width(&tokens, "masked_lm_positions")?;
         let m = list_width(&masks, "masked_patch_positions")?;
         let tok_ids = table::strings(&tokens, "pair_id")?;
-        let tok_row: HashMap<&str, usize> = tok_ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+        let tok_row: HashMap<&str, usize> = tok_ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
         let ids = table::i32_lists(&tokens, "input_ids", t)?;
         let mask = table::i32_lists(&tokens, "input_mask", t)?;
         let seg = table::i32_lists(&tokens, "segment_ids", t)?;
@@ -45,7 +55,11 @@ impl Stage for RecordsStage {
         let lab = table::i32_lists(&tokens, "masked_lm_ids", k)?;
         let w = table::f32_lists(&tokens, "masked_lm_weights", k)?;
         let mask_ids = table::strings(&masks, "pair_id")?;
-        let mask_row: HashMap<&str, usize> = mask_ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+        let mask_row: HashMap<&str, usize> = mask_ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
         let ppos = table::i32_lists(&masks, "masked_patch_positions", m)?;
 
         let mut out: HashMap<&str, Records> = HashMap::new();
@@ -55,15 +69,28 @@ impl Stage for RecordsStage {
                 dropped += 1;
                 continue;
             }
-            let (Some(&i), Some(&j)) = (tok_row.get(pair.pair_id.as_str()), mask_row.get(pair.pair_id.as_str())) else {
-                return Err(format!("pair {} has no tokens or no patch mask: upstream tables disagree", pair.pair_id).into());
+            let (Some(&i), Some(&j)) = (
+                tok_row.get(pair.pair_id.as_str()),
+                mask_row.get(pair.pair_id.as_str()),
+            ) else {
+                return Err(format!(
+                    "pair {} has no tokens or no patch mask: upstream tables disagree",
+                    pair.pair_id
+                )
+                .into());
             };
-            let r = out.entry(if pair.split == "train" { "train" } else { "valid" }).or_insert_with(|| Records {
-                t,
-                k,
-                m,
-                ..Default::default()
-            });
+            let r = out
+                .entry(if pair.split == "train" {
+                    "train"
+                } else {
+                    "valid"
+                })
+                .or_insert_with(|| Records {
+                    t,
+                    k,
+                    m,
+                    ..Default::default()
+                });
             r.record_id.push(pair.pair_id.clone());
             r.image_id.push(pair.image_id.clone());
             r.text_product_id.push(pair.text_product_id.clone());
@@ -73,18 +100,28 @@ impl Stage for RecordsStage {
             r.input_ids.extend_from_slice(&ids[i * t..(i + 1) * t]);
             r.input_mask.extend_from_slice(&mask[i * t..(i + 1) * t]);
             r.segment_ids.extend_from_slice(&seg[i * t..(i + 1) * t]);
-            r.masked_lm_positions.extend_from_slice(&pos[i * k..(i + 1) * k]);
+            r.masked_lm_positions
+                .extend_from_slice(&pos[i * k..(i + 1) * k]);
             r.masked_lm_ids.extend_from_slice(&lab[i * k..(i + 1) * k]);
-            r.masked_lm_weights.extend_from_slice(&w[i * k..(i + 1) * k]);
-            r.masked_patch_positions.extend_from_slice(&ppos[j * m..(j + 1) * m]);
+            r.masked_lm_weights
+                .extend_from_slice(&w[i * k..(i + 1) * k]);
+            r.masked_patch_positions
+                .extend_from_slice(&ppos[j * m..(j + 1) * m]);
         }
         for split in ["train", "valid"] {
-            let r = out.remove(split).unwrap_or(Records { t, k, m, ..Default::default() });
+            let r = out.remove(split).unwrap_or(Records {
+                t,
+                k,
+                m,
+                ..Default::default()
+            });
             ctx.count(split, r.len() as u64);
             r.write(&ctx.out(&format!("{split}.parquet")))?;
         }
         if dropped > 0 {
-            tracing::warn!("records: {dropped} record(s) dropped: their image was rejected by `features`");
+            tracing::warn!(
+                "records: {dropped} record(s) dropped: their image was rejected by `features`"
+            );
         }
         ctx.count("dropped_no_features", dropped);
         Ok(())

@@ -9,8 +9,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::dag::{Input, 
-    ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
+use crate::dag::{
+    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
     StageError, StageSpec,
 };
 use crate::error::Result;
@@ -24,13 +24,42 @@ pub const SPEC: StageSpec = StageSpec {
     name: "tokenize",
     version: 1,
     about: "WordPiece ids per product; BERT-masked ids per pair record",
-    inputs: &[Input::all("ingest"), Input::all("pairs"), Input::all("negatives")],
+    inputs: &[
+        Input::all("ingest"),
+        Input::all("pairs"),
+        Input::all("negatives"),
+    ],
     params: &[
-        P::new("vocab", K::Str, D::Str("weights/minilm/vocab.txt"), "bert-base-uncased vocab.txt (`make weights` fetches it)"),
-        P::new("max_len", K::Int, D::Int(64), "text length in tokens, [CLS] and [SEP] included"),
-        P::new("mask_prob", K::Float, D::Float(0.15), "share of eligible tokens to predict"),
-        P::new("max_predictions", K::Int, D::Int(10), "masked positions per record (the padded length)"),
-        P::new("whole_word", K::Bool, D::Bool(false), "mask all wordpieces of a word together"),
+        P::new(
+            "vocab",
+            K::Str,
+            D::Str("weights/minilm/vocab.txt"),
+            "bert-base-uncased vocab.txt (`make weights` fetches it)",
+        ),
+        P::new(
+            "max_len",
+            K::Int,
+            D::Int(64),
+            "text length in tokens, [CLS] and [SEP] included",
+        ),
+        P::new(
+            "mask_prob",
+            K::Float,
+            D::Float(0.15),
+            "share of eligible tokens to predict",
+        ),
+        P::new(
+            "max_predictions",
+            K::Int,
+            D::Int(10),
+            "masked positions per record (the padded length)",
+        ),
+        P::new(
+            "whole_word",
+            K::Bool,
+            D::Bool(false),
+            "mask all wordpieces of a word together",
+        ),
         P::new("seed", K::Int, D::Int(11), "masking seed"),
     ],
     outputs: &["texts.parquet", "tokens.parquet"],
@@ -44,7 +73,10 @@ impl Stage for Tokenize {
     }
 
     fn raw_inputs(&self, p: &Params, base: &Path) -> Result<Vec<RawInput>, StageError> {
-        Ok(vec![RawInput::File(crate::dag::stage::resolve_path(base, p.str("vocab")?))])
+        Ok(vec![RawInput::File(crate::dag::stage::resolve_path(
+            base,
+            p.str("vocab")?,
+        ))])
     }
 
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
@@ -71,8 +103,14 @@ impl Stage for Tokenize {
         let encoded = tok.encode_all(&texts, max_len)?;
         let truncated = encoded.iter().filter(|e| e.truncated).count();
         {
-            let ids: Vec<i32> = encoded.iter().flat_map(|e| e.ids.iter().map(|&i| i as i32)).collect();
-            let mask: Vec<i32> = encoded.iter().flat_map(|e| e.mask.iter().map(|&m| m as i32)).collect();
+            let ids: Vec<i32> = encoded
+                .iter()
+                .flat_map(|e| e.ids.iter().map(|&i| i as i32))
+                .collect();
+            let mask: Vec<i32> = encoded
+                .iter()
+                .flat_map(|e| e.mask.iter().map(|&m| m as i32))
+                .collect();
             let lens: Vec<i32> = encoded.iter().map(|e| e.len as i32).collect();
             let trunc: Vec<bool> = encoded.iter().map(|e| e.truncated).collect();
             let pids: Vec<&str> = uniq.iter().map(|(p, _)| *p).collect();
@@ -85,7 +123,8 @@ impl Stage for Tokenize {
             ])?;
             table::write_parquet(&mut df, &ctx.out("texts.parquet"))?;
         }
-        let by_product: HashMap<&str, usize> = uniq.iter().enumerate().map(|(i, (p, _))| (*p, i)).collect();
+        let by_product: HashMap<&str, usize> =
+            uniq.iter().enumerate().map(|(i, (p, _))| (*p, i)).collect();
 
         // Masked, once per pair record.
         let mut pairs = read_pairs(&ctx.input("pairs", "pairs.parquet")?)?;
@@ -136,9 +175,18 @@ impl Stage for Tokenize {
         ctx.count("truncated_texts", truncated as u64);
         ctx.count("records", n as u64);
         let mut note = BTreeMap::new();
-        note.insert("masked_share_of_eligible", predicted as f64 / eligible.max(1) as f64);
-        note.insert("share_mask_token", stats[0] as f64 / predicted.max(1) as f64);
-        note.insert("share_random_token", stats[1] as f64 / predicted.max(1) as f64);
+        note.insert(
+            "masked_share_of_eligible",
+            predicted as f64 / eligible.max(1) as f64,
+        );
+        note.insert(
+            "share_mask_token",
+            stats[0] as f64 / predicted.max(1) as f64,
+        );
+        note.insert(
+            "share_random_token",
+            stats[1] as f64 / predicted.max(1) as f64,
+        );
         note.insert("share_kept", stats[2] as f64 / predicted.max(1) as f64);
         ctx.note("masking", serde_json::to_value(note).unwrap());
         Ok(())

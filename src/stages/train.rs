@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 
-use crate::dag::{Input, 
-    ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
+use crate::dag::{
+    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
     StageError, StageSpec,
 };
 use crate::error::{Error, Result};
@@ -22,30 +22,136 @@ pub const SPEC: StageSpec = StageSpec {
     about: "pretrain FashionBERT (masked LM, text–image alignment, masked patch modelling)",
     inputs: &[Input::all("records"), Input::all("features")],
     params: &[
-        P::new("init", K::Str, D::Str("weights/minilm"), "a Hugging Face BERT folder (config.json + model.safetensors) to start from, or `random`"),
-        P::new("config", K::Str, D::None, "a Hugging Face BERT config.json for the size (default: the init folder's; BERT-base for random)"),
-        P::new("layers", K::Int, D::Int(0), "keep only the first N encoder layers (0 = all)"),
-        P::new("dropout", K::Float, D::Float(-1.0), "hidden and attention dropout (-1 = the config's)"),
-        P::new("init_range", K::Float, D::Float(-1.0), "std of the random initialisation of every parameter not loaded from `init` (-1 = the config's initializer_range)"),
-        P::new("epochs", K::Int, D::Int(2), "passes over the training records"),
-        P::new("max_steps", K::Int, D::Int(0), "stop after this many steps (0 = all epochs)"),
+        P::new(
+            "init",
+            K::Str,
+            D::Str("weights/minilm"),
+            "a Hugging Face BERT folder (config.json + model.safetensors) to start from, or `random`",
+        ),
+        P::new(
+            "config",
+            K::Str,
+            D::None,
+            "a Hugging Face BERT config.json for the size (default: the init folder's; BERT-base for random)",
+        ),
+        P::new(
+            "layers",
+            K::Int,
+            D::Int(0),
+            "keep only the first N encoder layers (0 = all)",
+        ),
+        P::new(
+            "dropout",
+            K::Float,
+            D::Float(-1.0),
+            "hidden and attention dropout (-1 = the config's)",
+        ),
+        P::new(
+            "init_range",
+            K::Float,
+            D::Float(-1.0),
+            "std of the random initialisation of every parameter not loaded from `init` (-1 = the config's initializer_range)",
+        ),
+        P::new(
+            "epochs",
+            K::Int,
+            D::Int(2),
+            "passes over the training records",
+        ),
+        P::new(
+            "max_steps",
+            K::Int,
+            D::Int(0),
+            "stop after this many steps (0 = all epochs)",
+        ),
         P::new("batch_size", K::Int, D::Int(32), "records per step"),
         P::new("lr", K::Float, D::Float(1e-4), "peak learning rate"),
-        P::new("warmup", K::Float, D::Float(0.1), "share of steps of linear warm-up"),
-        P::new("clip_norm", K::Float, D::Float(1.0), "global gradient norm clip"),
-        P::new("seed", K::Int, D::Int(17), "initialisation, order and dropout seed"),
-        P::new("masked_patch_input", K::Choice(&["zero_patch", "zero_vector"]), D::Str("zero_patch"), "what the model sees at a masked patch: the all-zero patch's feature (the guide) or a zero vector (the original's code)"),
-        P::new("loss_weights", K::Choice(&["adaptive", "fixed"]), D::Str("adaptive"), "the original's adaptive weights, or fixed w_mlm/w_tia/w_mpm"),
-        P::new("detach_weights", K::Bool, D::Bool(true), "adaptive: no gradient through the weights"),
-        P::new("w_mlm", K::Float, D::Float(1.0), "fixed weight of the masked-LM loss"),
-        P::new("w_tia", K::Float, D::Float(1.0), "fixed weight of the alignment loss"),
-        P::new("w_mpm", K::Float, D::Float(1.0), "fixed weight of the masked-patch loss (0 = no MPM)"),
-        P::new("checkpoint_every", K::Int, D::Int(200), "steps between checkpoints (for --resume)"),
-        P::new("validate_every", K::Int, D::Int(200), "steps between validations"),
-        P::new("valid_records", K::Int, D::Int(1024), "valid records per validation (0 = all)"),
-        P::new("log_every", K::Int, D::Int(1), "read losses back every N steps"),
+        P::new(
+            "warmup",
+            K::Float,
+            D::Float(0.1),
+            "share of steps of linear warm-up",
+        ),
+        P::new(
+            "clip_norm",
+            K::Float,
+            D::Float(1.0),
+            "global gradient norm clip",
+        ),
+        P::new(
+            "seed",
+            K::Int,
+            D::Int(17),
+            "initialisation, order and dropout seed",
+        ),
+        P::new(
+            "masked_patch_input",
+            K::Choice(&["zero_patch", "zero_vector"]),
+            D::Str("zero_patch"),
+            "what the model sees at a masked patch: the all-zero patch's feature (the guide) or a zero vector (the original's code)",
+        ),
+        P::new(
+            "loss_weights",
+            K::Choice(&["adaptive", "fixed"]),
+            D::Str("adaptive"),
+            "the original's adaptive weights, or fixed w_mlm/w_tia/w_mpm",
+        ),
+        P::new(
+            "detach_weights",
+            K::Bool,
+            D::Bool(true),
+            "adaptive: no gradient through the weights",
+        ),
+        P::new(
+            "w_mlm",
+            K::Float,
+            D::Float(1.0),
+            "fixed weight of the masked-LM loss",
+        ),
+        P::new(
+            "w_tia",
+            K::Float,
+            D::Float(1.0),
+            "fixed weight of the alignment loss",
+        ),
+        P::new(
+            "w_mpm",
+            K::Float,
+            D::Float(1.0),
+            "fixed weight of the masked-patch loss (0 = no MPM)",
+        ),
+        P::new(
+            "checkpoint_every",
+            K::Int,
+            D::Int(200),
+            "steps between checkpoints (for --resume)",
+        ),
+        P::new(
+            "validate_every",
+            K::Int,
+            D::Int(200),
+            "steps between validations",
+        ),
+        P::new(
+            "valid_records",
+            K::Int,
+            D::Int(1024),
+            "valid records per validation (0 = all)",
+        ),
+        P::new(
+            "log_every",
+            K::Int,
+            D::Int(1),
+            "read losses back every N steps",
+        ),
     ],
-    outputs: &["model.safetensors", "config.json", "train_log.parquet", "valid_log.parquet", "summary.json"],
+    outputs: &[
+        "model.safetensors",
+        "config.json",
+        "train_log.parquet",
+        "valid_log.parquet",
+        "summary.json",
+    ],
 };
 
 pub struct Train;
@@ -56,12 +162,14 @@ fn init_files(p: &Params, base: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
         return Ok(None);
     }
     let path = crate::dag::stage::resolve_path(base, init);
-    Ok(Some(if path.extension().is_some_and(|e| e == "safetensors") {
-        let cfg = path.with_file_name("config.json");
-        (path, cfg)
-    } else {
-        (path.join("model.safetensors"), path.join("config.json"))
-    }))
+    Ok(Some(
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            let cfg = path.with_file_name("config.json");
+            (path, cfg)
+        } else {
+            (path.join("model.safetensors"), path.join("config.json"))
+        },
+    ))
 }
 
 fn model_config(p: &Params, base: &Path) -> Result<FashionBertConfig> {
@@ -130,7 +238,11 @@ impl Stage for Train {
         config.num_patches = store.meta.patches;
         config.patch_feature_size = store.meta.dim;
         if t > config.bert.max_position_embeddings {
-            return Err(format!("text length {t} exceeds the model's {} positions", config.bert.max_position_embeddings).into());
+            return Err(format!(
+                "text length {t} exceeds the model's {} positions",
+                config.bert.max_position_embeddings
+            )
+            .into());
         }
         let max_id = train_recs.input_ids.iter().copied().max().unwrap_or(0);
         if max_id as usize >= config.bert.vocab_size {
@@ -153,7 +265,11 @@ impl Stage for Train {
                     "initialised {} tensors from {}; random: {}",
                     r.loaded,
                     w.display(),
-                    if r.random.is_empty() { "none".to_string() } else { r.random.join(", ") }
+                    if r.random.is_empty() {
+                        "none".to_string()
+                    } else {
+                        r.random.join(", ")
+                    }
                 );
                 Some(r)
             }
@@ -198,7 +314,16 @@ impl Stage for Train {
             compute.kind
         );
         let work = ctx.work_dir().to_path_buf();
-        let outcome = training::train(model, &device, &train_recs, &valid_recs, &store, &cfg, &work, ctx.resume())?;
+        let outcome = training::train(
+            model,
+            &device,
+            &train_recs,
+            &valid_recs,
+            &store,
+            &cfg,
+            &work,
+            ctx.resume(),
+        )?;
 
         io::save(&outcome.model.valid(), &config, ctx.out_dir())?;
         write_logs(ctx, &outcome)?;
@@ -218,7 +343,10 @@ impl Stage for Train {
             "init": init_report,
             "config": config,
         });
-        std::fs::write(ctx.out("summary.json"), serde_json::to_string_pretty(&summary).unwrap())?;
+        std::fs::write(
+            ctx.out("summary.json"),
+            serde_json::to_string_pretty(&summary).unwrap(),
+        )?;
         ctx.count("steps", outcome.total_steps);
         ctx.note("samples_per_second", serde_json::json!(sps));
         if let Some(v) = outcome.valid.last() {
@@ -244,7 +372,9 @@ fn mean_last(steps: &[training::StepLog], n: usize) -> serde_json::Value {
 
 fn write_logs(ctx: &RunContext, o: &training::Outcome) -> Result<()> {
     let s = &o.steps;
-    let col = |name: &str, f: fn(&training::StepLog) -> f32| col_f32(name, &s.iter().map(f).collect::<Vec<_>>());
+    let col = |name: &str, f: fn(&training::StepLog) -> f32| {
+        col_f32(name, &s.iter().map(f).collect::<Vec<_>>())
+    };
     let mut df = table::frame(vec![
         col_i64("step", &s.iter().map(|x| x.step as i64).collect::<Vec<_>>()),
         col_u32("epoch", &s.iter().map(|x| x.epoch).collect::<Vec<_>>()),
@@ -261,10 +391,15 @@ fn write_logs(ctx: &RunContext, o: &training::Outcome) -> Result<()> {
     ])?;
     table::write_parquet(&mut df, &ctx.out("train_log.parquet"))?;
     let v = &o.valid;
-    let vc = |name: &str, f: fn(&training::ValidLog) -> f32| col_f32(name, &v.iter().map(f).collect::<Vec<_>>());
+    let vc = |name: &str, f: fn(&training::ValidLog) -> f32| {
+        col_f32(name, &v.iter().map(f).collect::<Vec<_>>())
+    };
     let mut df = table::frame(vec![
         col_i64("step", &v.iter().map(|x| x.step as i64).collect::<Vec<_>>()),
-        col_i64("records", &v.iter().map(|x| x.records as i64).collect::<Vec<_>>()),
+        col_i64(
+            "records",
+            &v.iter().map(|x| x.records as i64).collect::<Vec<_>>(),
+        ),
         vc("loss_mlm", |x| x.loss_mlm),
         vc("loss_tia", |x| x.loss_tia),
         vc("loss_mpm", |x| x.loss_mpm),

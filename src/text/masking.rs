@@ -157,7 +157,10 @@ mod tests {
                 acts[*a as usize] += 1;
             }
             for (i, &p) in m.positions.iter().enumerate().take(real) {
-                assert!(p >= 1 && (p as usize) < e.len - 1, "never [CLS]/[SEP]/[PAD]");
+                assert!(
+                    p >= 1 && (p as usize) < e.len - 1,
+                    "never [CLS]/[SEP]/[PAD]"
+                );
                 assert_eq!(m.labels[i], e.ids[p as usize]);
                 if i > 0 {
                     assert!(p > m.positions[i - 1], "ascending, distinct");
@@ -179,7 +182,13 @@ mod tests {
         for _ in 0..200 {
             let e = enc(40, 64);
             let m = mask_tokens(&e, &cfg(true), &mut rng);
-            let real: Vec<u32> = m.positions.iter().zip(&m.weights).filter(|(_, w)| **w > 0.0).map(|(p, _)| *p).collect();
+            let real: Vec<u32> = m
+                .positions
+                .iter()
+                .zip(&m.weights)
+                .filter(|(_, w)| **w > 0.0)
+                .map(|(p, _)| *p)
+                .collect();
             for p in &real {
                 // pieces 2k+1 (odd positions) start words; their partner is the next position.
                 let partner = if p % 2 == 1 { p + 1 } else { p - 1 };

@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use tokenizers::Tokenizer;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 
@@ -51,7 +51,9 @@ impl BertTokenizer {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::input(
                 path,
-                format!("cannot read the WordPiece vocabulary ({e}); run `make weights` to fetch it"),
+                format!(
+                    "cannot read the WordPiece vocabulary ({e}); run `make weights` to fetch it"
+                ),
             )
         })?;
         let tokens: Vec<&str> = text.lines().collect();

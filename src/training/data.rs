@@ -59,7 +59,8 @@ impl Records {
             masked_lm_positions: table::i32_lists(&df, "masked_lm_positions", k).map_err(ctx)?,
             masked_lm_ids: table::i32_lists(&df, "masked_lm_ids", k).map_err(ctx)?,
             masked_lm_weights: table::f32_lists(&df, "masked_lm_weights", k).map_err(ctx)?,
-            masked_patch_positions: table::i32_lists(&df, "masked_patch_positions", m).map_err(ctx)?,
+            masked_patch_positions: table::i32_lists(&df, "masked_patch_positions", m)
+                .map_err(ctx)?,
             t,
             k,
             m,
@@ -82,7 +83,11 @@ impl Records {
             col_i32_lists("masked_lm_positions", &self.masked_lm_positions, self.k),
             col_i32_lists("masked_lm_ids", &self.masked_lm_ids, self.k),
             col_f32_lists("masked_lm_weights", &self.masked_lm_weights, self.k),
-            col_i32_lists("masked_patch_positions", &self.masked_patch_positions, self.m),
+            col_i32_lists(
+                "masked_patch_positions",
+                &self.masked_patch_positions,
+                self.m,
+            ),
         ])?;
         write_parquet(&mut df, path)?;
         Ok(())
@@ -173,14 +178,17 @@ impl HostBatch {
         self.segment_ids.extend(seg.iter().map(|&v| v as i64));
         match mlm {
             Some((pos, lab, w)) => {
-                self.masked_lm_positions.extend(pos.iter().map(|&v| v as i64));
+                self.masked_lm_positions
+                    .extend(pos.iter().map(|&v| v as i64));
                 self.masked_lm_ids.extend(lab.iter().map(|&v| v as i64));
                 self.masked_lm_weights.extend_from_slice(w);
             }
             None => {
-                self.masked_lm_positions.extend(std::iter::repeat_n(0, self.k));
+                self.masked_lm_positions
+                    .extend(std::iter::repeat_n(0, self.k));
                 self.masked_lm_ids.extend(std::iter::repeat_n(0, self.k));
-                self.masked_lm_weights.extend(std::iter::repeat_n(0.0, self.k));
+                self.masked_lm_weights
+                    .extend(std::iter::repeat_n(0.0, self.k));
             }
         }
         let mut masked = vec![0f32; self.p];
@@ -198,8 +206,10 @@ impl HostBatch {
                 }
             }
             None => {
-                self.masked_patch_positions.extend(std::iter::repeat_n(0, self.m));
-                self.masked_patch_weights.extend(std::iter::repeat_n(0.0, self.m));
+                self.masked_patch_positions
+                    .extend(std::iter::repeat_n(0, self.m));
+                self.masked_patch_weights
+                    .extend(std::iter::repeat_n(0.0, self.m));
             }
         }
         self.patch_masked.extend_from_slice(&masked);
@@ -208,7 +218,12 @@ impl HostBatch {
     }
 
     /// Record `i` of `recs`, masked.
-    pub fn push_record(&mut self, recs: &Records, i: usize, store: &featstore::Store) -> Result<()> {
+    pub fn push_record(
+        &mut self,
+        recs: &Records,
+        i: usize,
+        store: &featstore::Store,
+    ) -> Result<()> {
         let (t, k, m) = (recs.t, recs.k, recs.m);
         self.push(
             &recs.input_ids[i * t..(i + 1) * t],
@@ -228,15 +243,25 @@ impl HostBatch {
 
     pub fn to_device(&self, device: &Device) -> Batch {
         let (b, t, p, f, k, m) = (self.b, self.t, self.p, self.f, self.k, self.m);
-        let fl2 = |v: &Vec<f32>, s: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v.clone(), s), device);
-        let int2 = |v: &Vec<i64>, s: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), s), device);
+        let fl2 = |v: &Vec<f32>, s: [usize; 2]| {
+            Tensor::<2>::from_data(TensorData::new(v.clone(), s), device)
+        };
+        let int2 = |v: &Vec<i64>, s: [usize; 2]| {
+            Tensor::<2, Int>::from_data(TensorData::new(v.clone(), s), device)
+        };
         Batch {
             input_ids: int2(&self.input_ids, [b, t]),
             input_mask: fl2(&self.input_mask, [b, t]),
             segment_ids: int2(&self.segment_ids, [b, t]),
-            image_feature: Tensor::<3>::from_data(TensorData::new(self.image_feature.clone(), [b, p, f]), device),
+            image_feature: Tensor::<3>::from_data(
+                TensorData::new(self.image_feature.clone(), [b, p, f]),
+                device,
+            ),
             image_mask: Tensor::<2>::ones([b, p], device),
-            patch_masked: Tensor::<3>::from_data(TensorData::new(self.patch_masked.clone(), [b, p, 1]), device),
+            patch_masked: Tensor::<3>::from_data(
+                TensorData::new(self.patch_masked.clone(), [b, p, 1]),
+                device,
+            ),
             masked_patch_positions: int2(&self.masked_patch_positions, [b, m]),
             masked_patch_weights: fl2(&self.masked_patch_weights, [b, m]),
             masked_lm_positions: int2(&self.masked_lm_positions, [b, k]),

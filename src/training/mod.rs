@@ -97,12 +97,18 @@ pub struct Outcome {
 pub fn step_counts(records: usize, cfg: &TrainConfig) -> (usize, usize) {
     let per_epoch = (records / cfg.batch_size.max(1)).max(1);
     let total = per_epoch * cfg.epochs.max(1);
-    let total = if cfg.max_steps > 0 { total.min(cfg.max_steps) } else { total };
+    let total = if cfg.max_steps > 0 {
+        total.min(cfg.max_steps)
+    } else {
+        total
+    };
     (per_epoch, total)
 }
 
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
+    );
     let mut v: Vec<usize> = (0..n).collect();
     v.shuffle(&mut rng);
     v
@@ -144,7 +150,11 @@ impl ModuleVisitor for Scale<'_> {
 }
 
 /// Scales all gradients by `min(1, max_norm / ‖g‖)`; returns the global norm (on device).
-pub fn clip_global_norm<M: Module>(m: &M, mut g: GradientsParams, max_norm: f32) -> (GradientsParams, Tensor<1>) {
+pub fn clip_global_norm<M: Module>(
+    m: &M,
+    mut g: GradientsParams,
+    max_norm: f32,
+) -> (GradientsParams, Tensor<1>) {
     let mut v = SqNorm {
         g: &g,
         seen: HashSet::new(),
@@ -204,9 +214,16 @@ pub fn train(
         optim = optim
             .load(ck.join("optim.bpk"))
             .map_err(|e| Error::Model(format!("{}: {e}", ck.display())))?;
-        crate::progress::println(format!("resuming from the checkpoint at step {} ({})", state.step, ck.display()));
+        crate::progress::println(format!(
+            "resuming from the checkpoint at step {} ({})",
+            state.step,
+            ck.display()
+        ));
     } else if resume {
-        tracing::warn!("--resume: no checkpoint in {}; starting from step 0", ck.display());
+        tracing::warn!(
+            "--resume: no checkpoint in {}; starting from step 0",
+            ck.display()
+        );
     }
 
     let bar = Progress::new(total as u64, "steps");
@@ -254,12 +271,22 @@ pub fn train(
             let lr = schedule::learning_rate(cfg.lr, cfg.warmup, step, total);
             model = optim.step(lr, model, grads);
             let stats = Tensor::cat(
-                vec![l.total.detach(), l.mlm.detach(), l.tia.detach(), l.mpm.detach(), l.weights.detach(), norm],
+                vec![
+                    l.total.detach(),
+                    l.mlm.detach(),
+                    l.tia.detach(),
+                    l.mpm.detach(),
+                    l.weights.detach(),
+                    norm,
+                ],
                 0,
             );
             pending.push((step, stats, lr));
             let done = step + 1;
-            if pending.len() >= cfg.log_every.max(1) || done == total || done % cfg.checkpoint_every.max(1) == 0 {
+            if pending.len() >= cfg.log_every.max(1)
+                || done == total
+                || done % cfg.checkpoint_every.max(1) == 0
+            {
                 let elapsed = last_log.0.elapsed().as_secs_f64();
                 let sps = ((done - last_log.1) * b) as f64 / elapsed.max(1e-9);
                 last_log = (Instant::now(), done);
@@ -270,7 +297,14 @@ pub fn train(
                     if v.iter().any(|x| !x.is_finite()) {
                         return Err(Error::Model(format!(
                             "a loss became non-finite at step {} (total {}, mlm {}, alignment {}, mpm {}, grad norm {}); the last good checkpoint (step {}) is in {} — lower the learning rate and run again with --resume",
-                            s + 1, v[0], v[1], v[2], v[3], v[7], state.step, ck.display()
+                            s + 1,
+                            v[0],
+                            v[1],
+                            v[2],
+                            v[3],
+                            v[7],
+                            state.step,
+                            ck.display()
                         )));
                     }
                     let log = StepLog {
@@ -296,11 +330,18 @@ pub fn train(
                 }
             }
             bar.inc(1);
-            if cfg.validate_every > 0 && (done % cfg.validate_every == 0 || done == total) && !valid_recs.is_empty() {
+            if cfg.validate_every > 0
+                && (done % cfg.validate_every == 0 || done == total)
+                && !valid_recs.is_empty()
+            {
                 let v = validate(&model.valid(), device, valid_recs, store, cfg, done as u64)?;
                 tracing::info!(
                     "step {done}: valid mlm acc {:.3}, alignment acc {:.3}, losses mlm {:.3} tia {:.3} mpm {:.4}",
-                    v.mlm_accuracy, v.tia_accuracy, v.loss_mlm, v.loss_tia, v.loss_mpm
+                    v.mlm_accuracy,
+                    v.tia_accuracy,
+                    v.loss_mlm,
+                    v.loss_tia,
+                    v.loss_mpm
                 );
                 state.valid.push(v);
             }
@@ -325,7 +366,12 @@ pub fn train(
     })
 }
 
-fn save_checkpoint<O: Saveable>(model: &FashionBert, optim: &O, state: &State, ck: &Path) -> Result<()> {
+fn save_checkpoint<O: Saveable>(
+    model: &FashionBert,
+    optim: &O,
+    state: &State,
+    ck: &Path,
+) -> Result<()> {
     let tmp = ck.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).at(&tmp)?;
@@ -348,7 +394,8 @@ pub trait Saveable {
 
 impl Saveable for burn::optim::ModuleOptimizer {
     fn save_to(&self, path: &Path) -> Result<()> {
-        self.save(path).map_err(|e| Error::Model(format!("saving optimiser state: {e}")))
+        self.save(path)
+            .map_err(|e| Error::Model(format!("saving optimiser state: {e}")))
     }
 }
 
@@ -362,7 +409,11 @@ pub fn validate(
     step: u64,
 ) -> Result<ValidLog> {
     let device = device.clone().without_autodiff();
-    let n = if cfg.valid_records > 0 { recs.len().min(cfg.valid_records) } else { recs.len() };
+    let n = if cfg.valid_records > 0 {
+        recs.len().min(cfg.valid_records)
+    } else {
+        recs.len()
+    };
     // A fixed, seeded sample: the table lists positives before negatives, so a prefix would not do.
     let mut pick = epoch_order(recs.len(), 0x5eed, 0);
     pick.truncate(n);
@@ -387,7 +438,11 @@ pub fn validate(
             *s += *x as f64;
         }
         batches += 1.0;
-        let pred: Vec<i64> = out.mlm_logits.argmax(1).try_into_vec_as::<i64>().map_err(|e| Error::Model(format!("{e:?}")))?;
+        let pred: Vec<i64> = out
+            .mlm_logits
+            .argmax(1)
+            .try_into_vec_as::<i64>()
+            .map_err(|e| Error::Model(format!("{e:?}")))?;
         for (j, &pr) in pred.iter().enumerate() {
             let w = hb.masked_lm_weights[j] as f64;
             mlm_w += w;
@@ -395,7 +450,11 @@ pub fn validate(
                 mlm_hit += w;
             }
         }
-        let pred: Vec<i64> = out.tia_logits.argmax(1).try_into_vec_as::<i64>().map_err(|e| Error::Model(format!("{e:?}")))?;
+        let pred: Vec<i64> = out
+            .tia_logits
+            .argmax(1)
+            .try_into_vec_as::<i64>()
+            .map_err(|e| Error::Model(format!("{e:?}")))?;
         tia_hit += pred.iter().zip(&hb.labels).filter(|(a, b)| a == b).count() as f64;
     }
     Ok(ValidLog {

