@@ -85,9 +85,25 @@ save_file({"images": torch.randn(6, 3, 32, 32)}, sys.argv[2])
             let e = max_abs_diff(&folded, &want["pooled"].1);
             assert!(e < 1e-3, "{} {name} folded: max abs error {e}", conv.name());
             // The same weights as a torchvision state dict (.pth) load to the same network.
-            let from_pth = fashionbert::weights::load_resnet50(d.join("w.pth").to_str().unwrap(), d, conv, &device).unwrap();
-            let p: Vec<f32> = from_pth.fold().pooled(Tensor::<4>::from_data(TensorData::new(pixels.clone(), [shape[0], shape[1], shape[2], shape[3]]), &device)).try_into_vec_as().unwrap();
-            assert!(max_abs_diff(&p, &folded) < 1e-5, ".pth and .safetensors load differently");
+            let from_pth = fashionbert::weights::load_resnet50(
+                d.join("w.pth").to_str().unwrap(),
+                d,
+                conv,
+                &device,
+            )
+            .unwrap();
+            let p: Vec<f32> = from_pth
+                .fold()
+                .pooled(Tensor::<4>::from_data(
+                    TensorData::new(pixels.clone(), [shape[0], shape[1], shape[2], shape[3]]),
+                    &device,
+                ))
+                .try_into_vec_as()
+                .unwrap();
+            assert!(
+                max_abs_diff(&p, &folded) < 1e-5,
+                ".pth and .safetensors load differently"
+            );
             eprintln!("resnet50 {} on {name}: max abs error {e:.2e}", conv.name());
         }
     }

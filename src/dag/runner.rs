@@ -209,7 +209,7 @@ impl<'a> Runner<'a> {
             })?;
             // Keyed by the path relative to the config, so the key does not depend on the
             // directory the command was started from.
-            let label = p.strip_prefix(&self.config.base_dir).unwrap_or(&p);
+            let label = super::stage::relative_to(&self.config.base_dir, &p);
             inputs.insert(label.to_string_lossy().into_owned(), h);
         }
         let mut upstream = BTreeMap::new();

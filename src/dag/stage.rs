@@ -195,12 +195,89 @@ impl RunContext {
     }
 }
 
-/// `p` as given if absolute, else relative to `base`.
+/// `p` as given if absolute, else relative to `base`; `dir/..` pairs are folded away so paths
+/// print as a user would write them (`pipelines/../artifacts` → `artifacts`).
 pub fn resolve_path(base: &Path, p: &str) -> PathBuf {
     let path = Path::new(p);
-    if path.is_absolute() {
+    let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
         base.join(path)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::ParentDir
+                if matches!(
+                    out.components().next_back(),
+                    Some(std::path::Component::Normal(_))
+                ) =>
+            {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
+}
+
+/// `path` relative to `base` (both resolved through the file system where they exist), for
+/// storing paths that do not depend on the directory a command was started from.
+pub fn relative_to(base: &Path, path: &Path) -> PathBuf {
+    let (Ok(b), Ok(p)) = (std::fs::canonicalize(base), std::fs::canonicalize(path)) else {
+        return path
+            .strip_prefix(base)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| path.to_path_buf());
+    };
+    let bc: Vec<_> = b.components().collect();
+    let pc: Vec<_> = p.components().collect();
+    let common = bc.iter().zip(&pc).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..bc.len() {
+        out.push("..");
+    }
+    for c in &pc[common..] {
+        out.push(c.as_os_str());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_and_relativise() {
+        assert_eq!(
+            resolve_path(Path::new("pipelines"), "../artifacts"),
+            PathBuf::from("artifacts")
+        );
+        assert_eq!(
+            resolve_path(Path::new("pipelines"), "../../shared/x.csv"),
+            PathBuf::from("../shared/x.csv")
+        );
+        assert_eq!(
+            resolve_path(Path::new("."), "weights/v.txt"),
+            PathBuf::from("weights/v.txt")
+        );
+        assert_eq!(
+            resolve_path(Path::new("a"), "/abs/p"),
+            PathBuf::from("/abs/p")
+        );
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("repo/pipelines")).unwrap();
+        std::fs::create_dir_all(d.path().join("shared")).unwrap();
+        std::fs::write(d.path().join("shared/x.csv"), "").unwrap();
+        let rel = relative_to(
+            &d.path().join("repo/pipelines"),
+            &d.path().join("repo/pipelines/../../shared/x.csv"),
+        );
+        assert_eq!(rel, PathBuf::from("../../shared/x.csv"));
     }
 }

@@ -65,6 +65,8 @@ pub fn line_chart(
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.2}"))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| perr(path, e))?;

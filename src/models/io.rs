@@ -17,6 +17,24 @@ use crate::error::{Error, IoContext, Result};
 pub const WEIGHTS: &str = "model.safetensors";
 pub const CONFIG: &str = "config.json";
 
+/// Applies a Hugging Face-named safetensors file to `module`: PyTorch layouts converted,
+/// `extra` renames first, then the two names Rust cannot spell ([`hf_remaps`]). Missing and
+/// unexpected tensors are reported, not errors: the callers decide what they allow.
+fn apply_hf<M: ModuleSnapshot>(
+    module: &mut M,
+    path: &Path,
+    extra: &[(&str, &str)],
+) -> Result<burn::store::ApplyResult> {
+    let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter);
+    for (from, to) in extra.iter().copied().chain(hf_remaps()) {
+        store = store.with_key_remapping(from, to);
+    }
+    let mut store = store.allow_partial(true);
+    module
+        .load_from(&mut store)
+        .map_err(|e| Error::Model(format!("{}: {e}", path.display())))
+}
+
 /// What an initialisation from a BERT checkpoint loaded.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct InitReport {
@@ -39,17 +57,14 @@ pub fn init_from_bert(model: &mut FashionBert, file: &Path) -> Result<InitReport
             file.display()
         )));
     }
-    let mut store = SafetensorsStore::from_file(file)
-        .with_from_adapter(PyTorchToBurnAdapter)
-        .with_key_remapping(r"^(embeddings|encoder|pooler)\.", "bert.$1.")
-        .with_key_remapping(r"^cls\.seq_relationship\.", "unused.nsp.");
-    for (from, to) in hf_remaps() {
-        store = store.with_key_remapping(from, to);
-    }
-    let mut store = store.allow_partial(true);
-    let res = model
-        .load_from(&mut store)
-        .map_err(|e| Error::Model(format!("{}: {e}", file.display())))?;
+    let res = apply_hf(
+        model,
+        file,
+        &[
+            (r"^(embeddings|encoder|pooler)\.", "bert.$1."),
+            (r"^cls\.seq_relationship\.", "unused.nsp."),
+        ],
+    )?;
     let backbone_missing: Vec<&str> = res
         .missing
         .iter()
@@ -114,14 +129,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<(FashionBert, FashionBertConf
 /// Loads FashionBERT weights (names as [`save`] writes them) into `model`; every tensor must
 /// be present with the right shape, and no other tensor may be in the file.
 pub fn load_weights(model: &mut FashionBert, path: &Path) -> Result<()> {
-    let mut store = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter);
-    for (from, to) in hf_remaps() {
-        store = store.with_key_remapping(from, to);
-    }
-    let mut store = store.allow_partial(true);
-    let res = model
-        .load_from(&mut store)
-        .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+    let res = apply_hf(model, path, &[])?;
     crate::weights::check_apply(path, &res, &|_| false)
 }
 
@@ -132,19 +140,16 @@ pub fn load_bert(
     device: &Device,
 ) -> Result<super::bert::BertModel> {
     let mut model = super::bert::BertModel::new(config, device);
-    let mut store = SafetensorsStore::from_file(path)
-        .with_from_adapter(PyTorchToBurnAdapter)
-        .with_key_remapping(r"^bert\.", "");
-    for (from, to) in hf_remaps() {
-        store = store.with_key_remapping(from, to);
-    }
-    let mut store = store.allow_partial(true);
-    let res = model
-        .load_from(&mut store)
-        .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+    let res = apply_hf(&mut model, path, &[(r"^bert\.", "")])?;
+    // Layers beyond the config's, heads and buffers of the checkpoint are not part of a BertModel.
+    let layers = config.num_hidden_layers;
     crate::weights::check_apply(path, &res, &|u| {
-        !u.starts_with("embeddings.") && !u.starts_with("encoder.layer.0")
-            || u.contains("position_ids")
+        let beyond = u
+            .strip_prefix("encoder.layer.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i >= layers);
+        beyond || u.starts_with("cls.") || u.contains("position_ids")
     })?;
     Ok(model)
 }

@@ -293,10 +293,7 @@ fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Rejec
     let root = image_root(p, &ctx.base_dir).map_err(|e| Error::msg(e.to_string()))?;
     // Image paths are stored relative to the config directory, so artefacts do not depend on
     // where the checkout lives.
-    let root_rel = root
-        .strip_prefix(&ctx.base_dir)
-        .unwrap_or(&root)
-        .to_path_buf();
+    let root_rel = crate::dag::stage::relative_to(&ctx.base_dir, &root);
     let mode = p.str("text")?;
     let seed = p.u64("seed")?;
     let vf = p.float("valid_fraction")?;
@@ -383,10 +380,7 @@ fn fashiongen_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Ve
         let path = ctx.resolve(&file);
         let rows = fashiongen::read_rows(&path)?;
         tracing::info!("{}: {} images", path.display(), rows.len());
-        let rel = path
-            .strip_prefix(&ctx.base_dir)
-            .unwrap_or(&path)
-            .to_path_buf();
+        let rel = crate::dag::stage::relative_to(&ctx.base_dir, &path);
         for r in rows {
             let image = ImageRef::Hdf5 {
                 file: rel.clone(),
