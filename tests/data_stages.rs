@@ -376,6 +376,14 @@ fn bad_csv_rows_and_images_are_rejected_with_reasons_never_dropped() {
         "CMYK (0,255,255,0) is red, got {px:?}"
     );
 
+    // The image root here is the config's directory, which also holds `artifacts/`: the new
+    // store entry must not count as a changed input.
+    let again = ok(d, &["status"]);
+    assert!(
+        again.contains("cached") && !again.contains("will run"),
+        "{again}"
+    );
+
     // A missing column fails before any work, naming the file and the column.
     std::fs::write(
         d.join("products.csv"),

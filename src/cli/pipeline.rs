@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::ConfigArgs;
 use crate::dag::{
-    DagError, Manifest, PipelineConfig, Registry, RunOptions, Runner, State, Store,
-    hash::HashCache, store::dir_size,
+    DagError, Manifest, PipelineConfig, Registry, RunOptions, Runner, State, Store, store::dir_size,
 };
 use crate::error::Error;
 
@@ -50,7 +49,7 @@ pub fn status(cfg: &ConfigArgs, json: bool) -> Result<(), Error> {
     let registry = crate::stages::registry();
     let config = load(cfg, &registry)?;
     let runner = Runner::new(&registry, &config)?;
-    let mut cache = HashCache::load(&runner.store().hash_cache_file());
+    let mut cache = runner.store().hash_cache();
     let plan = runner.plan(&[], false, &mut cache)?;
     if json {
         println!(

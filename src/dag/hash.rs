@@ -25,6 +25,9 @@ pub struct HashCache {
     dirty: bool,
     /// Files actually read (not answered from the cache) since load: for tests and logs.
     pub hashed_files: u64,
+    /// Directories (canonical paths) that directory hashing never descends into: the
+    /// artefact store, when an input directory contains it.
+    exclude: Vec<PathBuf>,
 }
 
 impl HashCache {
@@ -44,7 +47,16 @@ impl HashCache {
             entries,
             dirty: false,
             hashed_files: 0,
+            exclude: Vec::new(),
         }
+    }
+
+    /// Makes directory hashing skip `dir` (for example the artefact store, which an input
+    /// directory such as `.` contains and which changes on every run).
+    pub fn excluding(mut self, dir: &Path) -> Self {
+        self.exclude
+            .push(fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
+        self
     }
 
     /// Writes the cache back if anything changed (atomically: temp file, then rename).
@@ -95,9 +107,10 @@ impl HashCache {
     }
 
     /// A digest of a directory tree: the sorted relative paths of its files with their hashes.
+    /// Hidden entries (`.git`, `.cache`) and excluded directories are skipped.
     pub fn dir(&mut self, dir: &Path) -> io::Result<String> {
         let mut files = Vec::new();
-        walk(dir, &mut files)?;
+        walk(dir, &self.exclude, &mut files)?;
         files.sort();
         let mut h = blake3::Hasher::new();
         for f in &files {
@@ -111,13 +124,20 @@ impl HashCache {
     }
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+fn walk(dir: &Path, exclude: &[PathBuf], out: &mut Vec<PathBuf>) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let ft = entry.file_type()?;
         let p = entry.path();
         if ft.is_dir() {
-            walk(&p, out)?;
+            let excluded =
+                !exclude.is_empty() && fs::canonicalize(&p).is_ok_and(|c| exclude.contains(&c));
+            if !excluded {
+                walk(&p, exclude, out)?;
+            }
         } else if ft.is_file() || (ft.is_symlink() && p.is_file()) {
             out.push(p);
         }
@@ -177,5 +197,24 @@ mod tests {
         fs::rename(dir.path().join("y"), dir.path().join("z")).unwrap();
         let b = c.dir(dir.path()).unwrap();
         assert_ne!(a, b, "a rename changes the directory hash");
+    }
+
+    #[test]
+    fn dir_hash_skips_the_store_and_hidden_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("img.jpg"), b"1").unwrap();
+        fs::create_dir(dir.path().join("artifacts")).unwrap();
+        let mut c = HashCache::ephemeral().excluding(&dir.path().join("artifacts"));
+        let a = c.dir(dir.path()).unwrap();
+        fs::write(dir.path().join("artifacts/new-entry"), b"x").unwrap();
+        fs::create_dir(dir.path().join(".git")).unwrap();
+        fs::write(dir.path().join(".git/HEAD"), b"x").unwrap();
+        assert_eq!(
+            c.dir(dir.path()).unwrap(),
+            a,
+            "store and hidden files are not inputs"
+        );
+        fs::write(dir.path().join("img.jpg"), b"2").unwrap();
+        assert_ne!(c.dir(dir.path()).unwrap(), a);
     }
 }

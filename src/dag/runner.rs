@@ -350,7 +350,7 @@ impl<'a> Runner<'a> {
                 p.display()
             );
         }
-        let mut cache = HashCache::load(&self.store.hash_cache_file());
+        let mut cache = self.store.hash_cache();
         let targets = self.check_targets(targets)?;
         let wanted = graph::with_upstream(&self.config.stages, &targets);
         let mut done: BTreeMap<String, PlanItem> = BTreeMap::new();

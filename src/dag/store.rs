@@ -50,6 +50,11 @@ impl Store {
         self.root.join(".work").join(stage).join(key)
     }
 
+    /// The persistent hash cache of this store; directory hashing skips the store itself.
+    pub fn hash_cache(&self) -> super::hash::HashCache {
+        super::hash::HashCache::load(&self.hash_cache_file()).excluding(self.root())
+    }
+
     pub fn hash_cache_file(&self) -> PathBuf {
         self.root.join(".cache").join("file-hashes.json")
     }
