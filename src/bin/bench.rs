@@ -56,6 +56,9 @@ struct Args {
     /// The pipeline whose no-op re-run is timed.
     #[arg(long, default_value = "pipeline.toml")]
     pipeline: PathBuf,
+    /// `--set` overrides for the pipeline whose no-op re-run is timed (repeatable).
+    #[arg(long = "pipeline-set")]
+    pipeline_set: Vec<String>,
     /// Where to append the results.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -307,6 +310,29 @@ fn main() {
     fashionbert::device::set_threads(0);
     let tmp = tempfile::tempdir().unwrap();
     let mut rows: Vec<Row> = Vec::new();
+    // A "no-op" re-run of a pipeline that is not fully cached would train a model: with `--only
+    // runner` that is an error, with `all` the runner rows are left out.
+    let mut runner = want("runner") && a.pipeline.is_file();
+    if runner {
+        let pending = not_cached(&a);
+        if !pending.is_empty() {
+            eprintln!(
+                "{}: the runner benchmark times a no-op re-run of {}, but these stages would run: {}. \
+                 Run the pipeline first, or pick another with --pipeline / --pipeline-set.",
+                if a.only == "all" {
+                    "skipping `runner`"
+                } else {
+                    "error"
+                },
+                a.pipeline.display(),
+                pending.join(", ")
+            );
+            if a.only != "all" {
+                std::process::exit(2);
+            }
+            runner = false;
+        }
+    }
 
     if want("features") {
         let paths = image_list(&a, tmp.path());
@@ -357,10 +383,13 @@ fn main() {
                 },
             });
             if !cuda && a.flex && conv == Convention::V1_5 {
-                let ours =
-                    ours_features(&paths[..paths.len().min(16)], "flex", conv, a.batch_images);
+                let few = &paths[..paths.len().min(16)];
+                let ours = ours_features(few, "flex", conv, a.batch_images);
                 rows.push(Row {
-                    bench: "features (16 images, ResNet-50 v1.5, flex: pure Rust)".into(),
+                    bench: format!(
+                        "features ({} images, ResNet-50 v1.5, flex: pure Rust)",
+                        few.len()
+                    ),
                     ours: format!("{ours:.2}"),
                     peer: format!("{peer_ips:.2}"),
                     ratio: ours / peer_ips,
@@ -409,7 +438,14 @@ fn main() {
             peer: format!("{peer_sps:.2}"),
             ratio: ours / peer_sps,
             unit: "samples/s",
-            note: format!("peer: {}", pr.get("settings").cloned().unwrap_or_default()),
+            note: format!(
+                "peer: {} on {}, bf16 {}, fused AdamW {}, compile {}",
+                pr["torch"].as_str().unwrap_or("torch"),
+                pr["device"].as_str().unwrap_or("?"),
+                pr["bf16"],
+                pr["fused"],
+                pr["compile"]
+            ),
         });
         if !cuda && a.flex {
             let ours = ours_train(&cfg, "flex", a.batch, a.steps.min(3));
@@ -521,31 +557,26 @@ fn main() {
         }
     }
 
-    if want("runner") && a.pipeline.is_file() {
-        let bin = std::env::current_exe()
-            .unwrap()
-            .with_file_name("fashionbert");
-        let cfgs = a.pipeline.to_str().unwrap().to_string();
+    if runner {
         let noop = median_secs(|| {
-            let o = Command::new(&bin)
-                .args(["run", "--config", &cfgs])
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            fashionbert_cli(&a, "run", &[]);
         });
         let status = median_secs(|| {
-            let o = Command::new(&bin)
-                .args(["status", "--config", &cfgs])
-                .output()
-                .unwrap();
-            assert!(o.status.success());
+            fashionbert_cli(&a, "status", &[]);
         });
         for (what, s) in [
             ("no-op `run` (all stages cached)", noop),
             ("`status`", status),
         ] {
             rows.push(Row {
-                bench: format!("runner: {what}, {}", a.pipeline.display()),
+                bench: format!(
+                    "runner: {what}, {}{}",
+                    a.pipeline.display(),
+                    a.pipeline_set
+                        .iter()
+                        .map(|s| format!(" --set {s}"))
+                        .collect::<String>()
+                ),
                 ours: format!("{s:.3}"),
                 peer: "—".into(),
                 ratio: f64::NAN,
@@ -589,6 +620,37 @@ fn peer_script(a: &Args, args: &[&str]) -> serde_json::Value {
         .unwrap_or("{}")
         .to_string();
     serde_json::from_str(&line).expect("JSON")
+}
+
+/// Runs `fashionbert VERB --config <pipeline> [--set ...] EXTRA` and returns its stdout.
+fn fashionbert_cli(a: &Args, verb: &str, extra: &[&str]) -> Vec<u8> {
+    let bin = std::env::current_exe()
+        .unwrap()
+        .with_file_name("fashionbert");
+    let mut cmd = Command::new(bin);
+    cmd.arg(verb).arg("--config").arg(&a.pipeline);
+    for set in &a.pipeline_set {
+        cmd.args(["--set", set]);
+    }
+    let o = cmd.args(extra).output().unwrap();
+    assert!(
+        o.status.success(),
+        "fashionbert {verb}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+/// The stages of the benchmarked pipeline that are not cached.
+fn not_cached(a: &Args) -> Vec<String> {
+    let plan: serde_json::Value =
+        serde_json::from_slice(&fashionbert_cli(a, "status", &["--json"])).unwrap();
+    plan.as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] != "cached")
+        .map(|s| s["stage"].as_str().unwrap_or("?").to_string())
+        .collect()
 }
 
 fn machine() -> String {

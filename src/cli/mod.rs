@@ -246,9 +246,16 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             crate::progress::println(format!("error: {e}"));
+            // Causes add what the message above does not already say (a transparent wrapper
+            // repeats its source's text).
+            let mut shown = e.to_string();
             let mut src = std::error::Error::source(&e);
             while let Some(s) = src {
-                crate::progress::println(format!("  caused by: {s}"));
+                let text = s.to_string();
+                if !shown.contains(&text) {
+                    crate::progress::println(format!("  caused by: {text}"));
+                    shown = text;
+                }
                 src = s.source();
             }
             1
