@@ -192,7 +192,7 @@ pub fn parse_line(line: &str, schema: &[Field], file: &Path, lineno: usize) -> R
 /// The data files a `.list_csv` names (relative paths against its folder), and its count line.
 pub fn read_list(path: &Path) -> Result<(Option<u64>, Vec<PathBuf>)> {
     let text = std::fs::read_to_string(path).at(path)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = crate::dag::stage::parent_dir(path);
     let mut count = None;
     let mut files = Vec::new();
     for (i, l) in text.lines().enumerate() {
@@ -206,7 +206,7 @@ pub fn read_list(path: &Path) -> Result<(Option<u64>, Vec<PathBuf>)> {
             }
             continue;
         }
-        files.push(crate::dag::stage::resolve_path(dir, l));
+        files.push(crate::dag::stage::resolve_path(&dir, l));
     }
     Ok((count, files))
 }

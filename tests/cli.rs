@@ -234,6 +234,9 @@ fn data_stages_are_byte_identical_for_a_seed_and_differ_for_another() {
         tiny_pipeline(d, 40, "flex");
         ok(d, &["run", "patches", "tokenize"]);
     }
+    let latest = |root: &std::path::Path, stage: &str, file: &str| {
+        std::fs::read(root.join("artifacts").join(stage).join("latest").join(file)).unwrap()
+    };
     for (stage, file) in [
         ("ingest", "products.parquet"),
         ("pairs", "pairs.parquet"),
@@ -241,22 +244,7 @@ fn data_stages_are_byte_identical_for_a_seed_and_differ_for_another() {
         ("tokenize", "tokens.parquet"),
         ("patches", "patch_masks.parquet"),
     ] {
-        let x = std::fs::read(
-            a.path()
-                .join("artifacts")
-                .join(stage)
-                .join("latest")
-                .join(file),
-        )
-        .unwrap();
-        let y = std::fs::read(
-            b.path()
-                .join("artifacts")
-                .join(stage)
-                .join("latest")
-                .join(file),
-        )
-        .unwrap();
+        let (x, y) = (latest(a.path(), stage, file), latest(b.path(), stage, file));
         assert_eq!(x, y, "{stage}/{file} differs between identical runs");
     }
     let d = b.path();
@@ -279,15 +267,7 @@ fn data_stages_are_byte_identical_for_a_seed_and_differ_for_another() {
         ("tokenize", "tokens.parquet"),
         ("patches", "patch_masks.parquet"),
     ] {
-        let x = std::fs::read(
-            a.path()
-                .join("artifacts")
-                .join(stage)
-                .join("latest")
-                .join(file),
-        )
-        .unwrap();
-        let y = std::fs::read(d.join("artifacts").join(stage).join("latest").join(file)).unwrap();
+        let (x, y) = (latest(a.path(), stage, file), latest(d, stage, file));
         assert_ne!(x, y, "{stage} did not change with its seed");
     }
 }

@@ -172,19 +172,22 @@ fn evaluation_tsv_round_trips_and_failures() {
         .unwrap()
         .replace("\"hidden_size\": 32", "\"hidden_size\": 48");
     std::fs::write(bad.join("config.json"), cfg).unwrap();
-    let o = run(
-        d,
-        &[
-            "eval-tsv",
-            "evaltsv/eval-img2txt.list_csv",
-            "--model",
-            bad.to_str().unwrap(),
-            "--type",
-            "img2txt",
-            "--device",
-            "tch",
-        ],
-    );
+    let eval_img2txt = |file: &str, model: &std::path::Path| {
+        run(
+            d,
+            &[
+                "eval-tsv",
+                file,
+                "--model",
+                model.to_str().unwrap(),
+                "--type",
+                "img2txt",
+                "--device",
+                "tch",
+            ],
+        )
+    };
+    let o = eval_img2txt("evaltsv/eval-img2txt.list_csv", &bad);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("model.safetensors") && err.contains("config.json"),
@@ -209,19 +212,7 @@ fn evaluation_tsv_round_trips_and_failures() {
         })
         .collect();
     std::fs::write(&first, broken.join("\n")).unwrap();
-    let o = run(
-        d,
-        &[
-            "eval-tsv",
-            first.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--type",
-            "img2txt",
-            "--device",
-            "tch",
-        ],
-    );
+    let o = eval_img2txt(first.to_str().unwrap(), &model);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success()

@@ -79,6 +79,21 @@ struct Row {
     note: String,
 }
 
+impl Row {
+    /// A row that sets ours beside the peer's number (both "more is better").
+    fn versus(bench: String, ours: f64, peer: f64, unit: &'static str, note: String) -> Self {
+        let digits = if ours.max(peer) >= 1000.0 { 0 } else { 2 };
+        Row {
+            bench,
+            ours: format!("{ours:.digits$}"),
+            peer: format!("{peer:.digits$}"),
+            ratio: ours / peer,
+            unit,
+            note,
+        }
+    }
+}
+
 fn python(a: &Args) -> String {
     a.python
         .clone()
@@ -86,23 +101,28 @@ fn python(a: &Args) -> String {
         .unwrap_or_else(|| "python3".into())
 }
 
-fn peer(a: &Args, args: &[String]) -> serde_json::Value {
+/// Runs `bench/peer.py BENCH ARGS --threads N [--device cuda] PEER_ARGS` and returns its JSON.
+fn peer(a: &Args, bench: &str, args: &[&str]) -> serde_json::Value {
     let mut cmd = Command::new(python(a));
-    cmd.arg("bench/peer.py").args(args);
-    for x in a.peer_args.split_whitespace() {
-        cmd.arg(x);
+    cmd.args(["bench/peer.py", bench])
+        .args(args)
+        .args(["--threads", &threads().to_string()]);
+    if a.device == "cuda" {
+        cmd.args(["--device", "cuda"]);
     }
-    eprintln!("peer: {cmd:?}");
-    let out = cmd.output().expect("run bench/peer.py");
+    cmd.args(a.peer_args.split_whitespace());
+    last_json_line(cmd)
+}
+
+/// Runs a command that prints its result as JSON on its last line of stdout.
+fn last_json_line(mut cmd: Command) -> serde_json::Value {
+    eprintln!("running {cmd:?}");
+    let out = cmd.output().expect("start the command");
     if !out.status.success() {
-        panic!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        panic!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let line = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or("{}")
-        .to_string();
-    serde_json::from_str(&line).expect("peer JSON")
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("JSON on the last line")
 }
 
 #[allow(deprecated)]
@@ -346,80 +366,66 @@ fn main() {
                 .join("\n"),
         )
         .unwrap();
-        let mut pargs: Vec<String> = [
+        let pr = peer(
+            &a,
             "features",
-            "--images-list",
-            list.to_str().unwrap(),
-            "--batch-images",
-            &a.batch_images.to_string(),
-            "--threads",
-            &n.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if cuda {
-            pargs.extend(["--device".into(), "cuda".into()]);
-        }
-        let pr = peer(&a, &pargs);
+            &[
+                "--images-list",
+                list.to_str().unwrap(),
+                "--batch-images",
+                &a.batch_images.to_string(),
+            ],
+        );
         let peer_ips = pr["images_per_s"].as_f64().unwrap();
         for conv in [Convention::V1_5, Convention::V1] {
             let ours = ours_features(&paths, tch_kind, conv, a.batch_images);
-            rows.push(Row {
-                bench: format!(
+            rows.push(Row::versus(
+                format!(
                     "features ({} images, ResNet-50 {}, libtorch{})",
                     paths.len(),
                     conv.name(),
                     if cuda { " CUDA" } else { " CPU" }
                 ),
-                ours: format!("{ours:.2}"),
-                peer: format!("{peer_ips:.2}"),
-                ratio: ours / peer_ips,
-                unit: "images/s",
-                note: if conv == Convention::V1_5 {
+                ours,
+                peer_ips,
+                "images/s",
+                if conv == Convention::V1_5 {
                     "same network as the peer (torchvision resnet50)".into()
                 } else {
                     "the stage's default network (stride in the 1×1: fewer FLOPs)".into()
                 },
-            });
+            ));
             if !cuda && a.flex && conv == Convention::V1_5 {
                 let few = &paths[..paths.len().min(16)];
                 let ours = ours_features(few, "flex", conv, a.batch_images);
-                rows.push(Row {
-                    bench: format!(
+                rows.push(Row::versus(
+                    format!(
                         "features ({} images, ResNet-50 v1.5, flex: pure Rust)",
                         few.len()
                     ),
-                    ours: format!("{ours:.2}"),
-                    peer: format!("{peer_ips:.2}"),
-                    ratio: ours / peer_ips,
-                    unit: "images/s",
-                    note: "burn's pure-Rust CPU backend".into(),
-                });
+                    ours,
+                    peer_ips,
+                    "images/s",
+                    "burn's pure-Rust CPU backend".into(),
+                ));
             }
         }
     }
 
     if want("train") {
         let (cfg, _) = train_config(&a.train_config);
-        let mut pargs: Vec<String> = [
+        let pr = peer(
+            &a,
             "train",
-            "--config",
-            a.train_config.to_str().unwrap(),
-            "--batch",
-            &a.batch.to_string(),
-            "--steps",
-            &a.steps.to_string(),
-            "--threads",
-            &n.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if cuda {
-            pargs.extend(["--device".into(), "cuda".into()]);
-        }
-        let pr = peer(&a, &pargs);
+            &[
+                "--config",
+                a.train_config.to_str().unwrap(),
+                "--batch",
+                &a.batch.to_string(),
+                "--steps",
+                &a.steps.to_string(),
+            ],
+        );
         let peer_sps = pr["samples_per_s"].as_f64().unwrap();
         let name = a
             .train_config
@@ -428,17 +434,16 @@ fn main() {
             .to_string_lossy()
             .to_string();
         let ours = ours_train(&cfg, tch_kind, a.batch, a.steps);
-        rows.push(Row {
-            bench: format!(
+        rows.push(Row::versus(
+            format!(
                 "train step ({name}, batch {}, libtorch{})",
                 a.batch,
                 if cuda { " CUDA" } else { " CPU" }
             ),
-            ours: format!("{ours:.2}"),
-            peer: format!("{peer_sps:.2}"),
-            ratio: ours / peer_sps,
-            unit: "samples/s",
-            note: format!(
+            ours,
+            peer_sps,
+            "samples/s",
+            format!(
                 "peer: {} on {}, bf16 {}, fused AdamW {}, compile {}",
                 pr["torch"].as_str().unwrap_or("torch"),
                 pr["device"].as_str().unwrap_or("?"),
@@ -446,34 +451,23 @@ fn main() {
                 pr["fused"],
                 pr["compile"]
             ),
-        });
+        ));
         if !cuda && a.flex {
             let ours = ours_train(&cfg, "flex", a.batch, a.steps.min(3));
-            rows.push(Row {
-                bench: format!("train step ({name}, batch {}, flex: pure Rust)", a.batch),
-                ours: format!("{ours:.2}"),
-                peer: format!("{peer_sps:.2}"),
-                ratio: ours / peer_sps,
-                unit: "samples/s",
-                note: String::new(),
-            });
+            rows.push(Row::versus(
+                format!("train step ({name}, batch {}, flex: pure Rust)", a.batch),
+                ours,
+                peer_sps,
+                "samples/s",
+                String::new(),
+            ));
         }
     }
 
     if want("memory") {
-        let exe = std::env::current_exe().unwrap();
-        let out = Command::new(exe)
-            .args(["--child-peak", "--device", &a.device])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value =
-            serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap())
-                .unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child.args(["--child-peak", "--device", &a.device]);
+        let v = last_json_line(child);
         rows.push(Row {
             bench: format!("peak memory of a BERT-base (12×768) FashionBERT training step, batch 32, libtorch {}", if cuda { "CUDA (host memory)" } else { "CPU" }),
             ours: format!("{:.0}", v["peak_rss_mib"].as_f64().unwrap()),
@@ -489,11 +483,19 @@ fn main() {
         let vocab = PathBuf::from("weights/minilm/vocab.txt");
         if csv.is_file() && vocab.is_file() {
             let mut rdr = csv::Reader::from_path(&csv).unwrap();
+            let headers = rdr.headers().unwrap().clone();
+            let col = |name: &str| {
+                headers
+                    .iter()
+                    .position(|h| h == name)
+                    .unwrap_or_else(|| panic!("{}: no `{name}` column", csv.display()))
+            };
+            let (title, description) = (col("title"), col("description"));
             let texts: Vec<String> = rdr
                 .records()
                 .map(|r| {
                     let r = r.unwrap();
-                    format!("{} {}", &r[2], &r[3])
+                    format!("{} {}", &r[title], &r[description])
                 })
                 .collect();
             let tok = fashionbert::text::BertTokenizer::from_vocab(&vocab).unwrap();
@@ -520,36 +522,33 @@ fn main() {
                     .collect();
             }
             let ours = texts.len() as f64 / t0.elapsed().as_secs_f64();
-            let pr = peer_script(
-                &a,
-                &[
-                    "tests/python/tokenize_reference.py",
-                    "--vocab",
-                    vocab.to_str().unwrap(),
-                    "--csv",
-                    csv.to_str().unwrap(),
-                    "--max-len",
-                    "64",
-                    "--impl",
-                    "fast",
-                    "--bench",
-                    "--threads",
-                    &n.to_string(),
-                ],
-            );
+            let mut cmd = Command::new(python(&a));
+            cmd.args([
+                "tests/python/tokenize_reference.py",
+                "--vocab",
+                vocab.to_str().unwrap(),
+                "--csv",
+                csv.to_str().unwrap(),
+                "--max-len",
+                "64",
+                "--impl",
+                "fast",
+                "--bench",
+                "--threads",
+                &n.to_string(),
+            ]);
+            let pr = last_json_line(cmd);
             let theirs = pr["records_per_s"].as_f64().unwrap();
-            rows.push(Row {
-                bench: format!(
+            rows.push(Row::versus(
+                format!(
                     "tokenize + BERT masking ({} fashion-real texts)",
                     texts.len()
                 ),
-                ours: format!("{ours:.0}"),
-                peer: format!("{theirs:.0}"),
-                ratio: ours / theirs,
-                unit: "records/s",
-                note: "peer: Hugging Face BertTokenizerFast (Rust tokenizers) + masking in Python"
-                    .into(),
-            });
+                ours,
+                theirs,
+                "records/s",
+                "peer: Hugging Face BertTokenizerFast (Rust tokenizers) + masking in Python".into(),
+            ));
         } else {
             eprintln!(
                 "skip tokenize: needs ../shared/data/fashion-real and weights/minilm/vocab.txt"
@@ -607,19 +606,6 @@ fn main() {
     let mut all = std::fs::read_to_string(&a.out).unwrap_or_else(|_| "# Benchmarks\n\nAppended by `make bench` (`target/release/bench`): each section is one run, fashionbert and its PyTorch peer side by side on the same machine. Ratios > 1 mean fashionbert is faster.\n".into());
     all.push_str(&md);
     std::fs::write(&a.out, all).unwrap();
-}
-
-fn peer_script(a: &Args, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(python(a)).args(args).output().expect("python");
-    if !out.status.success() {
-        panic!("{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let line = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or("{}")
-        .to_string();
-    serde_json::from_str(&line).expect("JSON")
 }
 
 /// Runs `fashionbert VERB --config <pipeline> [--set ...] EXTRA` and returns its stdout.

@@ -109,11 +109,7 @@ impl PipelineConfig {
             line: None,
             message: format!("cannot read the pipeline config: {e}"),
         })?;
-        let base = file
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
+        let base = super::stage::parent_dir(file);
         Self::parse(&text, file, &base, registry)
     }
 

@@ -226,6 +226,15 @@ pub fn resolve_path(base: &Path, p: &str) -> PathBuf {
     }
 }
 
+/// The directory a file is in: "." for a bare file name (whose `parent()` is the empty path,
+/// which names no directory).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// `path` relative to `base` (both resolved through the file system where they exist), for
 /// storing paths that do not depend on the directory a command was started from.
 pub fn relative_to(base: &Path, path: &Path) -> PathBuf {
@@ -279,5 +288,10 @@ mod tests {
             &d.path().join("repo/pipelines/../../shared/x.csv"),
         );
         assert_eq!(rel, PathBuf::from("../../shared/x.csv"));
+        assert_eq!(parent_dir(Path::new("products.csv")), PathBuf::from("."));
+        assert_eq!(
+            parent_dir(Path::new("data/products.csv")),
+            PathBuf::from("data")
+        );
     }
 }

@@ -228,12 +228,7 @@ fn image_root(p: &Params, base: &Path) -> Result<PathBuf, StageError> {
     Ok(match p.opt_str("image_root")? {
         Some(r) => crate::dag::stage::resolve_path(base, r),
         None => {
-            let csv = crate::dag::stage::resolve_path(base, p.str("csv")?);
-            // `products.csv` has the parent "", which names no directory: use ".".
-            csv.parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("."))
+            crate::dag::stage::parent_dir(&crate::dag::stage::resolve_path(base, p.str("csv")?))
         }
     })
 }
