@@ -5,11 +5,13 @@
 //! - [`stages`]: the FashionBERT pipeline's stages, one module each.
 //! - [`table`]: parquet helpers; [`progress`]: bars and logging.
 
+pub mod catalogue;
 pub mod cli;
 pub mod dag;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod extract;
 pub mod featstore;
 pub mod images;
 pub mod models;

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
 use fashionbert::models::bert::BertConfig;
 use fashionbert::models::fashionbert::{
-    Batch, FashionBertConfig, LossWeighting, MaskedPatchInput, losses,
+    Batch, FashionBertConfig, ItcBatch, LossWeighting, MaskedPatchInput, losses,
 };
 use fashionbert::models::io;
 use fashionbert::models::resnet::Convention;
@@ -236,6 +236,7 @@ fn batch_from(
             TensorData::new(labels.iter().map(|&x| x as i64).collect::<Vec<_>>(), [b]),
             device,
         ),
+        itc: None,
     }
 }
 
@@ -395,5 +396,226 @@ fn fashionbert_matches_the_pytorch_reference() {
             assert!(e < 1e-4, "{mode} {name}: MPM head grad error {e}");
             eprintln!("fashionbert {mode} on {name}: logits, losses, weights and gradients match");
         }
+    }
+}
+
+/// The contrastive (ITC) loss, its similarities and the gradients of (total + ITC) against the
+/// PyTorch reference on shared random weights; rows 0 and 1 stand for one product (soft targets).
+#[test]
+fn itc_loss_matches_the_pytorch_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (mut json, mut cfg) = small_config("zero_vector");
+    json["itc_dim"] = serde_json::json!(16);
+    cfg.itc_dim = 16;
+    let c = d.join("itc.json");
+    std::fs::write(&c, json.to_string()).unwrap();
+    let (w, i, o) = (d.join("w.st"), d.join("i.st"), d.join("o.st"));
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let r = script("fashionbert_reference.py");
+    py(&[
+        &r,
+        "init",
+        "--config",
+        &s(&c),
+        "--seed",
+        "5",
+        "--output",
+        &s(&w),
+    ]);
+    py(&[
+        &r,
+        "make-inputs",
+        "--config",
+        &s(&c),
+        "--batch",
+        "4",
+        "--seed",
+        "6",
+        "--output",
+        &s(&i),
+    ]);
+    py(&[
+        &r,
+        "forward",
+        "--config",
+        &s(&c),
+        "--weights",
+        &s(&w),
+        "--inputs",
+        &s(&i),
+        "--output",
+        &s(&o),
+        "--grads",
+    ]);
+    let inputs = load_st(&i);
+    let want = load_st(&o);
+    for (name, device) in devices() {
+        let device = device.autodiff();
+        let mut model = cfg.init(&device);
+        io::load_weights(&mut model, &w).unwrap();
+        let mut batch = batch_from(&inputs, &device);
+        let int = |n: &str| -> Vec<i64> { inputs[n].1.iter().map(|&x| x as i64).collect() };
+        let (ts, tv) = &inputs["itc_targets"];
+        let (ms, mv) = &inputs["itc_input_mask"];
+        let itc = ItcBatch {
+            rows: Tensor::<1, Int>::from_data(TensorData::new(int("itc_rows"), [ts[0]]), &device),
+            input_ids: Tensor::<2, Int>::from_data(
+                TensorData::new(int("itc_input_ids"), [ms[0], ms[1]]),
+                &device,
+            ),
+            input_mask: Tensor::<2>::from_data(
+                TensorData::new(mv.clone(), [ms[0], ms[1]]),
+                &device,
+            ),
+            segment_ids: Tensor::<2, Int>::zeros([ms[0], ms[1]], &device),
+            targets: Tensor::<2>::from_data(TensorData::new(tv.clone(), [ts[0], ts[1]]), &device),
+        };
+        batch.itc = Some(itc.clone());
+        let out = model.forward(&batch, &MaskedPatchInput::ZeroVector);
+        let l = losses(&out, &batch, &LossWeighting::Adaptive { detach: true });
+        let (li, sim) = model.itc_forward(&batch, &itc);
+        let got: Vec<f32> = li.clone().try_into_vec_as().unwrap();
+        let e = max_abs_diff(&got, &want["loss_itc"].1);
+        assert!(
+            e < 1e-5,
+            "{name}: ITC loss error {e} ({got:?} vs {:?})",
+            want["loss_itc"].1
+        );
+        let e = max_abs_diff(&sim.try_into_vec_as::<f32>().unwrap(), &want["itc_sim"].1);
+        assert!(e < 1e-4, "{name}: ITC similarity error {e}");
+        let grads = (l.total + li).backward();
+        let gw = |t: &Tensor<2>| -> Vec<f32> { t.grad(&grads).unwrap().try_into_vec_as().unwrap() };
+        let transpose = |v: Vec<f32>, r: usize, c: usize| -> Vec<f32> {
+            (0..c)
+                .flat_map(|j| (0..r).map(move |i| (i, j)))
+                .map(|(i, j)| v[i * c + j])
+                .collect()
+        };
+        let h = cfg.bert.hidden_size;
+        let itc_head = model.itc.as_ref().unwrap();
+        for (what, got) in [
+            (
+                "grad.itc.text_proj.weight",
+                transpose(gw(&itc_head.text_proj.weight.val()), h, 16),
+            ),
+            (
+                "grad.itc.image_proj.weight",
+                transpose(gw(&itc_head.image_proj.weight.val()), h, 16),
+            ),
+            (
+                "grad.bert.embeddings.word_embeddings.weight",
+                gw(&model.bert.embeddings.word_embeddings.weight.val()),
+            ),
+            (
+                "grad.bert.image_embeddings.image_projector.weight",
+                transpose(
+                    gw(&model.bert.image_embeddings.image_projector.weight.val()),
+                    2048,
+                    h,
+                ),
+            ),
+        ] {
+            let e = max_abs_diff(&got, &want[what].1);
+            assert!(e < 1e-4, "{name}: {what} error {e}");
+        }
+        let gs: Vec<f32> = itc_head
+            .logit_scale
+            .val()
+            .grad(&grads)
+            .unwrap()
+            .try_into_vec_as()
+            .unwrap();
+        let e = max_abs_diff(&gs, &want["grad.itc.logit_scale"].1);
+        assert!(e < 1e-5, "{name}: logit_scale grad error {e}");
+        eprintln!("ITC on {name}: loss, similarities and gradients match");
+    }
+}
+
+/// The `grid` extractor (one pass over the whole image, the cells of the stride-32 map) against
+/// torchvision's ResNet-50 run on the same preprocessed images, at grid_scale 1 and 2.
+#[test]
+fn grid_features_match_torchvision_whole_image_pass() {
+    use fashionbert::extract::{FeatureExtractor, GridExtractor};
+    use fashionbert::stages::patches::Grid;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let w = d.join("w.safetensors");
+    let out = d.join("out.safetensors");
+    // grid 2: 64-px input (2×2 map) at scale 1, 128-px input (4×4 map pooled 2×2) at scale 2.
+    py(&[
+        "-c",
+        r#"
+import sys, torch, torchvision
+from safetensors.torch import save_file
+torch.manual_seed(1)
+m = torchvision.models.resnet50()
+for mod in m.modules():
+    if isinstance(mod, torch.nn.BatchNorm2d):
+        mod.running_mean.normal_(0, 0.1); mod.running_var.uniform_(0.5, 1.5)
+        mod.weight.data.uniform_(0.5, 1.5); mod.bias.data.normal_(0, 0.1)
+m.eval()
+sd = {k: v.contiguous() for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
+save_file(sd, sys.argv[1], metadata={"format": "pt"})
+body = torch.nn.Sequential(*list(m.children())[:-2])
+out = {}
+with torch.no_grad():
+    for scale in (1, 2):
+        x = torch.randn(3, 3, 64 * scale, 64 * scale)
+        f = body(x)
+        if scale > 1:
+            f = torch.nn.functional.avg_pool2d(f, scale)
+        out[f"x{scale}"] = x
+        out[f"cells{scale}"] = f.flatten(2).transpose(1, 2).contiguous()   # (N, cells, 2048)
+save_file(out, sys.argv[2])
+"#,
+        w.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    let want = load_st(&out);
+    let grid = Grid {
+        image_size: 64,
+        grid: 2,
+        patch_size: 32,
+        masked_patches: 1,
+        fit_pad: false,
+    };
+    for (name, device) in devices() {
+        let net =
+            fashionbert::weights::load_resnet50(w.to_str().unwrap(), d, Convention::V1_5, &device)
+                .unwrap()
+                .fold();
+        for scale in [1u32, 2] {
+            let ex = GridExtractor {
+                grid,
+                scale,
+                convention: Convention::V1_5,
+            };
+            assert_eq!(ex.input_side(), 64 * scale);
+            let (shape, x) = want[&format!("x{scale}")].clone();
+            assert_eq!(x.len(), 3 * ex.pixels_per_image());
+            let got = ex.features(&net, &device, x, shape[0]).unwrap();
+            let reference = &want[&format!("cells{scale}")].1;
+            let e = max_abs_diff(&got, reference);
+            // Un-pooled cells of a random-statistics network reach large values: the bound is
+            // 1e-3 relative to the largest feature (the pooled test's absolute 1e-3 averages
+            // over the cells).
+            let top = reference.iter().fold(1f32, |m, v| m.max(v.abs()));
+            assert!(
+                e < 1e-3 * top,
+                "grid scale {scale} on {name}: max abs error {e} (largest feature {top})"
+            );
+            eprintln!(
+                "grid features (scale {scale}) on {name}: max abs error {e:.2e}, largest feature {top:.1}"
+            );
+        }
+        let zero = GridExtractor {
+            grid,
+            scale: 1,
+            convention: Convention::V1_5,
+        }
+        .masked_feature(&net, &device)
+        .unwrap();
+        assert!(zero.len() == 2048 && zero.iter().all(|&v| v == 0.0));
     }
 }

@@ -37,6 +37,9 @@ fn tcfg(store: &featstore::Store, epochs: usize) -> TrainConfig {
         batch_size: 8,
         max_steps: 0,
         lr: 1e-3,
+        lr_new: None,
+        w_itc: 0.0,
+        itm_mined: false,
         warmup: 0.1,
         clip_norm: 1.0,
         seed: 5,
@@ -222,4 +225,126 @@ fn losses_fall_and_a_nan_stops_the_run_cleanly() {
     let msg = err.to_string();
     assert!(msg.contains("non-finite at step"), "{msg}");
     assert!(msg.contains("--resume"), "says how to continue: {msg}");
+}
+
+/// With the contrastive loss, ITC-mined negatives and a separate learning rate for the new
+/// parameters, a resumed run still equals an uninterrupted one; and the new parameters'
+/// learning rate really is theirs (0 leaves them untouched while the backbone trains).
+#[test]
+fn itc_mined_negatives_and_separate_lrs_resume_exactly() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (train, valid, store, mut cfg) = prepare(dir.path());
+    cfg.itc_dim = 16;
+    let dev = device();
+    let init = |dev: &Device| {
+        dev.seed(1);
+        cfg.init(dev)
+    };
+    let mut c = tcfg(&store, 2);
+    c.w_itc = 1.0;
+    c.itm_mined = true;
+    c.lr_new = Some(5e-3);
+    let whole = training::train(
+        init(&dev),
+        &dev,
+        &train,
+        &valid,
+        &store,
+        &c,
+        &dir.path().join("w1"),
+        false,
+    )
+    .unwrap();
+    assert!(
+        whole
+            .steps
+            .iter()
+            .all(|s| s.loss_itc >= 0.0 && s.loss_itc.is_finite())
+            && whole.steps.iter().filter(|s| s.loss_itc > 0.0).count() * 2 > whole.steps.len(),
+        "the ITC loss is logged (0 where a batch has fewer than two matched records)"
+    );
+    let mut c2 = c.clone();
+    c2.stop_after = 3;
+    let w2 = dir.path().join("w2");
+    training::train(init(&dev), &dev, &train, &valid, &store, &c2, &w2, false).unwrap();
+    let dev2 = device();
+    let resumed =
+        training::train(init(&dev2), &dev2, &train, &valid, &store, &c, &w2, true).unwrap();
+    let (a, b) = (weights(&whole.model), weights(&resumed.model));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let e = max_abs_diff(x, y);
+        assert!(e < 1e-5, "tensor {i}: resumed weights differ by {e}");
+    }
+
+    // lr_new = 0: the image embeddings, heads and ITC head stay as initialised.
+    let mut c3 = c.clone();
+    c3.lr_new = Some(0.0);
+    let start = init(&dev);
+    let before_new: Vec<f32> = start
+        .cls
+        .seq_relationship
+        .weight
+        .val()
+        .try_into_vec_as()
+        .unwrap();
+    let before_itc: Vec<f32> = start
+        .itc
+        .as_ref()
+        .unwrap()
+        .text_proj
+        .weight
+        .val()
+        .try_into_vec_as()
+        .unwrap();
+    let before_enc: Vec<f32> = start.bert.encoder.layer[0]
+        .attention
+        .self_
+        .query
+        .weight
+        .val()
+        .try_into_vec_as()
+        .unwrap();
+    let frozen = training::train(
+        start,
+        &dev,
+        &train,
+        &valid,
+        &store,
+        &c3,
+        &dir.path().join("w3"),
+        false,
+    )
+    .unwrap();
+    let m = &frozen.model;
+    let after_new: Vec<f32> = m
+        .cls
+        .seq_relationship
+        .weight
+        .val()
+        .try_into_vec_as()
+        .unwrap();
+    let after_itc: Vec<f32> = m
+        .itc
+        .as_ref()
+        .unwrap()
+        .text_proj
+        .weight
+        .val()
+        .try_into_vec_as()
+        .unwrap();
+    let after_enc: Vec<f32> = m.bert.encoder.layer[0]
+        .attention
+        .self_
+        .query
+        .weight
+        .val()
+        .try_into_vec_as()
+        .unwrap();
+    assert_eq!(before_new, after_new, "alignment head moved at lr_new = 0");
+    assert_eq!(before_itc, after_itc, "ITC head moved at lr_new = 0");
+    assert!(
+        max_abs_diff(&before_enc, &after_enc) > 1e-6,
+        "the encoder must train at lr > 0"
+    );
 }

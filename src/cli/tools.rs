@@ -254,7 +254,7 @@ pub struct Scorer {
     pub model: FashionBert,
     pub device: Device,
     resnet: crate::models::resnet::FoldedResNet50,
-    cut: crate::stages::features::PatchCutter,
+    ex: Box<dyn crate::extract::FeatureExtractor>,
     tokenizer: BertTokenizer,
     t: usize,
     zero: Vec<f32>,
@@ -278,11 +278,7 @@ impl Scorer {
         )?
         .fold();
         let grid = Grid::read(&l.dir("patches")?)?;
-        let cut = crate::stages::features::PatchCutter {
-            grid,
-            input: ex["patch_input"].as_u64().unwrap_or(grid.patch_size as u64) as u32,
-            convention,
-        };
+        let ex = crate::extract::from_meta(ex, grid)?;
         let tm = l.manifest("tokenize")?;
         let tokenizer = BertTokenizer::from_vocab(&crate::dag::stage::resolve_path(
             &l.config.base_dir,
@@ -292,7 +288,7 @@ impl Scorer {
             model,
             device: compute.device,
             resnet,
-            cut,
+            ex,
             tokenizer,
             t: cfg.text_len,
             zero: store.zero_patch().to_vec(),
@@ -300,15 +296,14 @@ impl Scorer {
     }
 
     pub fn image_features(&self, img: &image::RgbImage) -> Result<Vec<f32>> {
-        let mut px = Vec::new();
-        self.cut.cut_into(img, &mut px);
-        let n = self.cut.grid.patches();
-        crate::stages::features::run_net(&self.resnet, &self.device, px, n, self.cut.input)
+        let mut px = Vec::with_capacity(self.ex.pixels_per_image());
+        self.ex.prepare(img, &mut px);
+        self.ex.features(&self.resnet, &self.device, px, 1)
     }
 
     /// Log-odds of "matched" for each (features, text).
     pub fn score(&self, items: &[(&[f32], &str)]) -> Result<Vec<f64>> {
-        let p = self.cut.grid.patches();
+        let p = self.ex.cells();
         let mut out = Vec::new();
         for chunk in items.chunks(64) {
             let mut hb = HostBatch::new(self.t, p, self.zero.len(), 1, 1);
@@ -600,7 +595,9 @@ pub fn import_tsv(
         recs.masked_lm_positions.extend(i32s(&v[6]));
         recs.masked_lm_ids.extend(i32s(&v[7]));
         recs.masked_lm_weights.extend_from_slice(v[8].floats());
-        recs.label.push(v[9].ints()[0] as i32);
+        let label = v[9].ints()[0] as i32;
+        recs.label.push(label);
+        recs.round.push(if label == 1 { -1 } else { 0 });
         Ok(())
     })?;
     if let Some(c) = count {

@@ -3,5 +3,6 @@
 
 pub mod metrics;
 pub mod predfile;
+pub mod probe;
 pub mod report;
 pub mod scoring;

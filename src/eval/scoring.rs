@@ -106,3 +106,150 @@ pub fn score_pairs(
     bar.finish();
     Ok(out)
 }
+
+/// How `evaluate` ranks candidates (its `score` param).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ScoreKind {
+    /// The alignment head's log-odds on the joint pass (the original).
+    Itm,
+    /// The contrastive similarity of separate text and image passes (needs an ITC head).
+    Itc,
+    /// ITC for every candidate, then the alignment head re-ranks each query's top `k` (as
+    /// ALBEF/BLIP retrieve): the top `k` are ordered by ITM above the rest, ordered by ITC.
+    ItcThenItm { k: usize },
+}
+
+impl ScoreKind {
+    pub fn parse(name: &str, k: usize) -> Option<ScoreKind> {
+        match name {
+            "itm" => Some(ScoreKind::Itm),
+            "itc" => Some(ScoreKind::Itc),
+            "itc_then_itm" => Some(ScoreKind::ItcThenItm { k: k.max(1) }),
+            _ => None,
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            ScoreKind::Itm => {
+                "itm: log-odds logit[1] - logit[0] of the alignment head (corrected); raw logit[1] (easytransfer_compatible)".into()
+            }
+            ScoreKind::Itc => {
+                "itc: contrastive similarity (cosine × inverse temperature) of separate text and image passes; stored as logits [0, s]".into()
+            }
+            ScoreKind::ItcThenItm { k } => format!(
+                "itc_then_itm: ITC for all candidates, the alignment head re-ranks each query's top {k} (stored as [0, {RERANK_OFFSET} + ITM log-odds]; the rest [0, ITC score])"
+            ),
+        }
+    }
+}
+
+/// Added to the ITM log-odds of re-ranked candidates so they stay above every ITC score
+/// (which is at most the inverse temperature, ≤ 100).
+pub const RERANK_OFFSET: f32 = 1000.0;
+
+/// ITC embeddings of texts and images, each computed once, and the model's inverse
+/// temperature.
+pub struct ItcEmbeddings {
+    pub dim: usize,
+    pub scale: f32,
+    pub text: HashMap<String, Vec<f32>>,
+    pub image: HashMap<String, Vec<f32>>,
+}
+
+impl ItcEmbeddings {
+    /// The scaled cosine similarity of an image and a text.
+    pub fn score(&self, image_id: &str, text_id: &str) -> Result<f32> {
+        let i = self
+            .image
+            .get(image_id)
+            .ok_or_else(|| Error::msg(format!("no ITC embedding for image `{image_id}`")))?;
+        let t = self
+            .text
+            .get(text_id)
+            .ok_or_else(|| Error::msg(format!("no ITC embedding for text `{text_id}`")))?;
+        Ok(self.scale * i.iter().zip(t).map(|(a, b)| a * b).sum::<f32>())
+    }
+}
+
+/// Encodes every distinct text and image once with the model's ITC head.
+pub fn itc_embed(
+    model: &FashionBert,
+    device: &Device,
+    texts: &Texts,
+    store: &featstore::Store,
+    text_ids: &[&str],
+    image_ids: &[&str],
+    batch: usize,
+) -> Result<ItcEmbeddings> {
+    use burn::tensor::{Int, Tensor, TensorData};
+    if model.itc.is_none() {
+        return Err(Error::Model(
+            "score `itc` needs a model trained with the contrastive loss (train.w_itc > 0); this one has no ITC head: use score = \"itm\"".into(),
+        ));
+    }
+    let to_vecs = |x: Tensor<2>, n: usize| -> Result<Vec<Vec<f32>>> {
+        let d = x.dims()[1];
+        let v: Vec<f32> = x
+            .try_into_vec_as::<f32>()
+            .map_err(|e| Error::Model(format!("{e:?}")))?;
+        Ok((0..n).map(|i| v[i * d..(i + 1) * d].to_vec()).collect())
+    };
+    let mut uniq_t: Vec<&str> = text_ids.to_vec();
+    uniq_t.sort_unstable();
+    uniq_t.dedup();
+    let mut uniq_i: Vec<&str> = image_ids.to_vec();
+    uniq_i.sort_unstable();
+    uniq_i.dedup();
+    let bar = Progress::new((uniq_t.len() + uniq_i.len()) as u64, "ITC encodings");
+    let t = texts.t;
+    let mut text = HashMap::with_capacity(uniq_t.len());
+    for chunk in uniq_t.chunks(batch.max(1)) {
+        let (mut ids, mut mask) = (Vec::new(), Vec::new());
+        for id in chunk {
+            let (a, m) = texts
+                .get(id)
+                .ok_or_else(|| Error::msg(format!("no tokens for text `{id}`")))?;
+            ids.extend(a.iter().map(|&v| v as i64));
+            mask.extend(m.iter().map(|&v| v as f32));
+        }
+        let n = chunk.len();
+        let e = model.itc_text(
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [n, t]), device),
+            Tensor::<2>::from_data(TensorData::new(mask, [n, t]), device),
+            Tensor::<2, Int>::zeros([n, t], device),
+        );
+        for (id, v) in chunk.iter().zip(to_vecs(e, n)?) {
+            text.insert(id.to_string(), v);
+        }
+        bar.inc(n as u64);
+    }
+    let (p, f) = (store.meta.patches, store.meta.dim);
+    let mut image = HashMap::with_capacity(uniq_i.len());
+    for chunk in uniq_i.chunks(batch.max(1)) {
+        let mut feats = Vec::with_capacity(chunk.len() * p * f);
+        for id in chunk {
+            store.read_into(id, &mut feats)?;
+        }
+        let n = chunk.len();
+        let e = model.itc_image(Tensor::<3>::from_data(
+            TensorData::new(feats, [n, p, f]),
+            device,
+        ));
+        for (id, v) in chunk.iter().zip(to_vecs(e, n)?) {
+            image.insert(id.to_string(), v);
+        }
+        bar.inc(n as u64);
+    }
+    bar.finish();
+    let scale: Vec<f32> = model
+        .itc_scale()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Error::Model(format!("{e:?}")))?;
+    Ok(ItcEmbeddings {
+        dim: text.values().next().map(|v| v.len()).unwrap_or(0),
+        scale: scale[0],
+        text,
+        image,
+    })
+}

@@ -7,6 +7,11 @@
 //!
 //! Fixed relative to the original: the image mask is boolean (a position listed twice is masked
 //! once, never sign-flipped); the adaptive loss weights are detached by default.
+//!
+//! Beyond the original (off unless `itc_dim > 0`): an in-batch image–text contrastive head
+//! (`itc.*`, as ALBEF/BLIP's ITC). Text-only and image-only passes through the same encoder are
+//! mean-pooled, projected to `itc_dim`, L2-normalised and compared by cosine times a learnable
+//! inverse temperature; see [`itc_loss`].
 
 use burn::config::Config;
 use burn::module::{Module, Param};
@@ -30,7 +35,24 @@ pub struct FashionBertConfig {
     pub masked_patch_num: usize,
     #[config(default = 10)]
     pub masked_text_num: usize,
+    /// Width of the contrastive (ITC) projections; 0 = no ITC head (the original model).
+    #[config(default = 0)]
+    pub itc_dim: usize,
 }
+
+/// The in-batch contrastive head: one projection per modality and the inverse temperature.
+#[derive(Module, Debug)]
+pub struct ItcHead {
+    /// H → `itc_dim`, applied to the mean of a text-only pass.
+    pub text_proj: Linear,
+    /// H → `itc_dim`, applied to the mean of an image-only pass.
+    pub image_proj: Linear,
+    /// `[1]`: log of the inverse temperature (starts at ln(1/0.07), clamped to ≤ ln 100).
+    pub logit_scale: Param<Tensor<1>>,
+}
+
+/// ITC's inverse temperature is clamped to this (as CLIP).
+pub const MAX_LOGIT_SCALE: f32 = 4.605_170_2; // ln 100
 
 #[derive(Module, Debug)]
 pub struct ImageEmbeddings {
@@ -80,6 +102,8 @@ pub struct Heads {
 pub struct FashionBert {
     pub bert: Backbone,
     pub cls: Heads,
+    /// The contrastive head, where the config asks for one (`itc_dim > 0`).
+    pub itc: Option<ItcHead>,
     pub hidden_act: String,
 }
 
@@ -107,6 +131,22 @@ pub struct Batch {
     pub masked_lm_weights: Tensor<2>,
     /// `[B]` 1 = matched.
     pub labels: Tensor<1, Int>,
+    /// The matched records' unmasked texts, for the contrastive loss (None when the batch has
+    /// fewer than two).
+    pub itc: Option<ItcBatch>,
+}
+
+/// The matched records of a batch, for ITC.
+#[derive(Debug, Clone)]
+pub struct ItcBatch {
+    /// `[N]` their rows in the batch (their images are `image_feature[rows]`).
+    pub rows: Tensor<1, Int>,
+    /// `[N, T]` unmasked ids, mask (1/0 floats) and segment ids of their texts.
+    pub input_ids: Tensor<2, Int>,
+    pub input_mask: Tensor<2>,
+    pub segment_ids: Tensor<2, Int>,
+    /// `[N, N]` 1 where image i and text j are of the same product.
+    pub targets: Tensor<2>,
 }
 
 /// What a masked patch looks like to the model.
@@ -186,9 +226,31 @@ impl FashionBertConfig {
                 seq_relationship: c.linear(h, 2, true, device),
                 img_predictions: c.linear(h, self.patch_feature_size, false, device),
             },
+            itc: (self.itc_dim > 0).then(|| ItcHead {
+                text_proj: c.linear(h, self.itc_dim, true, device),
+                image_proj: c.linear(h, self.itc_dim, true, device),
+                logit_scale: Param::from_tensor(Tensor::from_floats(
+                    [(1.0f32 / 0.07).ln()],
+                    device,
+                )),
+            }),
             hidden_act: c.hidden_act.clone(),
         }
     }
+}
+
+/// Mean of `seq` `[B, L, H]` over the positions where `mask` `[B, L]` is 1 → `[B, H]`.
+fn masked_mean(seq: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+    let [b, l, h] = seq.dims();
+    let m = mask.reshape([b, l, 1]);
+    let n = m.clone().sum_dim(1).clamp_min(1.0).reshape([b, 1]);
+    (seq * m).sum_dim(1).reshape([b, h]) / n
+}
+
+/// Rows scaled to unit L2 norm (ε 1e-12, as `torch.nn.functional.normalize`).
+fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let n = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    x / n
 }
 
 /// Gathers rows of `seq` `[B, L, H]` at `pos` `[B, K]` → `[B·K, H]`.
@@ -211,7 +273,7 @@ impl FashionBert {
         let text = bb
             .embeddings
             .forward(batch.input_ids.clone(), batch.segment_ids.clone());
-        let [b, p, f] = batch.image_feature.dims();
+        let [_, _, f] = batch.image_feature.dims();
         let device = batch.image_feature.device();
         let mut feats = batch.image_feature.clone();
         if let Some(m) = masked {
@@ -222,7 +284,19 @@ impl FashionBert {
                 feats = feats + batch.patch_masked.clone() * z;
             }
         }
-        let ie = &bb.image_embeddings;
+        let img = self.embed_image(feats);
+        let x = Tensor::cat(vec![text, img], 1);
+        let mask = Tensor::cat(vec![batch.input_mask.clone(), batch.image_mask.clone()], 1);
+        let seq = bb.encoder.forward(x, mask_bias(mask));
+        let pooled = bb.pooler.forward(seq.clone());
+        (seq, pooled)
+    }
+
+    /// The image tokens `[B, P, H]` of raw patch features `[B, P, F]` (masking already applied).
+    fn embed_image(&self, feats: Tensor<3>) -> Tensor<3> {
+        let ie = &self.bert.image_embeddings;
+        let [b, p, _] = feats.dims();
+        let device = feats.device();
         let feats = ie.input_dropout.forward(feats);
         let types = Tensor::<2, Int>::ones([b, p], &device);
         let pos = Tensor::<1, Int>::arange(0..p as i64, &device)
@@ -231,12 +305,96 @@ impl FashionBert {
         let img = ie.image_projector.forward(feats)
             + ie.patch_type_embeddings.forward(types)
             + ie.patch_position_embeddings.forward(pos);
-        let img = ie.dropout.forward(ie.layer_norm.forward(img));
-        let x = Tensor::cat(vec![text, img], 1);
-        let mask = Tensor::cat(vec![batch.input_mask.clone(), batch.image_mask.clone()], 1);
-        let seq = bb.encoder.forward(x, mask_bias(mask));
-        let pooled = bb.pooler.forward(seq.clone());
-        (seq, pooled)
+        ie.dropout.forward(ie.layer_norm.forward(img))
+    }
+
+    fn itc_head(&self) -> &ItcHead {
+        self.itc
+            .as_ref()
+            .expect("ITC used on a model without an ITC head (config itc_dim = 0)")
+    }
+
+    /// ITC text embeddings `[B, D]` (L2-normalised) of a text-only pass over unmasked ids.
+    pub fn itc_text(
+        &self,
+        input_ids: Tensor<2, Int>,
+        input_mask: Tensor<2>,
+        segment_ids: Tensor<2, Int>,
+    ) -> Tensor<2> {
+        let x = self.bert.embeddings.forward(input_ids, segment_ids);
+        let seq = self.bert.encoder.forward(x, mask_bias(input_mask.clone()));
+        let pooled = masked_mean(seq, input_mask);
+        l2_normalize(self.itc_head().text_proj.forward(pooled))
+    }
+
+    /// ITC image embeddings `[B, D]` (L2-normalised) of an image-only pass over unmasked
+    /// patch features `[B, P, F]`.
+    pub fn itc_image(&self, image_feature: Tensor<3>) -> Tensor<2> {
+        let [b, p, _] = image_feature.dims();
+        let device = image_feature.device();
+        let img = self.embed_image(image_feature);
+        let seq = self
+            .bert
+            .encoder
+            .forward(img, mask_bias(Tensor::<2>::ones([b, p], &device)));
+        let h = seq.dims()[2];
+        l2_normalize(
+            self.itc_head()
+                .image_proj
+                .forward(seq.mean_dim(1).reshape([b, h])),
+        )
+    }
+
+    /// The inverse temperature `exp(logit_scale)`, clamped, as a `[1]` tensor.
+    pub fn itc_scale(&self) -> Tensor<1> {
+        self.itc_head()
+            .logit_scale
+            .val()
+            .clamp(0.0, MAX_LOGIT_SCALE)
+            .exp()
+    }
+
+    /// The contrastive loss `[1]` of a batch's matched records, and their scaled
+    /// image→text similarities `[N, N]`.
+    pub fn itc_forward(&self, batch: &Batch, itc: &ItcBatch) -> (Tensor<1>, Tensor<2>) {
+        let images = batch.image_feature.clone().select(0, itc.rows.clone());
+        let img = self.itc_image(images);
+        let txt = self.itc_text(
+            itc.input_ids.clone(),
+            itc.input_mask.clone(),
+            itc.segment_ids.clone(),
+        );
+        itc_loss(img, txt, self.itc_scale(), itc.targets.clone())
+    }
+
+    /// The alignment logits `[N, 2]` of the pairs (image row `images[i]` of the batch, matched
+    /// text `texts[i]` of the batch's ITC rows): unmasked joint passes, for mined negatives.
+    pub fn mined_logits(
+        &self,
+        batch: &Batch,
+        itc: &ItcBatch,
+        images: Tensor<1, Int>,
+        texts: Tensor<1, Int>,
+    ) -> Tensor<2> {
+        let n = images.dims()[0];
+        let device = batch.image_feature.device();
+        let p = batch.image_feature.dims()[1];
+        let mined = Batch {
+            input_ids: itc.input_ids.clone().select(0, texts.clone()),
+            input_mask: itc.input_mask.clone().select(0, texts.clone()),
+            segment_ids: itc.segment_ids.clone().select(0, texts),
+            image_feature: batch.image_feature.clone().select(0, images),
+            image_mask: Tensor::<2>::ones([n, p], &device),
+            patch_masked: Tensor::<3>::zeros([n, p, 1], &device),
+            masked_patch_positions: Tensor::<2, Int>::zeros([n, 1], &device),
+            masked_patch_weights: Tensor::<2>::zeros([n, 1], &device),
+            masked_lm_positions: Tensor::<2, Int>::zeros([n, 1], &device),
+            masked_lm_ids: Tensor::<2, Int>::zeros([n, 1], &device),
+            masked_lm_weights: Tensor::<2>::zeros([n, 1], &device),
+            labels: Tensor::<1, Int>::zeros([n], &device),
+            itc: None,
+        };
+        self.align_logits(&mined)
     }
 
     /// The alignment logits `[B, 2]` of unmasked records: retrieval scoring.
@@ -309,6 +467,23 @@ pub fn losses(out: &Output, batch: &Batch, weighting: &LossWeighting) -> Losses 
     let mpm = (kl * pw.clone()).sum() / pw.sum().clamp_min(1e-12);
     let _ = (p, f);
 
+    let (weights, total) = combine(&mlm, &tia, &mpm, weighting);
+    Losses {
+        mlm,
+        tia,
+        mpm,
+        weights,
+        total,
+    }
+}
+
+/// The three losses' weights `[3]` and their weighted sum, as `weighting` says.
+pub fn combine(
+    mlm: &Tensor<1>,
+    tia: &Tensor<1>,
+    mpm: &Tensor<1>,
+    weighting: &LossWeighting,
+) -> (Tensor<1>, Tensor<1>) {
     let g = Tensor::cat(vec![mlm.clone(), tia.clone(), mpm.clone()], 0); // [3]
     let weights = match weighting {
         LossWeighting::Adaptive { detach } => {
@@ -324,11 +499,40 @@ pub fn losses(out: &Output, batch: &Batch, weighting: &LossWeighting) -> Losses 
         LossWeighting::Fixed(w) => Tensor::<1>::from_floats(w.as_slice(), &g.device()),
     };
     let total = (g * weights.clone()).sum();
-    Losses {
-        mlm,
-        tia,
-        mpm,
-        weights,
-        total,
-    }
+    (weights, total)
+}
+
+/// The alignment loss with negatives mined from ITC (as ALBEF): the matched records' logits
+/// `pos` `[N, 2]` (label 1) and the logits of the mined unmatched pairs `neg` `[M, 2]` (label 0),
+/// mean cross-entropy over all N + M.
+pub fn mined_alignment_loss(pos: Tensor<2>, neg: Tensor<2>) -> Tensor<1> {
+    let [n, _] = pos.dims();
+    let [m, _] = neg.dims();
+    let lp = log_softmax(pos, 1).narrow(1, 1, 1).sum();
+    let ln = log_softmax(neg, 1).narrow(1, 0, 1).sum();
+    (lp + ln).neg() / (n + m) as f64
+}
+
+/// The in-batch contrastive loss (InfoNCE both ways, averaged) of ITC embeddings `image` and
+/// `text` (`[N, D]`, row i of each from the same matched pair) at inverse temperature `scale`
+/// `[1]`. `targets` `[N, N]` is 1 where image i and text j match (at least the diagonal; also
+/// where two pairs share a product, so a duplicate is never pushed away), each direction's
+/// target distribution being its row (column) normalised. Returns the loss `[1]` and the
+/// image→text similarities `[N, N]` (scaled).
+pub fn itc_loss(
+    image: Tensor<2>,
+    text: Tensor<2>,
+    scale: Tensor<1>,
+    targets: Tensor<2>,
+) -> (Tensor<1>, Tensor<2>) {
+    let sim = image.matmul(text.transpose()) * scale.reshape([1, 1]);
+    let t_i2t = targets.clone() / targets.clone().sum_dim(1);
+    let t_t2i = targets.clone().transpose() / targets.transpose().sum_dim(1);
+    let [n, _] = sim.dims();
+    let i2t = (log_softmax(sim.clone(), 1) * t_i2t).sum().neg() / n as f64;
+    let t2i = (log_softmax(sim.clone().transpose(), 1) * t_t2i)
+        .sum()
+        .neg()
+        / n as f64;
+    ((i2t + t2i) / 2.0, sim)
 }

@@ -69,7 +69,11 @@ pub fn init_from_bert(model: &mut FashionBert, file: &Path) -> Result<InitReport
         .missing
         .iter()
         .map(|(p, _)| p.as_str())
-        .filter(|p| !p.starts_with("cls.") && !p.starts_with("bert.image_embeddings."))
+        .filter(|p| {
+            !p.starts_with("cls.")
+                && !p.starts_with("bert.image_embeddings.")
+                && !p.starts_with("itc.")
+        })
         .collect();
     if !backbone_missing.is_empty() || !res.errors.is_empty() {
         let errs: Vec<String> = res.errors.iter().map(|e| e.to_string()).collect();

@@ -283,7 +283,15 @@ pub struct FoldedResNet50 {
 }
 
 impl FoldedResNet50 {
+    /// The global-average-pool feature `[N, 2048]`.
     pub fn pooled(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self.feature_map(x);
+        let [n, c, _, _] = x.dims();
+        self.avgpool.forward(x).reshape([n, c])
+    }
+
+    /// The last stage's map `[N, 2048, H/32, W/32]`, before pooling.
+    pub fn feature_map(&self, x: Tensor<4>) -> Tensor<4> {
         let x = relu(self.conv1.forward(x));
         let mut x = self.maxpool.forward(x);
         for b in self.layers.iter().flatten() {
@@ -295,8 +303,7 @@ impl FoldedResNet50 {
             let y = relu(b.conv2.forward(y));
             x = relu(b.conv3.forward(y) + identity);
         }
-        let [n, c, _, _] = x.dims();
-        self.avgpool.forward(x).reshape([n, c])
+        x
     }
 
     pub fn logits(&self, pooled: Tensor<2>) -> Tensor<2> {

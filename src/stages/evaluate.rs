@@ -20,10 +20,11 @@ use crate::dag::{
     Input, ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError,
     StageSpec,
 };
+use crate::error::IoContext;
 use crate::eval::metrics::{self, Metrics, Scored};
 use crate::eval::predfile;
 use crate::eval::report::{self, Series};
-use crate::eval::scoring::{Texts, check_layout, score_pairs};
+use crate::eval::scoring::{RERANK_OFFSET, ScoreKind, Texts, check_layout, itc_embed, score_pairs};
 use crate::featstore;
 use crate::models::io;
 use crate::sources::Product;
@@ -61,7 +62,31 @@ pub const SPEC: StageSpec = StageSpec {
             "where a subcategory is too small",
         ),
         P::new("seed", K::Int, D::Int(19), "eval-set seed"),
+        P::new(
+            "score",
+            K::Choice(&["itm", "itc", "itc_then_itm"]),
+            D::Str("itm"),
+            "rank by the alignment head (the original), the contrastive similarity, or ITC then the alignment head re-ranking the top `rerank_k`",
+        ),
+        P::new(
+            "rerank_k",
+            K::Int,
+            D::Int(16),
+            "itc_then_itm: candidates per query the alignment head re-ranks",
+        ),
         P::new("batch_size", K::Int, D::Int(256), "pairs per scoring batch"),
+        P::new(
+            "probe_products",
+            K::Int,
+            D::Int(1500),
+            "train products the linear probe baseline is fitted on (0 = no probe)",
+        ),
+        P::new(
+            "probe_ridge",
+            K::Float,
+            D::Float(1.0),
+            "the probe's ridge λ, relative to the mean squared norm of its image vectors",
+        ),
         P::new(
             "compat_batch",
             K::Int,
@@ -210,50 +235,322 @@ impl Stage for Evaluate {
         let texts = Texts::read(&ctx.input("tokenize", "texts.parquet")?)?;
         let store = featstore::Store::open(ctx.input_dir("features")?)?;
         let compute = crate::device::from_runtime(ctx.runtime())?;
-        let (model, cfg) = io::load(ctx.input_dir("train")?, &compute.device)?;
-        check_layout(&cfg, texts.t, &store)?;
-
-        let (sets, filled, short) = build_sets(
+        let model_dir = ctx.input_dir("train")?.to_path_buf();
+        let (pairs, filled) = evaluate_into(
+            ctx.out_dir(),
+            &model_dir,
             &products,
-            &|id| store.contains(id),
-            p.usize("queries")?,
-            p.usize("negatives")?,
-            p.str("fill")? != "none",
-            p.u64("seed")?,
-        );
-        let wanted: Vec<(String, String)> = sets
-            .iter()
-            .flat_map(|s| s.rows.iter().map(|r| (r.1.clone(), r.2.clone())))
-            .collect();
-        tracing::info!(
-            "evaluate: scoring {} pairs on {}",
-            wanted.len(),
-            compute.kind
-        );
-        let scores = score_pairs(
-            &model,
-            &compute.device,
             &texts,
             &store,
-            &wanted,
-            p.usize("batch_size")?,
+            &compute,
+            &p,
         )?;
+        ctx.count("pairs", pairs);
+        ctx.count("negatives_from_fallback", filled);
+        Ok(())
+    }
+}
 
-        let compat_batch = p.usize("compat_batch")?;
-        let mut all_metrics = serde_json::Map::new();
-        let mut rank_rows: Vec<(String, metrics::QueryRank)> = Vec::new();
-        let mut pair_cols: (
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-            Vec<bool>,
-            Vec<f32>,
-            Vec<f32>,
-        ) = Default::default();
-        let mut curves = Vec::new();
-        let mut table_md = String::new();
-        for set in &sets {
+/// Evaluates the model in `model_dir` (a `train` entry) on the valid products of `products`:
+/// builds the eval sets, scores them as `p` says, and writes every output of the stage into
+/// `out_dir`. Returns the scored pairs and the negatives drawn from a fallback pool. Shared by
+/// the stage and `fashionbert evaluate --model … --csv …`.
+pub fn evaluate_into(
+    out_dir: &std::path::Path,
+    model_dir: &std::path::Path,
+    products: &[Product],
+    texts: &Texts,
+    store: &featstore::Store,
+    compute: &crate::device::Compute,
+    p: &crate::dag::Params,
+) -> crate::Result<(u64, u64)> {
+    let out = |name: &str| out_dir.join(name);
+    let (model, cfg) = io::load(model_dir, &compute.device)?;
+    check_layout(&cfg, texts.t, &store)?;
+
+    let (sets, filled, short) = build_sets(
+        &products,
+        &|id| store.contains(id),
+        p.usize("queries")?,
+        p.usize("negatives")?,
+        p.str("fill")? != "none",
+        p.u64("seed")?,
+    );
+    let kind = ScoreKind::parse(p.str("score")?, p.usize("rerank_k")?).expect("checked choice");
+    let set_scores = score_sets(
+        &model,
+        &compute,
+        &texts,
+        &store,
+        &sets,
+        kind,
+        p.usize("batch_size")?,
+    )?;
+
+    let probe_metrics = run_probe(&p, &products, &texts, &store, &sets)?;
+
+    let compat_batch = p.usize("compat_batch")?;
+    let mut all_metrics = serde_json::Map::new();
+    let mut rank_rows: Vec<(String, metrics::QueryRank)> = Vec::new();
+    let mut pair_cols: (
+        Vec<String>,
+        Vec<String>,
+        Vec<String>,
+        Vec<String>,
+        Vec<bool>,
+        Vec<f32>,
+        Vec<f32>,
+    ) = Default::default();
+    let mut curves = Vec::new();
+    let mut table_md = String::new();
+    for (set, scores) in sets.iter().zip(&set_scores) {
+        let scored: Vec<Scored> = set
+            .rows
+            .iter()
+            .map(|(q, img, txt, label)| Scored {
+                query: q.clone(),
+                candidate: if set.direction == "img2txt" {
+                    txt.clone()
+                } else {
+                    img.clone()
+                },
+                label: *label,
+                logits: scores[&(img.clone(), txt.clone())],
+            })
+            .collect();
+        let m = metrics::compute(&scored, compat_batch);
+        let ranks = metrics::rank_queries(&scored);
+        curves.push((set.direction, ranks.clone()));
+        for r in ranks {
+            rank_rows.push((set.direction.to_string(), r));
+        }
+        for ((q, img, txt, label), s) in set.rows.iter().zip(&scored) {
+            pair_cols.0.push(set.direction.to_string());
+            pair_cols.1.push(q.clone());
+            pair_cols.2.push(img.clone());
+            pair_cols.3.push(txt.clone());
+            pair_cols.4.push(*label);
+            pair_cols.5.push(s.logits[0]);
+            pair_cols.6.push(s.logits[1]);
+        }
+        let file = out(&format!("predictions_{}.txt", set.direction));
+        predfile::write(&file, set, scores, compat_batch)?;
+        let _ = writeln!(table_md, "{}", md_row(set.direction, &m));
+        all_metrics.insert(set.direction.to_string(), serde_json::to_value(&m).unwrap());
+    }
+    all_metrics.insert(
+        "eval_set".into(),
+        serde_json::json!({
+            "queries_requested": p.usize("queries")?,
+            "negatives": p.usize("negatives")?,
+            "fill": p.str("fill")?,
+            "negatives_from_fallback": filled,
+            "queries_short_of_negatives": short,
+            "score": kind.describe(),
+            "ties": "expected rank under uniform random tie-breaking",
+        }),
+    );
+    let mut probe_md = String::new();
+    if let Some((pm, n)) = &probe_metrics {
+        let mut o = serde_json::Map::new();
+        for (dir, m) in pm {
+            let _ = writeln!(probe_md, "{}", md_row(&format!("{dir} (probe)"), m));
+            o.insert(dir.to_string(), serde_json::to_value(m).unwrap());
+        }
+        o.insert("fit_products".into(), serde_json::json!(n));
+        o.insert("ridge".into(), serde_json::json!(p.float("probe_ridge")?));
+        all_metrics.insert("probe".into(), serde_json::Value::Object(o));
+    }
+    std::fs::write(
+        out("metrics.json"),
+        serde_json::to_string_pretty(&all_metrics).unwrap(),
+    )
+    .at(&out("metrics.json"))?;
+
+    let n = pair_cols.0.len();
+    let mut df = table::frame(vec![
+        col_str("direction", &pair_cols.0),
+        col_str("query", &pair_cols.1),
+        col_str("image_id", &pair_cols.2),
+        col_str("text_product_id", &pair_cols.3),
+        col_bool("label", &pair_cols.4),
+        col_f32("logit0", &pair_cols.5),
+        col_f32("logit1", &pair_cols.6),
+    ])?;
+    table::write_parquet(&mut df, &out("pairs.parquet"))?;
+    let mut df = table::frame(vec![
+        col_str(
+            "direction",
+            &rank_rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        ),
+        col_str(
+            "query",
+            &rank_rows
+                .iter()
+                .map(|r| r.1.query.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        col_i64(
+            "candidates",
+            &rank_rows
+                .iter()
+                .map(|r| r.1.candidates as i64)
+                .collect::<Vec<_>>(),
+        ),
+        col_i64(
+            "higher",
+            &rank_rows
+                .iter()
+                .map(|r| r.1.higher as i64)
+                .collect::<Vec<_>>(),
+        ),
+        col_i64(
+            "ties",
+            &rank_rows
+                .iter()
+                .map(|r| r.1.ties as i64)
+                .collect::<Vec<_>>(),
+        ),
+        col_f64(
+            "rank",
+            &rank_rows.iter().map(|r| r.1.rank).collect::<Vec<_>>(),
+        ),
+        col_f64(
+            "reciprocal_rank",
+            &rank_rows.iter().map(|r| r.1.rr).collect::<Vec<_>>(),
+        ),
+    ])?;
+    table::write_parquet(&mut df, &out("ranks.parquet"))?;
+
+    // Plots and report.
+    let kmax = curves
+        .iter()
+        .flat_map(|(_, r)| r.iter().map(|q| q.candidates))
+        .max()
+        .unwrap_or(101);
+    let mut series: Vec<Series> = curves
+        .iter()
+        .zip([report::BLUE_, report::ORANGE])
+        .map(|((dir, ranks), color)| Series {
+            name: dir,
+            points: (1..=kmax)
+                .map(|k| {
+                    let v = ranks
+                        .iter()
+                        .map(|r| metrics::hit_at(k, r.higher, r.ties))
+                        .sum::<f64>()
+                        / ranks.len().max(1) as f64;
+                    (k as f64, v)
+                })
+                .collect(),
+            color,
+        })
+        .collect();
+    series.push(Series {
+        name: "chance",
+        points: (1..=kmax)
+            .map(|k| (k as f64, k as f64 / kmax as f64))
+            .collect(),
+        color: report::GREY,
+    });
+    report::line_chart(
+        &out("rank_at_k.png"),
+        "Rank@K on the valid split (corrected)",
+        "K",
+        "Rank@K",
+        &series,
+        Some((0.0, 1.0)),
+    )?;
+
+    let log = table::read_parquet(&model_dir.join("train_log.parquet"))?;
+    let steps = table::i64s(&log, "step")?;
+    let w = (steps.len() / 50).max(1);
+    let loss_series: Vec<Series> = [
+        ("loss_mlm", report::BLUE_),
+        ("loss_tia", report::ORANGE),
+        ("loss_mpm", report::GREEN_),
+    ]
+    .into_iter()
+    .map(|(c, color)| -> crate::Result<Series> {
+        let v = table::f32s(&log, c)?;
+        let pts: Vec<(f64, f64)> = steps
+            .iter()
+            .zip(&v)
+            .map(|(&s, &y)| (s as f64, y as f64))
+            .collect();
+        // Each loss relative to its first value, so the three fit one chart.
+        let first = report::smooth(&pts, w)
+            .first()
+            .map(|p| p.1)
+            .unwrap_or(1.0)
+            .max(1e-12);
+        Ok(Series {
+            name: c,
+            points: report::smooth(&pts, w)
+                .into_iter()
+                .map(|(x, y)| (x, y / first))
+                .collect(),
+            color,
+        })
+    })
+    .collect::<crate::Result<_>>()?;
+    report::line_chart(
+        &out("train_loss.png"),
+        &format!("training losses (moving average of {w} steps, relative to the start)"),
+        "step",
+        "loss / initial loss",
+        &loss_series,
+        None,
+    )?;
+    let summary: serde_json::Value = std::fs::read_to_string(model_dir.join("summary.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let report = render_report(&all_metrics, &table_md, &probe_md, &summary, filled, short);
+    std::fs::write(out("report.md"), report).at(&out("report.md"))?;
+    crate::progress::println(format!(
+        "retrieval on the valid split:\n{}",
+        table_md.trim_end()
+    ));
+    Ok((n as u64, filled))
+}
+
+type PairScores = HashMap<(String, String), [f32; 2]>;
+
+/// The linear probe's metrics on the same eval sets, and the products it was fitted on.
+#[allow(clippy::type_complexity)]
+fn run_probe(
+    p: &crate::dag::Params,
+    products: &[Product],
+    texts: &Texts,
+    store: &featstore::Store,
+    sets: &[EvalSet],
+) -> crate::Result<Option<(Vec<(&'static str, Metrics)>, usize)>> {
+    let n = p.usize("probe_products")?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let cfg = crate::eval::probe::ProbeConfig {
+        fit_products: n,
+        ridge: p.float("probe_ridge")?,
+        seed: p.u64("seed")?,
+    };
+    let t0 = std::time::Instant::now();
+    let probe = match crate::eval::probe::Probe::fit(products, texts, store, cfg) {
+        Ok(pr) => pr,
+        Err(e) => {
+            tracing::warn!("evaluate: no probe baseline: {e}");
+            return Ok(None);
+        }
+    };
+    let wanted: Vec<(String, String)> = sets
+        .iter()
+        .flat_map(|s| s.rows.iter().map(|r| (r.1.clone(), r.2.clone())))
+        .collect();
+    let scores = probe.score_pairs(texts, store, &wanted)?;
+    let out = sets
+        .iter()
+        .map(|set| {
             let scored: Vec<Scored> = set
                 .rows
                 .iter()
@@ -265,196 +562,111 @@ impl Stage for Evaluate {
                         img.clone()
                     },
                     label: *label,
-                    logits: scores[&(img.clone(), txt.clone())],
+                    logits: [0.0, scores[&(img.clone(), txt.clone())]],
                 })
                 .collect();
-            let m = metrics::compute(&scored, compat_batch);
-            let ranks = metrics::rank_queries(&scored);
-            curves.push((set.direction, ranks.clone()));
-            for r in ranks {
-                rank_rows.push((set.direction.to_string(), r));
-            }
-            for ((q, img, txt, label), s) in set.rows.iter().zip(&scored) {
-                pair_cols.0.push(set.direction.to_string());
-                pair_cols.1.push(q.clone());
-                pair_cols.2.push(img.clone());
-                pair_cols.3.push(txt.clone());
-                pair_cols.4.push(*label);
-                pair_cols.5.push(s.logits[0]);
-                pair_cols.6.push(s.logits[1]);
-            }
-            let file = ctx.out(&format!("predictions_{}.txt", set.direction));
-            predfile::write(&file, set, &scores, compat_batch)?;
-            let _ = writeln!(table_md, "{}", md_row(set.direction, &m));
-            all_metrics.insert(set.direction.to_string(), serde_json::to_value(&m).unwrap());
-        }
-        all_metrics.insert(
-            "eval_set".into(),
-            serde_json::json!({
-                "queries_requested": p.usize("queries")?,
-                "negatives": p.usize("negatives")?,
-                "fill": p.str("fill")?,
-                "negatives_from_fallback": filled,
-                "queries_short_of_negatives": short,
-                "score": "log-odds logit[1] - logit[0] (corrected); raw logit[1] (easytransfer_compatible)",
-                "ties": "expected rank under uniform random tie-breaking",
-            }),
-        );
-        std::fs::write(
-            ctx.out("metrics.json"),
-            serde_json::to_string_pretty(&all_metrics).unwrap(),
-        )?;
-
-        let n = pair_cols.0.len();
-        let mut df = table::frame(vec![
-            col_str("direction", &pair_cols.0),
-            col_str("query", &pair_cols.1),
-            col_str("image_id", &pair_cols.2),
-            col_str("text_product_id", &pair_cols.3),
-            col_bool("label", &pair_cols.4),
-            col_f32("logit0", &pair_cols.5),
-            col_f32("logit1", &pair_cols.6),
-        ])?;
-        table::write_parquet(&mut df, &ctx.out("pairs.parquet"))?;
-        let mut df = table::frame(vec![
-            col_str(
-                "direction",
-                &rank_rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
-            ),
-            col_str(
-                "query",
-                &rank_rows
-                    .iter()
-                    .map(|r| r.1.query.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            col_i64(
-                "candidates",
-                &rank_rows
-                    .iter()
-                    .map(|r| r.1.candidates as i64)
-                    .collect::<Vec<_>>(),
-            ),
-            col_i64(
-                "higher",
-                &rank_rows
-                    .iter()
-                    .map(|r| r.1.higher as i64)
-                    .collect::<Vec<_>>(),
-            ),
-            col_i64(
-                "ties",
-                &rank_rows
-                    .iter()
-                    .map(|r| r.1.ties as i64)
-                    .collect::<Vec<_>>(),
-            ),
-            col_f64(
-                "rank",
-                &rank_rows.iter().map(|r| r.1.rank).collect::<Vec<_>>(),
-            ),
-            col_f64(
-                "reciprocal_rank",
-                &rank_rows.iter().map(|r| r.1.rr).collect::<Vec<_>>(),
-            ),
-        ])?;
-        table::write_parquet(&mut df, &ctx.out("ranks.parquet"))?;
-
-        // Plots and report.
-        let kmax = curves
-            .iter()
-            .flat_map(|(_, r)| r.iter().map(|q| q.candidates))
-            .max()
-            .unwrap_or(101);
-        let mut series: Vec<Series> = curves
-            .iter()
-            .zip([report::BLUE_, report::ORANGE])
-            .map(|((dir, ranks), color)| Series {
-                name: dir,
-                points: (1..=kmax)
-                    .map(|k| {
-                        let v = ranks
-                            .iter()
-                            .map(|r| metrics::hit_at(k, r.higher, r.ties))
-                            .sum::<f64>()
-                            / ranks.len().max(1) as f64;
-                        (k as f64, v)
-                    })
-                    .collect(),
-                color,
-            })
-            .collect();
-        series.push(Series {
-            name: "chance",
-            points: (1..=kmax)
-                .map(|k| (k as f64, k as f64 / kmax as f64))
-                .collect(),
-            color: report::GREY,
-        });
-        report::line_chart(
-            &ctx.out("rank_at_k.png"),
-            "Rank@K on the valid split (corrected)",
-            "K",
-            "Rank@K",
-            &series,
-            Some((0.0, 1.0)),
-        )?;
-
-        let log = table::read_parquet(&ctx.input("train", "train_log.parquet")?)?;
-        let steps = table::i64s(&log, "step")?;
-        let w = (steps.len() / 50).max(1);
-        let loss_series: Vec<Series> = [
-            ("loss_mlm", report::BLUE_),
-            ("loss_tia", report::ORANGE),
-            ("loss_mpm", report::GREEN_),
-        ]
-        .into_iter()
-        .map(|(c, color)| -> crate::Result<Series> {
-            let v = table::f32s(&log, c)?;
-            let pts: Vec<(f64, f64)> = steps
-                .iter()
-                .zip(&v)
-                .map(|(&s, &y)| (s as f64, y as f64))
-                .collect();
-            // Each loss relative to its first value, so the three fit one chart.
-            let first = report::smooth(&pts, w)
-                .first()
-                .map(|p| p.1)
-                .unwrap_or(1.0)
-                .max(1e-12);
-            Ok(Series {
-                name: c,
-                points: report::smooth(&pts, w)
-                    .into_iter()
-                    .map(|(x, y)| (x, y / first))
-                    .collect(),
-                color,
-            })
+            (set.direction, metrics::compute(&scored, 64))
         })
-        .collect::<crate::Result<_>>()?;
-        report::line_chart(
-            &ctx.out("train_loss.png"),
-            &format!("training losses (moving average of {w} steps, relative to the start)"),
-            "step",
-            "loss / initial loss",
-            &loss_series,
-            None,
-        )?;
-        let summary: serde_json::Value =
-            std::fs::read_to_string(ctx.input("train", "summary.json")?)
-                .ok()
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .unwrap_or_default();
-        let report = render_report(&all_metrics, &table_md, &summary, filled, short);
-        std::fs::write(ctx.out("report.md"), report)?;
-        crate::progress::println(format!(
-            "retrieval on the valid split:\n{}",
-            table_md.trim_end()
-        ));
-        ctx.count("pairs", n as u64);
-        ctx.count("negatives_from_fallback", filled);
-        Ok(())
+        .collect();
+    tracing::info!(
+        "evaluate: probe baseline fitted on {} products and scored in {:.1}s",
+        probe.fit_products(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(Some((out, probe.fit_products())))
+}
+
+/// Every eval set's `(image_id, text_id) → [l0, l1]`, as `kind` scores them (the final score of
+/// a pair can depend on its query, so each set has its own map).
+fn score_sets(
+    model: &crate::models::fashionbert::FashionBert,
+    compute: &crate::device::Compute,
+    texts: &Texts,
+    store: &featstore::Store,
+    sets: &[EvalSet],
+    kind: ScoreKind,
+    batch: usize,
+) -> crate::Result<Vec<PairScores>> {
+    let all_pairs = || {
+        sets.iter()
+            .flat_map(|s| s.rows.iter().map(|r| (r.1.clone(), r.2.clone())))
+            .collect::<Vec<_>>()
+    };
+    if kind == ScoreKind::Itm {
+        let wanted = all_pairs();
+        tracing::info!(
+            "evaluate: scoring {} pairs on {}",
+            wanted.len(),
+            compute.kind
+        );
+        let s = score_pairs(model, &compute.device, texts, store, &wanted, batch)?;
+        return Ok(sets.iter().map(|_| s.clone()).collect());
     }
+    let text_ids: Vec<&str> = sets
+        .iter()
+        .flat_map(|s| s.rows.iter().map(|r| r.2.as_str()))
+        .collect();
+    let image_ids: Vec<&str> = sets
+        .iter()
+        .flat_map(|s| s.rows.iter().map(|r| r.1.as_str()))
+        .collect();
+    let emb = itc_embed(
+        model,
+        &compute.device,
+        texts,
+        store,
+        &text_ids,
+        &image_ids,
+        batch,
+    )?;
+    let mut out: Vec<PairScores> = Vec::with_capacity(sets.len());
+    for set in sets {
+        let mut m = PairScores::with_capacity(set.rows.len());
+        for r in &set.rows {
+            m.insert((r.1.clone(), r.2.clone()), [0.0, emb.score(&r.1, &r.2)?]);
+        }
+        out.push(m);
+    }
+    let ScoreKind::ItcThenItm { k } = kind else {
+        return Ok(out);
+    };
+    // Each query's top k by ITC, re-ranked by the alignment head.
+    let mut top: Vec<Vec<(String, String)>> = Vec::with_capacity(sets.len());
+    for (set, m) in sets.iter().zip(&out) {
+        let mut by_query: Vec<(&str, Vec<(String, String)>)> = Vec::new();
+        for r in &set.rows {
+            if by_query.last().is_none_or(|(q, _)| *q != r.0.as_str()) {
+                by_query.push((r.0.as_str(), Vec::new()));
+            }
+            by_query
+                .last_mut()
+                .unwrap()
+                .1
+                .push((r.1.clone(), r.2.clone()));
+        }
+        let mut chosen = Vec::new();
+        for (_, mut cands) in by_query {
+            // Stable order: score descending, then ids, so ties break the same way every run.
+            cands.sort_by(|a, b| m[b][1].total_cmp(&m[a][1]).then_with(|| a.cmp(b)));
+            cands.truncate(k);
+            chosen.extend(cands);
+        }
+        top.push(chosen);
+    }
+    let wanted: Vec<(String, String)> = top.iter().flatten().cloned().collect();
+    tracing::info!(
+        "evaluate: re-ranking {} pairs (top {k} per query) with the alignment head on {}",
+        wanted.len(),
+        compute.kind
+    );
+    let itm = score_pairs(model, &compute.device, texts, store, &wanted, batch)?;
+    for (m, chosen) in out.iter_mut().zip(&top) {
+        for key in chosen {
+            let l = itm[key];
+            m.insert(key.clone(), [0.0, RERANK_OFFSET + (l[1] - l[0])]);
+        }
+    }
+    Ok(out)
 }
 
 fn md_row(dir: &str, m: &Metrics) -> String {
@@ -475,6 +687,7 @@ fn md_row(dir: &str, m: &Metrics) -> String {
 fn render_report(
     all: &serde_json::Map<String, serde_json::Value>,
     table_md: &str,
+    probe_md: &str,
     summary: &serde_json::Value,
     filled: u64,
     short: u64,
@@ -488,11 +701,24 @@ fn render_report(
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     s.push_str(table_md);
+    s.push_str(probe_md);
+    let score = all
+        .get("eval_set")
+        .and_then(|e| e.get("score"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     let _ = writeln!(
         s,
-        "\nRanked by the log-odds of \"matched\"; ties count as their expected rank. Chance Rank@1 is 1 / candidates. \
+        "\nScore: {score}. Ties count as their expected rank. Chance Rank@1 is 1 / candidates. \
          {filled} negatives came from outside their query's subcategory (fallback), {short} queries had fewer negatives than asked.\n"
     );
+    if !probe_md.is_empty() {
+        let _ = writeln!(
+            s,
+            "The (probe) rows are a linear two-tower baseline on the same queries and candidates: TF-IDF of the text's WordPiece ids, \
+             the standardised log1p mean of the image's cell features, a ridge map from image to text fitted on train products, cosine score.\n"
+        );
+    }
     let _ = writeln!(
         s,
         "## As the original EasyTransfer script would report them\n"

@@ -1,4 +1,6 @@
-//! `features`: ResNet-50 features of every image's 64 patches, once per image.
+//! `features`: ResNet-50 features of every image's 64 cells, once per image, by the extractor
+//! `extractor` names ([`crate::extract`]: `patches`, the guide's 64 patches each through the
+//! network, or `grid`, the cells of one pass over the whole image).
 //!
 //! Decoding, resizing and cutting run in parallel on the CPU one batch ahead of the network
 //! (a bounded channel keeps memory at a few batches); the network runs on the configured device
@@ -7,16 +9,16 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::dag::{
     Input, ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
     StageError, StageSpec,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::extract::FeatureExtractor;
 use crate::featstore::{FeatDType, Writer};
-use crate::images::{Fit, ImageLoader, ImageRef, square};
+use crate::images::{ImageLoader, ImageRef};
 use crate::models::resnet::{Convention, FoldedResNet50};
 use crate::progress::Progress;
 use crate::table::{self, col_str};
@@ -46,10 +48,22 @@ pub const SPEC: StageSpec = StageSpec {
             "v1: Caffe/Keras/tf-slim ResNet (the npm weights); v1.5: torchvision",
         ),
         P::new(
+            "extractor",
+            K::Choice(&["patches", "grid"]),
+            D::Str("patches"),
+            "patches: each of the 8×8 patches through ResNet-50 (the guide); grid: one pass over the whole image, its 8×8 stride-32 cells",
+        ),
+        P::new(
+            "grid_scale",
+            K::Int,
+            D::Int(1),
+            "grid: feed the image at 32·grid·grid_scale px and average-pool the map down to grid×grid",
+        ),
+        P::new(
             "patch_input",
             K::Int,
             D::Int(0),
-            "resize each patch to this side before the network (0 = native patch size)",
+            "patches: resize each patch to this side before the network (0 = native patch size)",
         ),
         P::new(
             "batch_images",
@@ -115,25 +129,15 @@ impl Stage for Features {
             .map(|pr| (pr.image_id.clone(), ImageRef::parse(&pr.image)))
             .collect();
         let loader = ImageLoader::new(&ctx.base_dir, ctx.input_dir("ingest")?);
-        let cut = PatchCutter {
+        let ex = crate::extract::build(
+            p.str("extractor")?,
             grid,
-            input: match p.usize("patch_input")? {
-                0 => grid.patch_size,
-                n => n as u32,
-            },
+            p.usize("patch_input")? as u32,
+            p.usize("grid_scale")? as u32,
             convention,
-        };
-        let extractor = serde_json::json!({
-            "model": "resnet50",
-            "convention": convention.name(),
-            "weights": p.str("weights")?,
-            "patch_size": grid.patch_size,
-            "patch_input": cut.input,
-            "image_size": grid.image_size,
-            "grid": grid.grid,
-            "feature": "global average pool (2048)",
-            "masked_patch": "all-zero RGB pixels before preprocessing",
-        });
+        )?;
+        let mut extractor = ex.describe();
+        extractor["weights"] = serde_json::json!(p.str("weights")?);
         let dtype = FeatDType::parse(p.str("dtype")?).expect("checked choice");
         let mut writer = Writer::create(
             ctx.out_dir(),
@@ -148,13 +152,12 @@ impl Stage for Features {
             &model,
             &compute.device,
             &loader,
-            &cut,
+            ex.as_ref(),
             &images,
             batch,
             &mut writer,
         )?;
-        let zero = cut.zero_patch();
-        let zero_feat = run_net(&model, &compute.device, zero, 1, cut.input)?;
+        let zero_feat = ex.masked_feature(&model, &compute.device)?;
         let n = writer.len();
         writer.finish(&zero_feat)?;
 
@@ -181,71 +184,7 @@ impl Stage for Features {
     }
 }
 
-/// Cuts an image into preprocessed patch tensors.
-#[derive(Debug, Clone, Copy)]
-pub struct PatchCutter {
-    pub grid: Grid,
-    /// Side of each patch as fed to the network.
-    pub input: u32,
-    pub convention: Convention,
-}
-
-impl PatchCutter {
-    /// Preprocessed `[patches, 3, input, input]` floats of one image, appended to `out`.
-    pub fn cut_into(&self, img: &image::RgbImage, out: &mut Vec<f32>) {
-        let g = &self.grid;
-        let sq = square(
-            img,
-            g.image_size,
-            if g.fit_pad { Fit::Pad } else { Fit::Stretch },
-        );
-        let ps = g.patch_size;
-        for r in 0..g.grid {
-            for c in 0..g.grid {
-                let patch = image::imageops::crop_imm(&sq, c * ps, r * ps, ps, ps).to_image();
-                let patch = if self.input != ps {
-                    image::imageops::resize(
-                        &patch,
-                        self.input,
-                        self.input,
-                        image::imageops::FilterType::Triangle,
-                    )
-                } else {
-                    patch
-                };
-                self.convention.preprocess_into(
-                    patch.as_raw(),
-                    (self.input * self.input) as usize,
-                    out,
-                );
-            }
-        }
-    }
-
-    /// One all-zero patch, preprocessed: what a masked patch is.
-    pub fn zero_patch(&self) -> Vec<f32> {
-        let n = (self.input * self.input) as usize;
-        let mut out = Vec::with_capacity(3 * n);
-        self.convention
-            .preprocess_into(&vec![0u8; 3 * n], n, &mut out);
-        out
-    }
-}
-
-/// Runs the network on `n` preprocessed patches; returns `[n, 2048]` row-major.
-pub fn run_net(
-    model: &FoldedResNet50,
-    device: &burn::tensor::Device,
-    pixels: Vec<f32>,
-    n: usize,
-    side: u32,
-) -> Result<Vec<f32>> {
-    let s = side as usize;
-    let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, s, s]), device);
-    let y = model.pooled(x);
-    y.try_into_vec_as::<f32>()
-        .map_err(|e| Error::Model(format!("reading features back: {e:?}")))
-}
+pub use crate::extract::{PatchExtractor as PatchCutter, run_net};
 
 type Rejects = Vec<(String, ImageRef, String)>;
 
@@ -254,13 +193,13 @@ fn extract(
     model: &FoldedResNet50,
     device: &burn::tensor::Device,
     loader: &ImageLoader,
-    cut: &PatchCutter,
+    ex: &dyn FeatureExtractor,
     images: &[(String, ImageRef)],
     batch: usize,
     writer: &mut Writer,
 ) -> Result<(Rejects, f64)> {
-    let patches = cut.grid.patches();
-    let per_image = patches * 3 * (cut.input * cut.input) as usize;
+    let patches = ex.cells();
+    let per_image = ex.pixels_per_image();
     let bar = Progress::new(images.len() as u64, "images");
     let mut rejects = Vec::new();
     let (tx, rx) = crossbeam_channel::bounded::<(Vec<String>, Vec<f32>, Rejects)>(2);
@@ -272,7 +211,7 @@ fn extract(
                     .map(|(id, r)| match loader.load(r) {
                         Ok(img) => {
                             let mut v = Vec::with_capacity(per_image);
-                            cut.cut_into(&img, &mut v);
+                            ex.prepare(&img, &mut v);
                             Ok((id.clone(), v))
                         }
                         Err(e) => Err((id.clone(), r.clone(), format!("{}: {e}", e.reason()))),
@@ -298,7 +237,7 @@ fn extract(
         for (ids, pixels, bad) in rx.iter() {
             let n = ids.len();
             if n > 0 {
-                let feats = run_net(model, device, pixels, n * patches, cut.input)?;
+                let feats = ex.features(model, device, pixels, n)?;
                 let per = patches * 2048;
                 for (i, id) in ids.iter().enumerate() {
                     writer.push(id, &feats[i * per..(i + 1) * per])?;

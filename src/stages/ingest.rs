@@ -101,6 +101,12 @@ pub const SPEC: StageSpec = StageSpec {
             "empty: no split column",
         ),
         P::new(
+            "eval_split",
+            K::Str,
+            D::None,
+            "csv: evaluate another catalogue: rows whose split is this name (any name; `all` = every row) form the `valid` split that `evaluate` ranks; rows of other splits are skipped and counted",
+        ),
+        P::new(
             "groups_csv",
             K::Str,
             D::None,
@@ -165,7 +171,17 @@ impl Stage for Ingest {
         let p = ctx.params().clone();
         let (mut products, mut rejects) = match p.str("source")? {
             "synthetic" => synthetic_products(ctx, &p)?,
-            "csv" => csv_products(ctx, &p)?,
+            "csv" => {
+                let (products, rejects, skipped) = csv_products(ctx, &p)?;
+                if skipped > 0 {
+                    tracing::info!(
+                        "ingest: {skipped} row(s) of other splits skipped (eval_split = {})",
+                        p.opt_str("eval_split")?.unwrap_or("")
+                    );
+                }
+                ctx.count("other_split_skipped", skipped);
+                (products, rejects)
+            }
             "fashiongen" => fashiongen_products(ctx, &p)?,
             other => return Err(format!("unknown source {other}").into()),
         };
@@ -271,7 +287,8 @@ fn synthetic_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec
     Ok((out, vec![]))
 }
 
-fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Reject>)> {
+/// Products, rejects, and rows skipped because `eval_split` selects another split.
+fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Reject>, u64)> {
     let csv_path = ctx.resolve(p.str("csv")?);
     let cols = csvsrc::Columns {
         id: p.str("id_column")?.into(),
@@ -294,6 +311,15 @@ fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Rejec
     let mode = p.str("text")?;
     let seed = p.u64("seed")?;
     let vf = p.float("valid_fraction")?;
+    let eval_split = p.opt_str("eval_split")?;
+    if let Some(name) = eval_split {
+        if name != "all" && cols.split.is_empty() {
+            return Err(Error::msg(format!(
+                "eval_split = {name:?} needs a split column; set split_column, or use eval_split = \"all\""
+            )));
+        }
+    }
+    let mut skipped = 0u64;
 
     let mut rejects: Vec<Reject> = bad
         .into_iter()
@@ -314,10 +340,18 @@ fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Rejec
             reason,
         };
         let text = product_text(mode, &r.title, &r.description);
-        let split = if cols.split.is_empty() {
-            Some(sources::hashed_split(seed, &r.product_id, vf))
-        } else {
-            normalize_split(&r.split)
+        let split = match eval_split {
+            Some("all") => Some("valid"),
+            Some(name) => {
+                if r.split.trim().eq_ignore_ascii_case(name.trim()) {
+                    Some("valid")
+                } else {
+                    skipped += 1;
+                    continue;
+                }
+            }
+            None if cols.split.is_empty() => Some(sources::hashed_split(seed, &r.product_id, vf)),
+            None => normalize_split(&r.split),
         };
         let problem = if r.product_id.is_empty() {
             Some("missing product_id".to_string())
@@ -361,7 +395,7 @@ fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Rejec
             title_key: key,
         });
     }
-    Ok((products, rejects))
+    Ok((products, rejects, skipped))
 }
 
 fn fashiongen_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Reject>)> {

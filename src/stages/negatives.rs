@@ -1,8 +1,21 @@
 //! `negatives`: for every positive pair, one negative: the same image with the text of another
-//! product of the same split and subcategory, never the same product and never one with the
-//! same title (same title key). Exactly one negative per positive, seeded. Where a subcategory
-//! has no other eligible product, the negative comes from the same category, else from the whole
-//! split; such fallbacks are marked, counted and reported.
+//! product of the same split, never the same product and never one with the same title (same
+//! title key). Exactly one negative per positive and round, seeded.
+//!
+//! `rounds` draws that many independent rounds (`round` column, 0..rounds); training uses round
+//! `epoch % rounds` in each epoch, so with `rounds = epochs` every epoch sees fresh negatives.
+//! `strategy` chooses where a negative comes from:
+//! - `subcategory` (the original): another product of the same subcategory;
+//! - `random`: any other product of the split (easy negatives);
+//! - `curriculum`: each negative is a same-subcategory one with probability `share(round)`, which
+//!   rises linearly from `hard_start` in round 0 to `hard_end` in the last round, else random.
+//!
+//! The strategy applies to the train split; valid negatives are always same-subcategory ones (the
+//! original's), so validation accuracy means the same thing whatever the training recipe.
+//!
+//! Where a subcategory has no other eligible product, a same-subcategory draw comes from the same
+//! category, else from the whole split; such fallbacks are marked, counted and reported. Round 0
+//! of `subcategory` is exactly the draw of a single-round run with the same seed.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,15 +36,68 @@ pub const SPEC: StageSpec = StageSpec {
     version: 1,
     about: "one same-subcategory negative per positive (label 0), 1:1 per split",
     inputs: &[Input::all("ingest"), Input::all("pairs")],
-    params: &[P::new("seed", K::Int, D::Int(7), "sampling seed")],
+    params: &[
+        P::new("seed", K::Int, D::Int(7), "sampling seed"),
+        P::new(
+            "rounds",
+            K::Int,
+            D::Int(1),
+            "independent rounds of negatives; training uses round `epoch % rounds`",
+        ),
+        P::new(
+            "strategy",
+            K::Choice(&["subcategory", "random", "curriculum"]),
+            D::Str("subcategory"),
+            "same subcategory (the original), any other product, or random first then a rising share of same-subcategory ones",
+        ),
+        P::new(
+            "hard_start",
+            K::Float,
+            D::Float(0.0),
+            "curriculum: share of same-subcategory negatives in round 0",
+        ),
+        P::new(
+            "hard_end",
+            K::Float,
+            D::Float(1.0),
+            "curriculum: share of same-subcategory negatives in the last round",
+        ),
+    ],
     outputs: &["negatives.parquet"],
 };
 
 pub struct Negatives;
 
+/// Where the negatives come from (the `strategy` param).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Strategy {
+    Subcategory,
+    Random,
+    Curriculum { start: f64, end: f64 },
+}
+
+impl Strategy {
+    /// The share of same-subcategory negatives in round `r` of `rounds`.
+    pub fn hard_share(self, r: usize, rounds: usize) -> f64 {
+        match self {
+            Strategy::Subcategory => 1.0,
+            Strategy::Random => 0.0,
+            Strategy::Curriculum { start, end } => {
+                if rounds <= 1 {
+                    end
+                } else {
+                    start + (end - start) * r as f64 / (rounds - 1) as f64
+                }
+            }
+        }
+    }
+}
+
 /// Distinct products of one split, indexed for sampling.
 struct Pool<'a> {
     products: Vec<&'a Product>,
+    /// Every index, for draws from the whole split.
+    all: Vec<usize>,
     by_sub: HashMap<&'a str, Vec<usize>>,
     by_cat: HashMap<&'a str, Vec<usize>>,
 }
@@ -51,6 +117,7 @@ impl<'a> Pool<'a> {
             by_cat.entry(p.category.as_str()).or_default().push(i);
         }
         Pool {
+            all: (0..products.len()).collect(),
             products,
             by_sub,
             by_cat,
@@ -93,7 +160,27 @@ impl Stage for Negatives {
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
         let products = read_products(&ctx.input("ingest", "products.parquet")?)?;
         let positives = read_pairs(&ctx.input("pairs", "pairs.parquet")?)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(ctx.params().u64("seed")?);
+        let p = ctx.params().clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(p.u64("seed")?);
+        let rounds = p.usize("rounds")?;
+        if rounds == 0 {
+            return Err("negatives.rounds must be at least 1".into());
+        }
+        let strategy = match p.str("strategy")? {
+            "random" => Strategy::Random,
+            "curriculum" => {
+                let (start, end) = (p.float("hard_start")?, p.float("hard_end")?);
+                for (name, v) in [("hard_start", start), ("hard_end", end)] {
+                    if !(0.0..=1.0).contains(&v) {
+                        return Err(
+                            format!("negatives.{name} = {v}: a share must lie in [0, 1]").into(),
+                        );
+                    }
+                }
+                Strategy::Curriculum { start, end }
+            }
+            _ => Strategy::Subcategory,
+        };
         let pools: BTreeMap<&str, Pool> = ["train", "valid"]
             .into_iter()
             .map(|s| (s, Pool::new(&products, s)))
@@ -103,61 +190,76 @@ impl Stage for Negatives {
             .map(|p| (p.product_id.as_str(), p.title_key.as_str()))
             .collect();
 
-        let mut out = Vec::with_capacity(positives.len());
+        let mut out = Vec::with_capacity(positives.len() * rounds);
         let mut fallbacks: BTreeMap<String, u64> = BTreeMap::new();
-        for pos in &positives {
-            let pool = &pools[pos.split.as_str()];
-            let key = key_of[pos.image_product_id.as_str()];
-            let pid = pos.image_product_id.as_str();
-            let mut fallback = "";
-            let mut q = pool
-                .by_sub
-                .get(pos.subcategory.as_str())
-                .and_then(|c| pool.pick(c, pid, key, &mut rng));
-            if q.is_none() {
-                fallback = "category";
-                q = pool
-                    .by_cat
-                    .get(pos.category.as_str())
-                    .and_then(|c| pool.pick(c, pid, key, &mut rng));
-            }
-            if q.is_none() {
-                fallback = "split";
-                let all: Vec<usize> = (0..pool.products.len()).collect();
-                q = pool.pick(&all, pid, key, &mut rng);
-            }
-            let Some(q) = q else {
-                let n = pool.products.len();
-                return Err(if n < 2 {
-                    format!(
-                        "no negative possible for {}: split `{}` has {n} product(s), and a negative needs another product of the same split; add products to it",
-                        pos.pair_id, pos.split
-                    )
+        let mut random_draws = 0u64;
+        for round in 0..rounds {
+            let share = strategy.hard_share(round, rounds);
+            for pos in &positives {
+                let pool = &pools[pos.split.as_str()];
+                let key = key_of[pos.image_product_id.as_str()];
+                let pid = pos.image_product_id.as_str();
+                let share = if pos.split == "train" { share } else { 1.0 };
+                let hard = share >= 1.0 || (share > 0.0 && rng.random::<f64>() < share);
+                let mut fallback = "";
+                let mut q = if hard {
+                    pool.by_sub
+                        .get(pos.subcategory.as_str())
+                        .and_then(|c| pool.pick(c, pid, key, &mut rng))
                 } else {
-                    format!(
-                        "no negative possible for {}: all {n} products of split `{}` have the same title; add products with other titles",
-                        pos.pair_id, pos.split
-                    )
+                    random_draws += 1;
+                    pool.pick(&pool.all, pid, key, &mut rng)
+                };
+                if q.is_none() && hard {
+                    fallback = "category";
+                    q = pool
+                        .by_cat
+                        .get(pos.category.as_str())
+                        .and_then(|c| pool.pick(c, pid, key, &mut rng));
                 }
-                .into());
-            };
-            if !fallback.is_empty() {
-                *fallbacks
-                    .entry(format!("{fallback}: {}", pos.subcategory))
-                    .or_default() += 1;
+                if q.is_none() && hard {
+                    fallback = "split";
+                    q = pool.pick(&pool.all, pid, key, &mut rng);
+                }
+                let Some(q) = q else {
+                    let n = pool.products.len();
+                    return Err(if n < 2 {
+                        format!(
+                            "no negative possible for {}: split `{}` has {n} product(s), and a negative needs another product of the same split; add products to it",
+                            pos.pair_id, pos.split
+                        )
+                    } else {
+                        format!(
+                            "no negative possible for {}: all {n} products of split `{}` have the same title; add products with other titles",
+                            pos.pair_id, pos.split
+                        )
+                    }
+                    .into());
+                };
+                if !fallback.is_empty() {
+                    *fallbacks
+                        .entry(format!("{fallback}: {}", pos.subcategory))
+                        .or_default() += 1;
+                }
+                out.push(Pair {
+                    // Round 0 keeps the single-round ids, so its masks and tokens do not change.
+                    pair_id: if round == 0 {
+                        format!("n:{}", pos.image_id)
+                    } else {
+                        format!("n{round}:{}", pos.image_id)
+                    },
+                    split: pos.split.clone(),
+                    image_id: pos.image_id.clone(),
+                    image_product_id: pos.image_product_id.clone(),
+                    text_product_id: q.product_id.clone(),
+                    label: 0,
+                    category: pos.category.clone(),
+                    subcategory: pos.subcategory.clone(),
+                    text: q.text.clone(),
+                    fallback: fallback.to_string(),
+                    round: round as i32,
+                });
             }
-            out.push(Pair {
-                pair_id: format!("n:{}", pos.image_id),
-                split: pos.split.clone(),
-                image_id: pos.image_id.clone(),
-                image_product_id: pos.image_product_id.clone(),
-                text_product_id: q.product_id.clone(),
-                label: 0,
-                category: pos.category.clone(),
-                subcategory: pos.subcategory.clone(),
-                text: q.text.clone(),
-                fallback: fallback.to_string(),
-            });
         }
         write_pairs(&out, &ctx.out("negatives.parquet"))?;
         let n_fb: u64 = fallbacks.values().sum();
@@ -171,7 +273,27 @@ impl Stage for Negatives {
             );
         }
         ctx.count("fallbacks", n_fb);
+        ctx.count("rounds", rounds as u64);
+        ctx.count("random_draws", random_draws);
         ctx.note("fallbacks", serde_json::to_value(&fallbacks).unwrap());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curriculum_rises_linearly_from_start_to_end() {
+        let c = Strategy::Curriculum {
+            start: 0.0,
+            end: 1.0,
+        };
+        let v: Vec<f64> = (0..5).map(|r| c.hard_share(r, 5)).collect();
+        assert_eq!(v, vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(c.hard_share(0, 1), 1.0);
+        assert_eq!(Strategy::Subcategory.hard_share(3, 5), 1.0);
+        assert_eq!(Strategy::Random.hard_share(0, 5), 0.0);
     }
 }

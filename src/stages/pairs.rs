@@ -34,6 +34,8 @@ pub struct Pair {
     pub text: String,
     /// For negatives: "" (same subcategory), "category" or "split" (fallbacks).
     pub fallback: String,
+    /// The negatives round (one per training epoch, see `negatives`); -1 for a positive.
+    pub round: i32,
 }
 
 pub struct Pairs;
@@ -58,6 +60,7 @@ impl Stage for Pairs {
                 subcategory: p.subcategory.clone(),
                 text: p.text.clone(),
                 fallback: String::new(),
+                round: -1,
             })
             .collect();
         write_pairs(&pairs, &ctx.out("pairs.parquet"))?;
@@ -74,6 +77,7 @@ impl Stage for Pairs {
 pub fn write_pairs(pairs: &[Pair], path: &Path) -> Result<()> {
     let f = |get: fn(&Pair) -> &str| pairs.iter().map(get).collect::<Vec<&str>>();
     let labels: Vec<i32> = pairs.iter().map(|p| p.label).collect();
+    let rounds: Vec<i32> = pairs.iter().map(|p| p.round).collect();
     let mut df = table::frame(vec![
         col_str("pair_id", &f(|p| &p.pair_id)),
         col_str("split", &f(|p| &p.split)),
@@ -85,6 +89,7 @@ pub fn write_pairs(pairs: &[Pair], path: &Path) -> Result<()> {
         col_str("subcategory", &f(|p| &p.subcategory)),
         col_str("text", &f(|p| &p.text)),
         col_str("fallback", &f(|p| &p.fallback)),
+        col_i32("round", &rounds),
     ])?;
     table::write_parquet(&mut df, path)?;
     Ok(())
@@ -105,6 +110,7 @@ pub fn read_pairs(path: &Path) -> Result<Vec<Pair>> {
         c("fallback")?,
     );
     let labels = table::i32s(&df, "label")?;
+    let rounds = table::i32s(&df, "round")?;
     Ok((0..ids.len())
         .map(|i| Pair {
             pair_id: ids[i].clone(),
@@ -117,6 +123,7 @@ pub fn read_pairs(path: &Path) -> Result<Vec<Pair>> {
             subcategory: subs[i].clone(),
             text: texts[i].clone(),
             fallback: fb[i].clone(),
+            round: rounds[i],
         })
         .collect())
 }

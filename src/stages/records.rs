@@ -97,6 +97,7 @@ impl Stage for RecordsStage {
             r.image_product_id.push(pair.image_product_id.clone());
             r.subcategory.push(pair.subcategory.clone());
             r.label.push(pair.label);
+            r.round.push(pair.round);
             r.input_ids.extend_from_slice(&ids[i * t..(i + 1) * t]);
             r.input_mask.extend_from_slice(&mask[i * t..(i + 1) * t]);
             r.segment_ids.extend_from_slice(&seg[i * t..(i + 1) * t]);

@@ -67,6 +67,30 @@ pub const SPEC: StageSpec = StageSpec {
         P::new("batch_size", K::Int, D::Int(32), "records per step"),
         P::new("lr", K::Float, D::Float(1e-4), "peak learning rate"),
         P::new(
+            "lr_new",
+            K::Float,
+            D::Float(0.0),
+            "peak learning rate of the parameters `init` does not provide (image embeddings, heads, ITC projections); 0 = `lr`",
+        ),
+        P::new(
+            "w_itc",
+            K::Float,
+            D::Float(0.0),
+            "weight of the in-batch image–text contrastive loss (ITC, beyond the original) added to the total; 0 = off",
+        ),
+        P::new(
+            "itm_negatives",
+            K::Choice(&["records", "itc"]),
+            D::Str("records"),
+            "the alignment head's negatives: the records' (from `negatives`), or one per matched record mined from the ITC similarities (ALBEF; needs w_itc > 0)",
+        ),
+        P::new(
+            "itc_dim",
+            K::Int,
+            D::Int(256),
+            "width of the ITC projections (used when w_itc > 0)",
+        ),
+        P::new(
             "warmup",
             K::Float,
             D::Float(0.1),
@@ -151,8 +175,61 @@ pub const SPEC: StageSpec = StageSpec {
         "train_log.parquet",
         "valid_log.parquet",
         "summary.json",
+        "recipe.json",
     ],
 };
+
+/// How this model's inputs were made (`recipe.json` in the model folder): the ingest text mode,
+/// the tokenizer, the patch grid and the feature extractor, with paths made absolute, so
+/// `fashionbert evaluate --model DIR --csv FILE` can prepare another catalogue the same way.
+fn data_recipe(ctx: &RunContext) -> Result<serde_json::Value, StageError> {
+    let store_root = ctx
+        .input_dir("records")?
+        .parent()
+        .and_then(|p| p.parent())
+        .ok_or_else(|| Error::msg("records entry outside a store"))?
+        .to_path_buf();
+    let upstream =
+        |m: &crate::dag::Manifest, stage: &str| -> Result<crate::dag::Manifest, StageError> {
+            let key = m.upstream.get(stage).ok_or_else(|| {
+                Error::msg(format!(
+                    "the {} entry does not name its `{stage}` input",
+                    m.stage
+                ))
+            })?;
+            let dir = store_root.join(stage).join(key);
+            Ok(crate::dag::Manifest::read(&dir).map_err(|e| Error::io(&dir, e))?)
+        };
+    let records = ctx.input_manifest("records")?.clone();
+    let features = ctx.input_manifest("features")?.clone();
+    let tokenize = upstream(&records, "tokenize")?;
+    let patches = upstream(&records, "patches")?;
+    let ingest = upstream(&tokenize, "ingest")?;
+    let abs = |v: &str| {
+        let p = crate::dag::stage::resolve_path(&ctx.base_dir, v);
+        std::path::absolute(&p)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    // Params serialise as {"values": {name: value}}; the recipe keeps the inner map.
+    let values = |p: &crate::dag::Params| serde_json::to_value(p).unwrap()["values"].clone();
+    let mut tok = values(&tokenize.params);
+    if let Some(v) = tokenize.params.opt_str("vocab")? {
+        tok["vocab"] = serde_json::json!(abs(v));
+    }
+    let mut feat = values(&features.params);
+    let w = features.params.str("weights")?;
+    if !w.starts_with("random") {
+        feat["weights"] = serde_json::json!(abs(w));
+    }
+    Ok(serde_json::json!({
+        "ingest": {"text": ingest.params.str("text")?},
+        "tokenize": tok,
+        "patches": values(&patches.params),
+        "features": feat,
+    }))
+}
 
 pub struct Train;
 
@@ -200,7 +277,11 @@ fn model_config(p: &Params, base: &Path) -> Result<FashionBertConfig> {
         bert.hidden_dropout_prob = dropout;
         bert.attention_probs_dropout_prob = dropout;
     }
-    Ok(FashionBertConfig::new(bert))
+    let mut c = FashionBertConfig::new(bert);
+    if p.float("w_itc")? > 0.0 {
+        c.itc_dim = p.usize("itc_dim")?.max(1);
+    }
+    Ok(c)
 }
 
 impl Stage for Train {
@@ -280,6 +361,12 @@ impl Stage for Train {
             batch_size: p.usize("batch_size")?.max(1),
             max_steps: p.usize("max_steps")?,
             lr: p.float("lr")?,
+            lr_new: match p.float("lr_new")? {
+                x if x > 0.0 && init_report.is_some() => Some(x),
+                _ => None,
+            },
+            w_itc: p.float("w_itc")? as f32,
+            itm_mined: p.str("itm_negatives")? == "itc",
             warmup: p.float("warmup")?,
             clip_norm: p.float("clip_norm")? as f32,
             seed,
@@ -303,7 +390,10 @@ impl Stage for Train {
             log_every: p.usize("log_every")?.max(1),
             stop_after: 0,
         };
-        let (per_epoch, total) = training::step_counts(train_recs.len(), &cfg);
+        if cfg.itm_mined && cfg.w_itc <= 0.0 {
+            return Err("train.itm_negatives = \"itc\" mines from the contrastive similarities: set train.w_itc > 0".into());
+        }
+        let (per_epoch, total) = training::step_counts(train_recs.round_indices(0).len(), &cfg);
         tracing::info!(
             "training {} layers × {} hidden on {} records ({} valid): {total} steps of {} ({per_epoch}/epoch) on {}",
             config.bert.num_hidden_layers,
@@ -326,6 +416,10 @@ impl Stage for Train {
         )?;
 
         io::save(&outcome.model.valid(), &config, ctx.out_dir())?;
+        std::fs::write(
+            ctx.out("recipe.json"),
+            serde_json::to_string_pretty(&data_recipe(ctx)?).unwrap(),
+        )?;
         write_logs(ctx, &outcome)?;
         let first = mean_first(&outcome.steps, 20);
         let last = mean_last(&outcome.steps, 20);
@@ -359,7 +453,7 @@ impl Stage for Train {
 fn mean_of(steps: &[training::StepLog]) -> serde_json::Value {
     let n = steps.len().max(1) as f32;
     let m = |f: fn(&training::StepLog) -> f32| steps.iter().map(f).sum::<f32>() / n;
-    serde_json::json!({"loss": m(|s| s.loss), "mlm": m(|s| s.loss_mlm), "tia": m(|s| s.loss_tia), "mpm": m(|s| s.loss_mpm)})
+    serde_json::json!({"loss": m(|s| s.loss), "mlm": m(|s| s.loss_mlm), "tia": m(|s| s.loss_tia), "mpm": m(|s| s.loss_mpm), "itc": m(|s| s.loss_itc)})
 }
 
 fn mean_first(steps: &[training::StepLog], n: usize) -> serde_json::Value {
@@ -383,6 +477,8 @@ fn write_logs(ctx: &RunContext, o: &training::Outcome) -> Result<()> {
         col("loss_mlm", |x| x.loss_mlm),
         col("loss_tia", |x| x.loss_tia),
         col("loss_mpm", |x| x.loss_mpm),
+        col("loss_itc", |x| x.loss_itc),
+        col("itc_scale", |x| x.itc_scale),
         col("w_mlm", |x| x.w_mlm),
         col("w_tia", |x| x.w_tia),
         col("w_mpm", |x| x.w_mpm),
@@ -405,6 +501,8 @@ fn write_logs(ctx: &RunContext, o: &training::Outcome) -> Result<()> {
         vc("loss_mpm", |x| x.loss_mpm),
         vc("mlm_accuracy", |x| x.mlm_accuracy),
         vc("tia_accuracy", |x| x.tia_accuracy),
+        vc("loss_itc", |x| x.loss_itc),
+        vc("itc_accuracy", |x| x.itc_accuracy),
     ])?;
     table::write_parquet(&mut df, &ctx.out("valid_log.parquet"))?;
     Ok(())

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::featstore;
-use crate::models::fashionbert::Batch;
+use crate::models::fashionbert::{Batch, ItcBatch};
 use crate::table;
 
 /// The records table of one split, column by column (list columns flattened row-major).
@@ -20,6 +20,9 @@ pub struct Records {
     pub image_product_id: Vec<String>,
     pub subcategory: Vec<String>,
     pub label: Vec<i32>,
+    /// The negatives round a record belongs to (`negatives` draws one round per epoch); -1 for
+    /// positives, which belong to every round.
+    pub round: Vec<i32>,
     pub input_ids: Vec<i32>,
     pub input_mask: Vec<i32>,
     pub segment_ids: Vec<i32>,
@@ -42,6 +45,34 @@ impl Records {
         self.record_id.is_empty()
     }
 
+    /// Rounds of negatives in the table (at least 1).
+    pub fn rounds(&self) -> usize {
+        (self.round.iter().copied().max().unwrap_or(0).max(0) + 1) as usize
+    }
+
+    /// The records of negatives round `r`: every positive and the negatives drawn in round `r`,
+    /// in table order.
+    pub fn round_indices(&self, r: usize) -> Vec<usize> {
+        (0..self.len())
+            .filter(|&i| self.round[i] < 0 || self.round[i] as usize == r)
+            .collect()
+    }
+
+    /// Record `i`'s text ids with the masked-LM targets put back: the unmasked text.
+    pub fn clean_ids(&self, i: usize) -> Vec<i32> {
+        let (t, k) = (self.t, self.k);
+        let mut ids = self.input_ids[i * t..(i + 1) * t].to_vec();
+        for j in 0..k {
+            if self.masked_lm_weights[i * k + j] > 0.0 {
+                let pos = self.masked_lm_positions[i * k + j] as usize;
+                if pos < t {
+                    ids[pos] = self.masked_lm_ids[i * k + j];
+                }
+            }
+        }
+        ids
+    }
+
     pub fn read(path: &Path, t: usize, k: usize, m: usize) -> Result<Records> {
         let df = table::read_parquet(path)?;
         let s = |c: &str| table::strings(&df, c);
@@ -53,6 +84,7 @@ impl Records {
             image_product_id: s("image_product_id").map_err(ctx)?,
             subcategory: s("subcategory").map_err(ctx)?,
             label: table::i32s(&df, "label").map_err(ctx)?,
+            round: table::i32s(&df, "round").map_err(ctx)?,
             input_ids: table::i32_lists(&df, "input_ids", t).map_err(ctx)?,
             input_mask: table::i32_lists(&df, "input_mask", t).map_err(ctx)?,
             segment_ids: table::i32_lists(&df, "segment_ids", t).map_err(ctx)?,
@@ -77,6 +109,7 @@ impl Records {
             col_str("image_product_id", &self.image_product_id),
             col_str("subcategory", &self.subcategory),
             col_i32("label", &self.label),
+            col_i32("round", &self.round),
             col_i32_lists("input_ids", &self.input_ids, self.t),
             col_i32_lists("input_mask", &self.input_mask, self.t),
             col_i32_lists("segment_ids", &self.segment_ids, self.t),
@@ -114,6 +147,12 @@ pub struct HostBatch {
     pub masked_lm_ids: Vec<i64>,
     pub masked_lm_weights: Vec<f32>,
     pub labels: Vec<i64>,
+    /// ITC: the matched records of the batch (rows into the batch), their unmasked text ids
+    /// and mask, and the product each stands for (two rows of one product are both matches).
+    pub itc_rows: Vec<i64>,
+    pub itc_ids: Vec<i64>,
+    pub itc_mask: Vec<f32>,
+    pub itc_products: Vec<String>,
 }
 
 impl HostBatch {
@@ -217,7 +256,7 @@ impl HostBatch {
         self.b += 1;
     }
 
-    /// Record `i` of `recs`, masked.
+    /// Record `i` of `recs`, masked; a matched record also joins the batch's ITC rows.
     pub fn push_record(
         &mut self,
         recs: &Records,
@@ -225,6 +264,23 @@ impl HostBatch {
         store: &featstore::Store,
     ) -> Result<()> {
         let (t, k, m) = (recs.t, recs.k, recs.m);
+        if recs.label[i] == 1 {
+            self.itc_rows.push(self.b as i64);
+            self.itc_ids
+                .extend(recs.clean_ids(i).into_iter().map(|v| v as i64));
+            self.itc_mask.extend(
+                recs.input_mask[i * t..(i + 1) * t]
+                    .iter()
+                    .map(|&v| v as f32),
+            );
+            // Imported records have no product ids: their image stands for the product.
+            self.itc_products
+                .push(if recs.image_product_id[i].is_empty() {
+                    recs.image_id[i].clone()
+                } else {
+                    recs.image_product_id[i].clone()
+                });
+        }
         self.push(
             &recs.input_ids[i * t..(i + 1) * t],
             &recs.input_mask[i * t..(i + 1) * t],
@@ -268,6 +324,37 @@ impl HostBatch {
             masked_lm_ids: int2(&self.masked_lm_ids, [b, k]),
             masked_lm_weights: fl2(&self.masked_lm_weights, [b, k]),
             labels: Tensor::<1, Int>::from_data(TensorData::new(self.labels.clone(), [b]), device),
+            itc: self.itc_batch(device),
         }
+    }
+
+    /// The ITC part of the batch, where it has at least two matched records.
+    fn itc_batch(&self, device: &Device) -> Option<ItcBatch> {
+        let n = self.itc_rows.len();
+        if n < 2 {
+            return None;
+        }
+        let t = self.t;
+        let mut targets = vec![0f32; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                if self.itc_products[i] == self.itc_products[j] {
+                    targets[i * n + j] = 1.0;
+                }
+            }
+        }
+        Some(ItcBatch {
+            rows: Tensor::<1, Int>::from_data(TensorData::new(self.itc_rows.clone(), [n]), device),
+            input_ids: Tensor::<2, Int>::from_data(
+                TensorData::new(self.itc_ids.clone(), [n, t]),
+                device,
+            ),
+            input_mask: Tensor::<2>::from_data(
+                TensorData::new(self.itc_mask.clone(), [n, t]),
+                device,
+            ),
+            segment_ids: Tensor::<2, Int>::zeros([n, t], device),
+            targets: Tensor::<2>::from_data(TensorData::new(targets, [n, n]), device),
+        })
     }
 }

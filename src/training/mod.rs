@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::featstore;
-use crate::models::fashionbert::{FashionBert, LossWeighting, MaskedPatchInput, losses};
+use crate::models::fashionbert::{
+    FashionBert, LossWeighting, MaskedPatchInput, combine, losses, mined_alignment_loss,
+};
 use crate::progress::Progress;
 use data::{HostBatch, Records};
 
@@ -34,6 +36,14 @@ pub struct TrainConfig {
     /// Stop after this many steps (0 = the full epochs).
     pub max_steps: usize,
     pub lr: f64,
+    /// Peak learning rate of the parameters not loaded from a pretrained checkpoint (image
+    /// embeddings, heads, ITC projections); `None` = `lr` for every parameter.
+    pub lr_new: Option<f64>,
+    /// Weight of the contrastive (ITC) loss added to the total (0 = no ITC).
+    pub w_itc: f32,
+    /// With ITC: the alignment head's negatives are mined from the ITC similarities (one per
+    /// matched record, as ALBEF), instead of the records' negatives.
+    pub itm_mined: bool,
     pub warmup: f64,
     pub clip_norm: f32,
     pub seed: u64,
@@ -58,6 +68,9 @@ pub struct StepLog {
     pub loss_mlm: f32,
     pub loss_tia: f32,
     pub loss_mpm: f32,
+    /// The contrastive loss (0 when ITC is off) and its inverse temperature.
+    pub loss_itc: f32,
+    pub itc_scale: f32,
     pub w_mlm: f32,
     pub w_tia: f32,
     pub w_mpm: f32,
@@ -74,6 +87,9 @@ pub struct ValidLog {
     pub loss_mpm: f32,
     pub mlm_accuracy: f32,
     pub tia_accuracy: f32,
+    /// ITC: mean loss and in-batch image→text top-1 accuracy (0 when ITC is off).
+    pub loss_itc: f32,
+    pub itc_accuracy: f32,
 }
 
 /// Saved next to the checkpoint.
@@ -103,6 +119,16 @@ pub fn step_counts(records: usize, cfg: &TrainConfig) -> (usize, usize) {
         total
     };
     (per_epoch, total)
+}
+
+/// The records of one epoch, in training order: the positives and the epoch's round of
+/// negatives (round `epoch % rounds`), shuffled from `(seed, epoch)`.
+fn epoch_records(recs: &Records, seed: u64, epoch: usize) -> Vec<usize> {
+    let idx = recs.round_indices(epoch % recs.rounds());
+    epoch_order(idx.len(), seed, epoch)
+        .into_iter()
+        .map(|i| idx[i])
+        .collect()
 }
 
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
@@ -172,6 +198,113 @@ pub fn clip_global_norm<M: Module>(
     (g, norm)
 }
 
+// ---- negatives mined from ITC similarities (ALBEF) ------------------------------------------
+
+/// One unmatched pair per matched record, drawn with probability ∝ softmax of its ITC
+/// similarities over the unmatched candidates: even rows get a negative text for their image,
+/// odd rows a negative image for their text. Returns (batch rows of the images, ITC rows of the
+/// texts). Seeded by `(seed, step)`.
+fn mine_negatives(
+    sim: &Tensor<2>,
+    hb: &HostBatch,
+    seed: u64,
+    step: usize,
+) -> Result<(Vec<i64>, Vec<i64>)> {
+    use rand::Rng;
+    let n = hb.itc_rows.len();
+    let v: Vec<f32> = sim
+        .clone()
+        .detach()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Error::Model(format!("reading ITC similarities: {e:?}")))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed.wrapping_mul(0x9e37_79b9).wrapping_add(step as u64),
+    );
+    let (mut imgs, mut txts) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        // Row i of sim (image i → texts) or column i (text i → images).
+        let cand: Vec<(usize, f32)> = (0..n)
+            .filter(|&j| hb.itc_products[j] != hb.itc_products[i])
+            .map(|j| {
+                (
+                    j,
+                    if i % 2 == 0 {
+                        v[i * n + j]
+                    } else {
+                        v[j * n + i]
+                    },
+                )
+            })
+            .collect();
+        if cand.is_empty() {
+            continue;
+        }
+        let max = cand.iter().map(|c| c.1).fold(f32::MIN, f32::max);
+        let w: Vec<f64> = cand.iter().map(|c| ((c.1 - max) as f64).exp()).collect();
+        let mut u = rng.random::<f64>() * w.iter().sum::<f64>();
+        let mut pick = cand[cand.len() - 1].0;
+        for (c, wi) in cand.iter().zip(&w) {
+            if u < *wi {
+                pick = c.0;
+                break;
+            }
+            u -= wi;
+        }
+        let (img, txt) = if i % 2 == 0 { (i, pick) } else { (pick, i) };
+        imgs.push(hb.itc_rows[img]);
+        txts.push(txt as i64);
+    }
+    Ok((imgs, txts))
+}
+
+// ---- separate learning rates for new parameters --------------------------------------------
+
+/// The parameters a pretrained BERT checkpoint does not provide: image embeddings, every head
+/// and the ITC projections (the text backbone — embeddings, encoder, pooler — is pretrained).
+fn new_param_ids(model: &FashionBert) -> HashSet<ParamId> {
+    struct Ids(HashSet<ParamId>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.insert(p.id);
+        }
+    }
+    let mut ids = Ids(HashSet::new());
+    model.bert.image_embeddings.visit(&mut ids);
+    model.cls.visit(&mut ids);
+    model.itc.visit(&mut ids);
+    ids.0
+}
+
+/// Splits gradients into (pretrained, new) by parameter id.
+fn split_grads(
+    model: &FashionBert,
+    mut grads: GradientsParams,
+    new: &HashSet<ParamId>,
+) -> (GradientsParams, GradientsParams) {
+    struct Split<'a> {
+        from: &'a mut GradientsParams,
+        to: GradientsParams,
+        new: &'a HashSet<ParamId>,
+    }
+    impl ModuleVisitor for Split<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if self.new.contains(&p.id) {
+                if let Some(g) = self.from.remove::<D>(p.id) {
+                    self.to.register::<D>(p.id, g);
+                }
+            }
+        }
+    }
+    let mut s = Split {
+        from: &mut grads,
+        to: GradientsParams::new(),
+        new,
+    };
+    model.visit(&mut s);
+    let new_grads = s.to;
+    (grads, new_grads)
+}
+
 // ---- the loop -----------------------------------------------------------------------------
 
 fn ckpt_dir(work: &Path) -> PathBuf {
@@ -193,7 +326,7 @@ pub fn train(
     if train_recs.is_empty() {
         return Err(Error::msg("no training records"));
     }
-    let (per_epoch, total) = step_counts(train_recs.len(), cfg);
+    let (per_epoch, total) = step_counts(train_recs.round_indices(0).len(), cfg);
     let mut optim = AdamConfig::new()
         .with_beta_1(0.9)
         .with_beta_2(0.98)
@@ -226,6 +359,8 @@ pub fn train(
         );
     }
 
+    // After any checkpoint is loaded: loading a record can give the parameters its ids.
+    let new_params = new_param_ids(&model);
     let bar = Progress::new(total as u64, "steps");
     bar.set_position(state.step);
     let start_step = state.step as usize;
@@ -244,7 +379,7 @@ pub fn train(
             for step in start_step..total {
                 let epoch = step / per_epoch;
                 if epoch != order_epoch {
-                    order = epoch_order(train_recs.len(), cfg.seed, epoch);
+                    order = epoch_records(train_recs, cfg.seed, epoch);
                     order_epoch = epoch;
                 }
                 let i0 = (step % per_epoch) * b;
@@ -266,18 +401,60 @@ pub fn train(
             let batch = hb.to_device(device);
             let out = model.forward(&batch, &cfg.masked_input);
             let l = losses(&out, &batch, &cfg.weighting);
-            let grads = GradientsParams::from_grads(l.total.backward(), &model);
+            let mut l = l;
+            let (total_loss, itc_stats) = match (&batch.itc, cfg.w_itc > 0.0) {
+                (Some(itc), true) => {
+                    let (li, sim) = model.itc_forward(&batch, itc);
+                    if cfg.itm_mined {
+                        let (imgs, txts) = mine_negatives(&sim, &hb, cfg.seed, step)?;
+                        if !imgs.is_empty() {
+                            let n = imgs.len();
+                            let mined = model.mined_logits(
+                                &batch,
+                                itc,
+                                Tensor::<1, burn::tensor::Int>::from_data(
+                                    burn::tensor::TensorData::new(imgs, [n]),
+                                    device,
+                                ),
+                                Tensor::<1, burn::tensor::Int>::from_data(
+                                    burn::tensor::TensorData::new(txts, [n]),
+                                    device,
+                                ),
+                            );
+                            let pos = out.tia_logits.clone().select(0, itc.rows.clone());
+                            l.tia = mined_alignment_loss(pos, mined);
+                            let (w, t) = combine(&l.mlm, &l.tia, &l.mpm, &cfg.weighting);
+                            l.weights = w;
+                            l.total = t;
+                        }
+                    }
+                    let stats =
+                        Tensor::cat(vec![li.clone().detach(), model.itc_scale().detach()], 0);
+                    (l.total.clone() + li * cfg.w_itc, stats)
+                }
+                _ => (l.total.clone(), Tensor::<1>::zeros([2], device)),
+            };
+            let grads = GradientsParams::from_grads(total_loss.backward(), &model);
             let (grads, norm) = clip_global_norm(&model, grads, cfg.clip_norm);
             let lr = schedule::learning_rate(cfg.lr, cfg.warmup, step, total);
-            model = optim.step(lr, model, grads);
+            model = match cfg.lr_new {
+                Some(lr_new) => {
+                    let (pre, new) = split_grads(&model, grads, &new_params);
+                    let lr_n = schedule::learning_rate(lr_new, cfg.warmup, step, total);
+                    let model = optim.step(lr, model, pre);
+                    optim.step(lr_n, model, new)
+                }
+                None => optim.step(lr, model, grads),
+            };
             let stats = Tensor::cat(
                 vec![
-                    l.total.detach(),
+                    total_loss.detach(),
                     l.mlm.detach(),
                     l.tia.detach(),
                     l.mpm.detach(),
                     l.weights.detach(),
                     norm,
+                    itc_stats,
                 ],
                 0,
             );
@@ -315,6 +492,8 @@ pub fn train(
                         loss_mlm: v[1],
                         loss_tia: v[2],
                         loss_mpm: v[3],
+                        loss_itc: v[8],
+                        itc_scale: v[9],
                         w_mlm: v[4],
                         w_tia: v[5],
                         w_mpm: v[6],
@@ -323,8 +502,8 @@ pub fn train(
                     };
                     tracing::debug!("step {}: {:?}", log.step, log);
                     bar.set_message(format!(
-                        "loss {:.3} (mlm {:.2} tia {:.3} mpm {:.3})",
-                        log.loss, log.loss_mlm, log.loss_tia, log.loss_mpm
+                        "loss {:.3} (mlm {:.2} tia {:.3} mpm {:.3} itc {:.3})",
+                        log.loss, log.loss_mlm, log.loss_tia, log.loss_mpm, log.loss_itc
                     ));
                     state.steps.push(log);
                 }
@@ -336,12 +515,14 @@ pub fn train(
             {
                 let v = validate(&model.valid(), device, valid_recs, store, cfg, done as u64)?;
                 tracing::info!(
-                    "step {done}: valid mlm acc {:.3}, alignment acc {:.3}, losses mlm {:.3} tia {:.3} mpm {:.4}",
+                    "step {done}: valid mlm acc {:.3}, alignment acc {:.3}, itc acc {:.3}, losses mlm {:.3} tia {:.3} mpm {:.4} itc {:.3}",
                     v.mlm_accuracy,
                     v.tia_accuracy,
+                    v.itc_accuracy,
                     v.loss_mlm,
                     v.loss_tia,
-                    v.loss_mpm
+                    v.loss_mpm,
+                    v.loss_itc
                 );
                 state.valid.push(v);
             }
@@ -409,15 +590,20 @@ pub fn validate(
     step: u64,
 ) -> Result<ValidLog> {
     let device = device.clone().without_autodiff();
+    let round0 = recs.round_indices(0);
     let n = if cfg.valid_records > 0 {
-        recs.len().min(cfg.valid_records)
+        round0.len().min(cfg.valid_records)
     } else {
-        recs.len()
+        round0.len()
     };
     // A fixed, seeded sample: the table lists positives before negatives, so a prefix would not do.
-    let mut pick = epoch_order(recs.len(), 0x5eed, 0);
+    let mut pick: Vec<usize> = epoch_order(round0.len(), 0x5eed, 0)
+        .into_iter()
+        .map(|i| round0[i])
+        .collect();
     pick.truncate(n);
     pick.sort_unstable();
+    let (mut itc_sum, mut itc_hit, mut itc_n, mut itc_batches) = (0f64, 0f64, 0f64, 0f64);
     let (p, f) = (store.meta.patches, store.meta.dim);
     let mut sums = [0f64; 3];
     let (mut mlm_hit, mut mlm_w, mut tia_hit) = (0f64, 0f64, 0f64);
@@ -431,6 +617,27 @@ pub fn validate(
         let batch = hb.to_device(&device);
         let out = model.forward(&batch, &cfg.masked_input);
         let l = losses(&out, &batch, &cfg.weighting);
+        if let (Some(itc), true) = (&batch.itc, cfg.w_itc > 0.0) {
+            let (li, sim) = model.itc_forward(&batch, itc);
+            let [nn, _] = sim.dims();
+            let targets: Vec<f32> = itc
+                .targets
+                .clone()
+                .try_into_vec_as::<f32>()
+                .map_err(|e| Error::Model(format!("{e:?}")))?;
+            let best: Vec<i64> = sim
+                .argmax(1)
+                .try_into_vec_as::<i64>()
+                .map_err(|e| Error::Model(format!("{e:?}")))?;
+            itc_hit += best
+                .iter()
+                .enumerate()
+                .filter(|&(i, &j)| targets[i * nn + j as usize] > 0.0)
+                .count() as f64;
+            itc_n += nn as f64;
+            itc_sum += li.into_scalar::<f32>() as f64;
+            itc_batches += 1.0;
+        }
         let v: Vec<f32> = Tensor::cat(vec![l.mlm, l.tia, l.mpm], 0)
             .try_into_vec_as::<f32>()
             .map_err(|e| Error::Model(format!("{e:?}")))?;
@@ -465,5 +672,7 @@ pub fn validate(
         loss_mpm: (sums[2] / batches) as f32,
         mlm_accuracy: (mlm_hit / mlm_w.max(1e-9)) as f32,
         tia_accuracy: (tia_hit / n.max(1) as f64) as f32,
+        loss_itc: (itc_sum / itc_batches.max(1.0)) as f32,
+        itc_accuracy: (itc_hit / itc_n.max(1.0)) as f32,
     })
 }

@@ -12,6 +12,10 @@ modules, so that the Rust/burn port can be checked against a second, independent
   * Heads: tied MLM decoder, TIA (2, H) head (label 1 = matched), bias-free MPM (2048, H) head.
   * Losses: weighted MLM CE / (sum w + 1e-5), mean TIA CE, keras-KLD MPM (clip [1e-7, 1]); adaptive weights
     w_i ∝ 1 / (3 - softmax(G)_i^2), detached.
+  * Beyond the original, when the config has "itc_dim" > 0 (ALBEF-style ITC): text-only and image-only passes
+    through the same encoder, masked mean pooling, itc.text_proj / itc.image_proj, L2 normalisation, similarity
+    × exp(clamp(itc.logit_scale, 0, ln 100)), InfoNCE both ways against row/column-normalised targets; with
+    --grads the gradient is that of loss_total + loss_itc.
 
 Subcommands (tensors travel as safetensors; Linear weights are [out, in]):
   init        --config C.json --seed N --output W.safetensors       random weights (N(0, 0.02); LayerNorm 1 / 0)
@@ -32,7 +36,7 @@ TEXT_LEN = 64
 CONFIG_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                "max_position_embeddings", "type_vocab_size")
 CONFIG_DEFAULTS = {"layer_norm_eps": 1e-12, "patch_feature_size": 2048, "num_patches": 64, "masked_patch_num": 5,
-                   "masked_text_num": 10, "masked_patch_input": "zero_vector"}
+                   "masked_text_num": 10, "masked_patch_input": "zero_vector", "itc_dim": 0}
 
 
 class InputError(Exception):
@@ -78,6 +82,11 @@ def param_shapes(cfg):
             s[p + name + ".weight"], s[p + name + ".bias"] = (o, n), (o,)
         for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
             s[p + ln + ".weight"], s[p + ln + ".bias"] = (H,), (H,)
+    D = cfg["itc_dim"]
+    if D > 0:
+        for side in ("text_proj", "image_proj"):
+            s[f"itc.{side}.weight"], s[f"itc.{side}.bias"] = (D, H), (D,)
+        s["itc.logit_scale"] = (1,)
     s.update({"bert.pooler.dense.weight": (H, H), "bert.pooler.dense.bias": (H,),
               "cls.predictions.transform.dense.weight": (H, H), "cls.predictions.transform.dense.bias": (H,),
               "cls.predictions.transform.LayerNorm.weight": (H,), "cls.predictions.transform.LayerNorm.bias": (H,),
@@ -93,6 +102,8 @@ def init_params(cfg, seed, dtype=torch.float32):
     for name, shape in param_shapes(cfg).items():
         if "LayerNorm" in name:
             out[name] = (torch.ones if name.endswith("weight") else torch.zeros)(shape, dtype=dtype)
+        elif name == "itc.logit_scale":
+            out[name] = torch.full(shape, math.log(1 / 0.07), dtype=dtype)
         else:
             out[name] = (torch.randn(shape, generator=g, dtype=torch.float64) * 0.02).to(dtype)
     return out
@@ -230,12 +241,41 @@ def losses(inp, mlm, tia, mpm, loss_weights=None):
             "loss_total": (loss_weights * G).sum()}
 
 
+def itc(p, cfg, inp):
+    """The contrastive loss of the rows `itc_rows`: -> (loss, scaled image->text similarities (N, N))."""
+    eps = cfg["layer_norm_eps"]
+    ids, mask = inp["itc_input_ids"].long(), inp["itc_input_mask"].float()
+    text = (F.embedding(ids, p["bert.embeddings.word_embeddings.weight"])
+            + p["bert.embeddings.position_embeddings.weight"][:ids.shape[1]]
+            + p["bert.embeddings.token_type_embeddings.weight"][0])
+    text = layer_norm(text, p, "bert.embeddings.LayerNorm", eps)
+    h = encoder(p, cfg, text, ((1.0 - mask) * -10000.0)[:, None, None, :])
+    t = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
+    t = F.normalize(linear(t, p, "itc.text_proj"), dim=-1)
+    feat = inp["image_feature"].float()[inp["itc_rows"].long()]
+    img = (F.linear(feat, p["bert.image_embeddings.image_projector.weight"])
+           + p["bert.image_embeddings.patch_type_embeddings.weight"][1]
+           + p["bert.image_embeddings.patch_position_embeddings.weight"][:feat.shape[1]])
+    img = layer_norm(img, p, "bert.image_embeddings.LayerNorm", eps)
+    hi = encoder(p, cfg, img, torch.zeros(img.shape[0], 1, 1, img.shape[1], dtype=img.dtype))
+    v = F.normalize(linear(hi.mean(1), p, "itc.image_proj"), dim=-1)
+    scale = p["itc.logit_scale"].clamp(0.0, math.log(100.0)).exp()
+    sim = scale * (v @ t.t())
+    tg = inp["itc_targets"].float()
+    i2t = -(torch.log_softmax(sim, 1) * (tg / tg.sum(1, keepdim=True))).sum(1).mean()
+    t2i = -(torch.log_softmax(sim.t(), 1) * (tg.t() / tg.t().sum(1, keepdim=True))).sum(1).mean()
+    return (i2t + t2i) / 2, sim
+
+
 def forward(p, cfg, inp, loss_weights=None):
     emb, ext = embed(p, cfg, inp)
     seq = encoder(p, cfg, emb, ext)
     pooled, mlm, tia, mpm = heads(p, cfg, seq, inp)
-    return {"sequence_output": seq, "pooled_output": pooled, "mlm_logits": mlm, "tia_logits": tia,
-            "mpm_logits": mpm, **losses(inp, mlm, tia, mpm, loss_weights)}
+    out = {"sequence_output": seq, "pooled_output": pooled, "mlm_logits": mlm, "tia_logits": tia,
+           "mpm_logits": mpm, **losses(inp, mlm, tia, mpm, loss_weights)}
+    if cfg["itc_dim"] > 0 and "itc_input_ids" in inp:
+        out["loss_itc"], out["itc_sim"] = itc(p, cfg, inp)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------ inputs
@@ -283,6 +323,18 @@ def make_inputs(cfg, batch, seed, duplicate_patch=False, pad_patches=0):
            "masked_lm_ids": mlm_ids, "masked_lm_weights": mlm_w, "labels": labels}
     if cfg["masked_patch_input"] == "zero_patch":
         out["zero_patch_feature"] = torch.relu(torch.randn(FS, generator=g) * 0.5)
+    if cfg["itc_dim"] > 0:
+        # Every row as a matched pair, its unmasked text; rows 0 and 1 stand for one product.
+        clean = ids.clone()
+        for b in range(batch):
+            for j in range(NT):
+                if mlm_w[b, j] > 0:
+                    clean[b, mlm_pos[b, j]] = mlm_ids[b, j]
+        tg = torch.eye(batch)
+        if batch > 2:
+            tg[0, 1] = tg[1, 0] = 1.0
+        out.update({"itc_rows": torch.arange(batch), "itc_input_ids": clean, "itc_input_mask": input_mask.clone(),
+                    "itc_targets": tg})
     return out
 
 
@@ -415,7 +467,7 @@ def main(argv=None):
             with torch.set_grad_enabled(args.grads):
                 out = forward(p, cfg, inp)
                 if args.grads:
-                    out["loss_total"].backward()
+                    (out["loss_total"] + out.get("loss_itc", 0.0)).backward()
                     out.update({"grad." + k: v.grad for k, v in p.items()})
             out = {k: v.reshape(1) if v.dim() == 0 else v for k, v in out.items()}
             save(out, args.output)
