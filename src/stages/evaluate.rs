@@ -304,20 +304,7 @@ pub fn evaluate_into(
     let mut curves = Vec::new();
     let mut table_md = String::new();
     for (set, scores) in sets.iter().zip(&set_scores) {
-        let scored: Vec<Scored> = set
-            .rows
-            .iter()
-            .map(|(q, img, txt, label)| Scored {
-                query: q.clone(),
-                candidate: if set.direction == "img2txt" {
-                    txt.clone()
-                } else {
-                    img.clone()
-                },
-                label: *label,
-                logits: scores[&(img.clone(), txt.clone())],
-            })
-            .collect();
+        let scored = scored_rows(set, |img, txt| scores[&(img.to_string(), txt.to_string())]);
         let m = metrics::compute(&scored, compat_batch);
         let ranks = metrics::rank_queries(&scored);
         curves.push((set.direction, ranks.clone()));
@@ -517,6 +504,23 @@ pub fn evaluate_into(
 
 type PairScores = HashMap<(String, String), [f32; 2]>;
 
+/// A set's rows as scored pairs, the candidate being the text (img2txt) or the image (txt2img).
+fn scored_rows(set: &EvalSet, logits: impl Fn(&str, &str) -> [f32; 2]) -> Vec<Scored> {
+    set.rows
+        .iter()
+        .map(|(q, img, txt, label)| Scored {
+            query: q.clone(),
+            candidate: if set.direction == "img2txt" {
+                txt.clone()
+            } else {
+                img.clone()
+            },
+            label: *label,
+            logits: logits(img, txt),
+        })
+        .collect()
+}
+
 /// The linear probe's metrics on the same eval sets, and the products it was fitted on.
 #[allow(clippy::type_complexity)]
 fn run_probe(
@@ -530,6 +534,7 @@ fn run_probe(
     if n == 0 {
         return Ok(None);
     }
+    let compat_batch = p.usize("compat_batch")?;
     let cfg = crate::eval::probe::ProbeConfig {
         fit_products: n,
         ridge: p.float("probe_ridge")?,
@@ -551,21 +556,10 @@ fn run_probe(
     let out = sets
         .iter()
         .map(|set| {
-            let scored: Vec<Scored> = set
-                .rows
-                .iter()
-                .map(|(q, img, txt, label)| Scored {
-                    query: q.clone(),
-                    candidate: if set.direction == "img2txt" {
-                        txt.clone()
-                    } else {
-                        img.clone()
-                    },
-                    label: *label,
-                    logits: [0.0, scores[&(img.clone(), txt.clone())]],
-                })
-                .collect();
-            (set.direction, metrics::compute(&scored, 64))
+            let scored = scored_rows(set, |img, txt| {
+                [0.0, scores[&(img.to_string(), txt.to_string())]]
+            });
+            (set.direction, metrics::compute(&scored, compat_batch))
         })
         .collect();
     tracing::info!(
@@ -600,7 +594,20 @@ fn score_sets(
             compute.kind
         );
         let s = score_pairs(model, &compute.device, texts, store, &wanted, batch)?;
-        return Ok(sets.iter().map(|_| s.clone()).collect());
+        // Each set keeps its own rows' scores (no copy of the other direction's).
+        return Ok(sets
+            .iter()
+            .map(|set| {
+                set.rows
+                    .iter()
+                    .map(|r| {
+                        let key = (r.1.clone(), r.2.clone());
+                        let v = s[&key];
+                        (key, v)
+                    })
+                    .collect()
+            })
+            .collect());
     }
     let text_ids: Vec<&str> = sets
         .iter()

@@ -149,6 +149,9 @@ pub struct HostBatch {
     pub labels: Vec<i64>,
     /// ITC: the matched records of the batch (rows into the batch), their unmasked text ids
     /// and mask, and the product each stands for (two rows of one product are both matches).
+    /// Whether matched records are collected for ITC (off unless the contrastive loss is on:
+    /// no work on the hot path otherwise).
+    pub with_itc: bool,
     pub itc_rows: Vec<i64>,
     pub itc_ids: Vec<i64>,
     pub itc_mask: Vec<f32>,
@@ -264,7 +267,7 @@ impl HostBatch {
         store: &featstore::Store,
     ) -> Result<()> {
         let (t, k, m) = (recs.t, recs.k, recs.m);
-        if recs.label[i] == 1 {
+        if self.with_itc && recs.label[i] == 1 {
             self.itc_rows.push(self.b as i64);
             self.itc_ids
                 .extend(recs.clean_ids(i).into_iter().map(|v| v as i64));
@@ -328,10 +331,10 @@ impl HostBatch {
         }
     }
 
-    /// The ITC part of the batch, where it has at least two matched records.
+    /// The ITC part of the batch, where it is collected and has at least two matched records.
     fn itc_batch(&self, device: &Device) -> Option<ItcBatch> {
         let n = self.itc_rows.len();
-        if n < 2 {
+        if !self.with_itc || n < 2 {
             return None;
         }
         let t = self.t;

@@ -384,6 +384,7 @@ pub fn train(
                 }
                 let i0 = (step % per_epoch) * b;
                 let mut hb = HostBatch::new(train_recs.t, p, f, train_recs.k, train_recs.m);
+                hb.with_itc = cfg.w_itc > 0.0;
                 let r = order[i0..(i0 + b).min(order.len())]
                     .iter()
                     .try_for_each(|&i| hb.push_record(train_recs, i, store))
@@ -400,8 +401,7 @@ pub fn train(
             device.seed(cfg.seed.wrapping_mul(7919).wrapping_add(step as u64));
             let batch = hb.to_device(device);
             let out = model.forward(&batch, &cfg.masked_input);
-            let l = losses(&out, &batch, &cfg.weighting);
-            let mut l = l;
+            let mut l = losses(&out, &batch, &cfg.weighting);
             let (total_loss, itc_stats) = match (&batch.itc, cfg.w_itc > 0.0) {
                 (Some(itc), true) => {
                     let (li, sim) = model.itc_forward(&batch, itc);
@@ -611,6 +611,7 @@ pub fn validate(
     for start in (0..n).step_by(cfg.batch_size.max(1)) {
         let end = (start + cfg.batch_size).min(n);
         let mut hb = HostBatch::new(recs.t, p, f, recs.k, recs.m);
+        hb.with_itc = cfg.w_itc > 0.0;
         for &i in &pick[start..end] {
             hb.push_record(recs, i, store)?;
         }
