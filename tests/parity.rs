@@ -401,6 +401,8 @@ fn fashionbert_matches_the_pytorch_reference() {
 
 /// The contrastive (ITC) loss, its similarities and the gradients of (total + ITC) against the
 /// PyTorch reference on shared random weights; rows 0 and 1 stand for one product (soft targets).
+/// The model also has the alignment head's pair term (`itm_pair_dim`), so its logits and
+/// gradients are checked here too.
 #[test]
 fn itc_loss_matches_the_pytorch_reference() {
     let dir = tempfile::tempdir().unwrap();
@@ -408,6 +410,8 @@ fn itc_loss_matches_the_pytorch_reference() {
     let (mut json, mut cfg) = small_config("zero_vector");
     json["itc_dim"] = serde_json::json!(16);
     cfg.itc_dim = 16;
+    json["itm_pair_dim"] = serde_json::json!(8);
+    cfg.itm_pair_dim = 8;
     let c = d.join("itc.json");
     std::fs::write(&c, json.to_string()).unwrap();
     let (w, i, o) = (d.join("w.st"), d.join("i.st"), d.join("o.st"));
@@ -473,6 +477,14 @@ fn itc_loss_matches_the_pytorch_reference() {
         };
         batch.itc = Some(itc.clone());
         let out = model.forward(&batch, &MaskedPatchInput::ZeroVector);
+        let e = max_abs_diff(
+            &out.tia_logits.clone().try_into_vec_as::<f32>().unwrap(),
+            &want["tia_logits"].1,
+        );
+        assert!(
+            e < 1e-5,
+            "{name}: alignment logits (with the pair term) error {e}"
+        );
         let l = losses(&out, &batch, &LossWeighting::Adaptive { detach: true });
         let (li, sim) = model.itc_forward(&batch, &itc);
         let got: Vec<f32> = li.clone().try_into_vec_as().unwrap();
@@ -494,7 +506,20 @@ fn itc_loss_matches_the_pytorch_reference() {
         };
         let h = cfg.bert.hidden_size;
         let itc_head = model.itc.as_ref().unwrap();
+        let itm = model.itm.as_ref().unwrap();
         for (what, got) in [
+            (
+                "grad.itm.text_proj.weight",
+                transpose(gw(&itm.text_proj.weight.val()), h, 8),
+            ),
+            (
+                "grad.itm.image_proj.weight",
+                transpose(gw(&itm.image_proj.weight.val()), h, 8),
+            ),
+            (
+                "grad.itm.classifier.weight",
+                transpose(gw(&itm.classifier.weight.val()), 8, 2),
+            ),
             (
                 "grad.itc.text_proj.weight",
                 transpose(gw(&itc_head.text_proj.weight.val()), h, 16),

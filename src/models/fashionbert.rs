@@ -11,7 +11,8 @@
 //! Beyond the original (off unless `itc_dim > 0`): an in-batch image–text contrastive head
 //! (`itc.*`, as ALBEF/BLIP's ITC). Text-only and image-only passes through the same encoder are
 //! mean-pooled, projected to `itc_dim`, L2-normalised and compared by cosine times a learnable
-//! inverse temperature; see [`itc_loss`].
+//! inverse temperature; see [`itc_loss`]. And (off unless `itm_pair_dim > 0`) a pair term in
+//! the alignment head (`itm.*`, see [`ItmPairHead`]).
 
 use burn::config::Config;
 use burn::module::{Module, Param};
@@ -38,6 +39,26 @@ pub struct FashionBertConfig {
     /// Width of the contrastive (ITC) projections; 0 = no ITC head (the original model).
     #[config(default = 0)]
     pub itc_dim: usize,
+    /// Width of the alignment head's pair term (`itm.*`); 0 = the original head alone (the
+    /// pooler's `[CLS]` through `cls.seq_relationship`).
+    #[config(default = 0)]
+    pub itm_pair_dim: usize,
+}
+
+/// A bilinear pair term for the alignment head (beyond the original): the joint pass's text
+/// tokens and image tokens are mean-pooled, projected to `itm_pair_dim` each, multiplied
+/// elementwise and mapped to 2 logits that add to `cls.seq_relationship`'s. The original head
+/// must learn a text×image interaction through the `[CLS]` token's attention, a second-order
+/// effect with a long plateau at ln 2 on real data (RESULTS.md); this term gives the head a
+/// first-order path to the same interaction, still read from the fused sequence.
+#[derive(Module, Debug)]
+pub struct ItmPairHead {
+    /// H → `itm_pair_dim`, on the mean of the joint pass's text tokens.
+    pub text_proj: Linear,
+    /// H → `itm_pair_dim`, on the mean of the joint pass's image tokens.
+    pub image_proj: Linear,
+    /// `itm_pair_dim` → 2, on the elementwise product (label 1 = matched).
+    pub classifier: Linear,
 }
 
 /// The in-batch contrastive head: one projection per modality and the inverse temperature.
@@ -104,6 +125,8 @@ pub struct FashionBert {
     pub cls: Heads,
     /// The contrastive head, where the config asks for one (`itc_dim > 0`).
     pub itc: Option<ItcHead>,
+    /// The alignment head's pair term, where the config asks for one (`itm_pair_dim > 0`).
+    pub itm: Option<ItmPairHead>,
     pub hidden_act: String,
 }
 
@@ -233,6 +256,11 @@ impl FashionBertConfig {
                     [(1.0f32 / 0.07).ln()],
                     device,
                 )),
+            }),
+            itm: (self.itm_pair_dim > 0).then(|| ItmPairHead {
+                text_proj: c.linear(h, self.itm_pair_dim, true, device),
+                image_proj: c.linear(h, self.itm_pair_dim, true, device),
+                classifier: c.linear(self.itm_pair_dim, 2, true, device),
             }),
             hidden_act: c.hidden_act.clone(),
         }
@@ -399,8 +427,23 @@ impl FashionBert {
 
     /// The alignment logits `[B, 2]` of unmasked records: retrieval scoring.
     pub fn align_logits(&self, batch: &Batch) -> Tensor<2> {
-        let (_, pooled) = self.encode(batch, None);
-        self.cls.seq_relationship.forward(pooled)
+        let (seq, pooled) = self.encode(batch, None);
+        self.alignment_head(seq, pooled, batch)
+    }
+
+    /// The alignment logits `[B, 2]` of a joint pass: `cls.seq_relationship` on the pooler, plus
+    /// the pair term where the model has one.
+    fn alignment_head(&self, seq: Tensor<3>, pooled: Tensor<2>, batch: &Batch) -> Tensor<2> {
+        let logits = self.cls.seq_relationship.forward(pooled);
+        let Some(itm) = &self.itm else {
+            return logits;
+        };
+        let [_, l, _] = seq.dims();
+        let t = batch.input_ids.dims()[1];
+        let text = masked_mean(seq.clone().narrow(1, 0, t), batch.input_mask.clone());
+        let image = masked_mean(seq.narrow(1, t, l - t), batch.image_mask.clone());
+        let pair = itm.text_proj.forward(text) * itm.image_proj.forward(image);
+        logits + itm.classifier.forward(pair)
     }
 
     /// Every head, on masked records.
@@ -419,7 +462,7 @@ impl FashionBert {
         let v = decoder.dims()[0];
         let mlm_logits = x.matmul(decoder.transpose()) + pr.bias.val().reshape([1, v]);
 
-        let tia_logits = self.cls.seq_relationship.forward(pooled.clone());
+        let tia_logits = self.alignment_head(seq.clone(), pooled.clone(), batch);
         let mpm_logits = self
             .cls
             .img_predictions

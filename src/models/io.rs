@@ -73,6 +73,7 @@ pub fn init_from_bert(model: &mut FashionBert, file: &Path) -> Result<InitReport
             !p.starts_with("cls.")
                 && !p.starts_with("bert.image_embeddings.")
                 && !p.starts_with("itc.")
+                && !p.starts_with("itm.")
         })
         .collect();
     if !backbone_missing.is_empty() || !res.errors.is_empty() {
@@ -105,6 +106,7 @@ pub fn save(model: &FashionBert, config: &FashionBertConfig, dir: &Path) -> Resu
     model
         .save_into(&mut store)
         .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+    crate::weights::canonicalize_safetensors(&path)?;
     let cp = dir.join(CONFIG);
     std::fs::write(&cp, serde_json::to_string_pretty(config).unwrap()).at(&cp)?;
     Ok(())
@@ -162,4 +164,52 @@ pub fn load_bert(
 pub fn read_bert_config(path: &Path) -> Result<BertConfig> {
     let text = std::fs::read_to_string(path).at(path)?;
     BertConfig::from_hf_json(&text).map_err(|e| Error::input(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Saving the same weights twice gives the same bytes (the header's metadata used to come
+    /// out in `HashMap` order, different from one save to the next).
+    #[test]
+    fn saved_weights_are_byte_reproducible() {
+        let mut bert = BertConfig::new();
+        bert.vocab_size = 50;
+        bert.hidden_size = 8;
+        bert.num_hidden_layers = 1;
+        bert.num_attention_heads = 2;
+        bert.intermediate_size = 16;
+        bert.max_position_embeddings = 80;
+        let mut cfg = FashionBertConfig::new(bert);
+        cfg.patch_feature_size = 4;
+        cfg.num_patches = 4;
+        let device = Device::flex();
+        let model = cfg.init(&device);
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for i in 0..6 {
+            let d = dir.path().join(i.to_string());
+            save(&model, &cfg, &d).unwrap();
+            files.push(std::fs::read(d.join(WEIGHTS)).unwrap());
+        }
+        assert!(files.windows(2).all(|w| w[0] == w[1]), "saves differ");
+        // Still a valid file: it loads back.
+        let (back, _) = load(&dir.path().join("0"), &device).unwrap();
+        let a: Vec<f32> = model
+            .cls
+            .seq_relationship
+            .weight
+            .val()
+            .try_into_vec_as()
+            .unwrap();
+        let b: Vec<f32> = back
+            .cls
+            .seq_relationship
+            .weight
+            .val()
+            .try_into_vec_as()
+            .unwrap();
+        assert_eq!(a, b);
+    }
 }

@@ -260,7 +260,7 @@ fn mine_negatives(
 // ---- separate learning rates for new parameters --------------------------------------------
 
 /// The parameters a pretrained BERT checkpoint does not provide: image embeddings, every head
-/// and the ITC projections (the text backbone — embeddings, encoder, pooler — is pretrained).
+/// and the ITC and ITM-pair projections (the text backbone — embeddings, encoder, pooler — is pretrained).
 fn new_param_ids(model: &FashionBert) -> HashSet<ParamId> {
     struct Ids(HashSet<ParamId>);
     impl ModuleVisitor for Ids {
@@ -272,6 +272,7 @@ fn new_param_ids(model: &FashionBert) -> HashSet<ParamId> {
     model.bert.image_embeddings.visit(&mut ids);
     model.cls.visit(&mut ids);
     model.itc.visit(&mut ids);
+    model.itm.visit(&mut ids);
     ids.0
 }
 

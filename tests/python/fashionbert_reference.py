@@ -16,6 +16,8 @@ modules, so that the Rust/burn port can be checked against a second, independent
     through the same encoder, masked mean pooling, itc.text_proj / itc.image_proj, L2 normalisation, similarity
     × exp(clamp(itc.logit_scale, 0, ln 100)), InfoNCE both ways against row/column-normalised targets; with
     --grads the gradient is that of loss_total + loss_itc.
+  * Beyond the original, when "itm_pair_dim" > 0: the TIA logits gain a pair term, itm.classifier applied to
+    itm.text_proj(mean text token) * itm.image_proj(mean image token) of the joint pass (masked means).
 
 Subcommands (tensors travel as safetensors; Linear weights are [out, in]):
   init        --config C.json --seed N --output W.safetensors       random weights (N(0, 0.02); LayerNorm 1 / 0)
@@ -36,7 +38,8 @@ TEXT_LEN = 64
 CONFIG_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                "max_position_embeddings", "type_vocab_size")
 CONFIG_DEFAULTS = {"layer_norm_eps": 1e-12, "patch_feature_size": 2048, "num_patches": 64, "masked_patch_num": 5,
-                   "masked_text_num": 10, "masked_patch_input": "zero_vector", "itc_dim": 0}
+                   "masked_text_num": 10, "masked_patch_input": "zero_vector", "itc_dim": 0,
+                   "itm_pair_dim": 0}
 
 
 class InputError(Exception):
@@ -87,6 +90,11 @@ def param_shapes(cfg):
         for side in ("text_proj", "image_proj"):
             s[f"itc.{side}.weight"], s[f"itc.{side}.bias"] = (D, H), (D,)
         s["itc.logit_scale"] = (1,)
+    D2 = cfg["itm_pair_dim"]
+    if D2 > 0:
+        for side in ("text_proj", "image_proj"):
+            s[f"itm.{side}.weight"], s[f"itm.{side}.bias"] = (D2, H), (D2,)
+        s["itm.classifier.weight"], s["itm.classifier.bias"] = (2, D2), (2,)
     s.update({"bert.pooler.dense.weight": (H, H), "bert.pooler.dense.bias": (H,),
               "cls.predictions.transform.dense.weight": (H, H), "cls.predictions.transform.dense.bias": (H,),
               "cls.predictions.transform.LayerNorm.weight": (H,), "cls.predictions.transform.LayerNorm.bias": (H,),
@@ -219,6 +227,12 @@ def heads(p, cfg, seq, inp):
     t = layer_norm(t, p, "cls.predictions.transform.LayerNorm", cfg["layer_norm_eps"])
     mlm = t @ p["bert.embeddings.word_embeddings.weight"].t() + p["cls.predictions.bias"]
     tia = linear(pooled, p, "cls.seq_relationship")
+    if cfg["itm_pair_dim"] > 0:   # the pair term: mean text token x mean image token, projected
+        tm, im = inp["input_mask"].to(seq.dtype), inp["image_mask"].to(seq.dtype)
+        t_mean = (seq[:, :TEXT_LEN] * tm[..., None]).sum(1) / tm.sum(1, keepdim=True).clamp(min=1.0)
+        i_mean = (seq[:, TEXT_LEN:] * im[..., None]).sum(1) / im.sum(1, keepdim=True).clamp(min=1.0)
+        pair = linear(t_mean, p, "itm.text_proj") * linear(i_mean, p, "itm.image_proj")
+        tia = tia + linear(pair, p, "itm.classifier")
     mpm = gather_rows(seq[:, TEXT_LEN:], inp["masked_patch_positions"]) @ p["cls.img_predictions.weight"].t()
     return pooled, mlm, tia, mpm
 
