@@ -93,7 +93,12 @@ pub fn select(kind: &str, threads: usize) -> Result<Compute> {
             })
         }
         other => Err(Error::msg(format!(
-            "device `{other}` is not available in this build (built without the `tch` feature?); use flex"
+            "device `{other}` is not known: use {}",
+            if cfg!(feature = "tch") {
+                "auto, flex, tch or tch-cuda"
+            } else {
+                "auto or flex (this build has no `tch` feature, so no libtorch devices)"
+            }
         ))),
     }
 }

@@ -26,6 +26,8 @@ pub struct Field {
     pub name: String,
     pub kind: Kind,
     pub len: usize,
+    /// For integer fields: the allowed values, inclusive (checked by [`parse_line`]).
+    pub range: Option<(i64, i64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,9 +63,48 @@ pub fn parse_schema(s: &str) -> Result<Vec<Field>> {
                 name: parts[0].to_string(),
                 kind,
                 len,
+                range: None,
             })
         })
         .collect()
+}
+
+/// Restricts integer field `name` of `schema` to `lo ..= hi`.
+pub fn bound(mut schema: Vec<Field>, name: &str, lo: i64, hi: i64) -> Vec<Field> {
+    for f in schema.iter_mut().filter(|f| f.name == name) {
+        f.range = Some((lo, hi));
+    }
+    schema
+}
+
+/// The train schema with every integer field bounded: masks, segment ids and labels 0/1,
+/// positions inside the record, ids non-negative 32-bit.
+pub fn train_fields(
+    patches: usize,
+    dim: usize,
+    t: usize,
+    m: usize,
+    k: usize,
+) -> Result<Vec<Field>> {
+    let s = parse_schema(&train_schema(patches, dim, t, m, k))?;
+    let s = bound(s, "image_mask", 0, 1);
+    let s = bound(s, "masked_patch_positions", 0, patches as i64 - 1);
+    let s = bound(s, "input_ids", 0, i32::MAX as i64);
+    let s = bound(s, "input_mask", 0, 1);
+    let s = bound(s, "segment_ids", 0, 1);
+    let s = bound(s, "masked_lm_positions", 0, t as i64 - 1);
+    let s = bound(s, "masked_lm_ids", 0, i32::MAX as i64);
+    Ok(bound(s, "nx_sent_labels", 0, 1))
+}
+
+/// The eval schema with every integer field bounded; token ids below `vocab`.
+pub fn eval_fields(patches: usize, dim: usize, t: usize, vocab: usize) -> Result<Vec<Field>> {
+    let s = parse_schema(&eval_schema(patches, dim, t))?;
+    let s = bound(s, "image_mask", 0, 1);
+    let s = bound(s, "input_ids", 0, vocab as i64 - 1);
+    let s = bound(s, "input_mask", 0, 1);
+    let s = bound(s, "segment_ids", 0, 1);
+    Ok(bound(s, "nx_sent_labels", 0, 1))
 }
 
 pub fn train_schema(patches: usize, dim: usize, t: usize, m: usize, k: usize) -> String {
@@ -169,6 +210,15 @@ pub fn parse_line(line: &str, schema: &[Field], file: &Path, lineno: usize) -> R
                         format!("{} values, the schema says {}", v.len(), f.len),
                     ));
                 }
+                if let Some((lo, hi)) = f.range
+                    && let Some((j, x)) =
+                        v.iter().enumerate().find(|(_, x)| !(lo..=hi).contains(*x))
+                {
+                    return Err(err(
+                        Some(&f.name),
+                        format!("value {x} (position {j}) is outside {lo}..={hi}"),
+                    ));
+                }
                 Ok(Value::Ints(v))
             }
             Kind::Float => {
@@ -181,6 +231,12 @@ pub fn parse_line(line: &str, schema: &[Field], file: &Path, lineno: usize) -> R
                     return Err(err(
                         Some(&f.name),
                         format!("{} values, the schema says {}", v.len(), f.len),
+                    ));
+                }
+                if let Some((j, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+                    return Err(err(
+                        Some(&f.name),
+                        format!("value {x} (position {j}) is not finite"),
                     ));
                 }
                 Ok(Value::Floats(v))
@@ -307,6 +363,37 @@ mod tests {
         let s = fmt_floats(&v);
         let back: Vec<f32> = s.split(',').map(|x| x.parse().unwrap()).collect();
         assert_eq!(v, back);
+    }
+
+    #[test]
+    fn bounded_fields_reject_values_outside_their_range() {
+        let schema = bound(parse_schema("ids:int:2,x:float:1").unwrap(), "ids", 0, 9);
+        assert!(parse_line("0,9\t1", &schema, Path::new("f.tsv"), 1).is_ok());
+        for (line, want) in [
+            ("0,10\t1", "value 10 (position 1) is outside 0..=9"),
+            ("-5,1\t1", "value -5 (position 0) is outside 0..=9"),
+            ("1,1\tNaN", "value NaN (position 0) is not finite"),
+        ] {
+            let e = parse_line(line, &schema, Path::new("f.tsv"), 2)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want) && e.contains("f.tsv"), "{e}");
+        }
+        // Beyond i32 (used to wrap silently when imported).
+        let t = train_fields(4, 1, 4, 1, 1).unwrap();
+        let line = "0,0,0,0\t1,1,1,1\t2\t1,99999999999,3,4\t1,1,1,1\t0,0,0,0\t1\t5\t1\t1";
+        let e = parse_line(line, &t, Path::new("f.tsv"), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("input_ids") && e.contains("99999999999"), "{e}");
+        let line = "0,0,0,0\t1,1,1,1\t500\t1,2,3,4\t1,1,1,1\t0,0,0,0\t1\t5\t1\t1";
+        let e = parse_line(line, &t, Path::new("f.tsv"), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("masked_patch_positions") && e.contains("outside 0..=3"),
+            "{e}"
+        );
     }
 
     #[test]

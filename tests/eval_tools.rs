@@ -197,7 +197,13 @@ fn evaluation_tsv_round_trips_and_failures() {
     let first = std::fs::read_dir(d.join("evaltsv"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "tsv"))
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "tsv")
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("eval-img2txt")
+        })
         .unwrap();
     let text = std::fs::read_to_string(&first).unwrap();
     let broken: Vec<String> = text
@@ -220,6 +226,38 @@ fn evaluation_tsv_round_trips_and_failures() {
             && err.contains("row 2"),
         "{err}"
     );
+
+    // A txt2img eval set scored as img2txt: the files' structure says which it is.
+    let o = eval_img2txt("evaltsv/eval-txt2img.list_csv", &model);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(1) && err.contains("look like an eval set of type txt2img"),
+        "{err}"
+    );
+
+    // A token id beyond the model's vocabulary (and a negative one): a named error, not a
+    // libtorch index panic.
+    for bad_id in ["999999", "-5"] {
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let mut cols: Vec<String> = l.split('\t').map(String::from).collect();
+                let mut ids: Vec<&str> = cols[2].split(',').collect();
+                ids[1] = bad_id;
+                cols[2] = ids.join(",");
+                cols.join("\t")
+            })
+            .collect();
+        std::fs::write(&first, lines.join("\n")).unwrap();
+        let o = eval_img2txt(first.to_str().unwrap(), &model);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.code() == Some(1)
+                && err.contains("input_ids")
+                && err.contains(&format!("value {bad_id} (position 1) is outside")),
+            "{err}"
+        );
+    }
 
     // A feature store without one of the records' images.
     let store = fashionbert::featstore::Store::open(&d.join("artifacts/features/latest")).unwrap();

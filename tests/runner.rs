@@ -394,3 +394,129 @@ fn a_failing_stage_leaves_no_entry_and_names_itself() {
     );
     assert!(runner.store().entries().unwrap().is_empty());
 }
+
+// ---- the store verifies its entries (reliability issue, item 2) ------------------------------
+
+fn entry_dir(dir: &Path, stage: &str) -> PathBuf {
+    std::fs::canonicalize(dir.join("store").join(stage).join("latest")).unwrap()
+}
+
+fn why_of(cfg: &Path, stage: &str) -> Vec<Why> {
+    plan(cfg, &[])
+        .into_iter()
+        .find(|p| p.stage == stage)
+        .unwrap()
+        .why
+}
+
+/// An output edited in place (same size), deleted, or a manifest of garbage: the entry is not
+/// called cached, `status` says which file and why, and `run` rebuilds it with the right content.
+#[test]
+fn a_damaged_entry_is_not_cached_and_is_rebuilt() {
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    let shift = entry_dir(dir.path(), "shift");
+    // Same size, other bytes.
+    std::fs::write(shift.join("shifted.txt"), "9\n9\n9").unwrap();
+    let why = why_of(&cfg, "shift");
+    assert!(
+        matches!(&why[..], [Why::Damaged { problems }] if problems[0].starts_with("shifted.txt: content changed")),
+        "{why:?}"
+    );
+    assert_eq!(
+        ran(&run(&cfg, &[], &[])),
+        ["shift"],
+        "only the damaged entry reruns"
+    );
+    assert_eq!(latest_file(dir.path(), "shift", "shifted.txt"), "1\n2\n3");
+
+    // A deleted parquet output.
+    let source = entry_dir(dir.path(), "source");
+    std::fs::remove_file(source.join("numbers.parquet")).unwrap();
+    let why = why_of(&cfg, "source");
+    assert!(
+        matches!(&why[..], [Why::Damaged { problems }] if problems == &["numbers.parquet: missing"]),
+        "{why:?}"
+    );
+    assert_eq!(ran(&run(&cfg, &[], &[])), ["source"]);
+    assert!(source.join("numbers.parquet").is_file());
+
+    // A manifest full of garbage.
+    let total = entry_dir(dir.path(), "total");
+    std::fs::write(total.join("manifest.json"), "{ garbage").unwrap();
+    let why = why_of(&cfg, "total");
+    assert!(
+        matches!(&why[..], [Why::Damaged { problems }] if problems[0].starts_with("manifest.json: does not parse")),
+        "{why:?}"
+    );
+    assert_eq!(ran(&run(&cfg, &[], &[])), ["total"]);
+    assert_eq!(latest_file(dir.path(), "total", "total.txt"), "6");
+    assert!(ran(&run(&cfg, &[], &[])).is_empty());
+}
+
+/// `--no-rebuild` turns a damaged entry into an error naming the stage and the file.
+#[test]
+fn no_rebuild_names_the_damaged_file() {
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    std::fs::write(entry_dir(dir.path(), "source").join("numbers.txt"), "").unwrap();
+    let reg = registry();
+    let c = config(&cfg, &[]);
+    let err = Runner::new(&reg, &c)
+        .unwrap()
+        .run(
+            &[],
+            &RunOptions {
+                no_rebuild: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, DagError::Damaged { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("stage `source`") && msg.contains("numbers.txt: 0 bytes, the manifest says 5"),
+        "{msg}"
+    );
+}
+
+/// `gc` keeps the newest entry of a stage whose `latest` link is gone, and deletes only the older.
+#[test]
+fn gc_keeps_the_newest_entry_when_latest_is_missing() {
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    std::thread::sleep(Duration::from_millis(20));
+    run(&cfg, &["shift.offset=5"], &[]);
+    let newest = entry_dir(dir.path(), "shift");
+    std::fs::remove_file(dir.path().join("store/shift/latest")).unwrap();
+    let store = fashionbert::dag::Store::open(&dir.path().join("store")).unwrap();
+    let victims = store.gc(false).unwrap();
+    assert!(
+        victims.iter().all(|(p, _)| p != &newest),
+        "gc would delete the newest shift entry: {victims:?}"
+    );
+    assert_eq!(victims.len(), 2, "the old shift and old total: {victims:?}");
+    store.gc(true).unwrap();
+    assert!(newest.join("shifted.txt").is_file());
+}
+
+/// A `latest` that is a real folder is an error that says what it is and what to do.
+#[test]
+fn a_latest_folder_is_a_clear_error() {
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    let link = dir.path().join("store/total/latest");
+    std::fs::remove_file(&link).unwrap();
+    std::fs::create_dir(&link).unwrap();
+    let reg = registry();
+    let c = config(&cfg, &[]);
+    let err = Runner::new(&reg, &c)
+        .unwrap()
+        .run(&[], &RunOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is a directory, not the link") && err.contains("move it out of the store"),
+        "{err}"
+    );
+}

@@ -35,6 +35,17 @@ pub enum Command {
         /// Fail at once instead of waiting when another run holds the artefact store.
         #[arg(long)]
         no_wait: bool,
+        /// Fail, naming the files, when a cached entry does not match its manifest (by
+        /// default such an entry is rebuilt).
+        #[arg(long)]
+        no_rebuild: bool,
+    },
+    /// Hash every output of the store's entries (of the named stages; all when none) and
+    /// compare with their manifests. Exits non-zero when an entry is damaged.
+    Verify {
+        stages: Vec<String>,
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
     },
     /// For each stage: cached, or will run and why.
     Status {
@@ -239,7 +250,18 @@ pub fn main() -> i32 {
             force,
             resume,
             no_wait,
-        } => pipeline::run(&cfg, &stages, force, resume, no_wait),
+            no_rebuild,
+        } => pipeline::run(
+            &cfg,
+            &stages,
+            &crate::dag::RunOptions {
+                force,
+                resume,
+                no_wait,
+                no_rebuild,
+            },
+        ),
+        Command::Verify { stages, config } => pipeline::verify(&config, &stages),
         Command::Status { cfg, json } => pipeline::status(&cfg, json),
         Command::Dag { cfg } => pipeline::dag(&cfg),
         Command::Inspect { path, rows, config } => pipeline::inspect(&config, &path, rows),

@@ -16,25 +16,12 @@ fn load(cfg: &ConfigArgs, registry: &Registry) -> Result<PipelineConfig, Error> 
     Ok(config)
 }
 
-pub fn run(
-    cfg: &ConfigArgs,
-    stages: &[String],
-    force: bool,
-    resume: bool,
-    no_wait: bool,
-) -> Result<(), Error> {
+pub fn run(cfg: &ConfigArgs, stages: &[String], opts: &RunOptions) -> Result<(), Error> {
     let registry = crate::stages::registry();
     let config = load(cfg, &registry)?;
     let runner = Runner::new(&registry, &config)?;
     let t0 = std::time::Instant::now();
-    let outcomes = runner.run(
-        stages,
-        &RunOptions {
-            force,
-            resume,
-            no_wait,
-        },
-    )?;
+    let outcomes = runner.run(stages, opts)?;
     let ran = outcomes.iter().filter(|o| o.ran).count();
     crate::progress::println(format!(
         "{} stage(s) ran, {} cached, in {:.1}s",
@@ -122,6 +109,13 @@ fn resolve_inspect(config_file: &Path, what: &str) -> Result<Vec<PathBuf>, Error
     if p.is_file() {
         return Ok(vec![p]);
     }
+    let looks_like_path = what.ends_with(".parquet") || p.is_absolute() || what.starts_with('.');
+    if looks_like_path && !config_file.is_file() {
+        return Err(Error::msg(format!(
+            "{what}: no such file (and there is no {} here, so it is not a stage's artefact either)",
+            config_file.display()
+        )));
+    }
     let registry = crate::stages::registry();
     let config = PipelineConfig::load(config_file, &registry).map_err(DagError::from)?;
     let store = Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
@@ -198,6 +192,51 @@ pub fn inspect(config_file: &Path, what: &str, rows: usize) -> Result<(), Error>
         }
         println!("{}", df.head(Some(rows)));
     }
+    Ok(())
+}
+
+/// `verify`: full hashes of every entry (of `stages`, all when empty) against its manifest.
+pub fn verify(config_file: &Path, stages: &[String]) -> Result<(), Error> {
+    use crate::dag::store::{Check, EntryState};
+    let registry = crate::stages::registry();
+    let config = PipelineConfig::load(config_file, &registry).map_err(DagError::from)?;
+    for s in stages {
+        if config.stage(s).is_none() {
+            return Err(DagError::UnknownTarget {
+                name: s.clone(),
+                known: config.stages.iter().map(|s| s.name.clone()).collect(),
+            }
+            .into());
+        }
+    }
+    let store = Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
+    let mut damaged = 0;
+    let mut checked = 0;
+    for e in store
+        .entries()
+        .map_err(|e| DagError::io(store.root(), e))?
+        .iter()
+        .filter(|e| stages.is_empty() || stages.contains(&e.stage))
+    {
+        checked += 1;
+        match store.verify(&e.stage, &e.key, Check::Full) {
+            EntryState::Valid => println!("ok       {}/{}", e.stage, e.key),
+            EntryState::Absent => {}
+            EntryState::Damaged(problems) => {
+                damaged += 1;
+                println!("DAMAGED  {}/{}", e.stage, e.key);
+                for p in problems {
+                    println!("           {p}");
+                }
+            }
+        }
+    }
+    if damaged > 0 {
+        return Err(Error::msg(format!(
+            "{damaged} of {checked} entries are damaged; `fashionbert run` rebuilds the current ones (`gc` removes the rest)"
+        )));
+    }
+    println!("{checked} entries verified");
     Ok(())
 }
 

@@ -554,7 +554,7 @@ pub fn import_tsv(
     k: usize,
 ) -> Result<Records> {
     let (count, files) = tsv::read_list(list)?;
-    let schema = tsv::parse_schema(&tsv::train_schema(patches, dim, t, m, k))?;
+    let schema = tsv::train_fields(patches, dim, t, m, k)?;
     let mut writer = featstore::Writer::create(
         &out.join("features"),
         featstore::FeatDType::F32,
@@ -620,6 +620,49 @@ pub fn import_tsv(
 
 // ---- scoring original-format eval files -------------------------------------------------------
 
+/// Checks `--type` against the files: an eval set ranks each query (the text for txt2img,
+/// the image for img2txt) against many candidates, so its query column (`text_prod_id` or
+/// `image_prod_id`) has fewer distinct values than its candidate column. Reads only those
+/// two columns.
+fn check_eval_direction(files: &[PathBuf], direction: &str) -> Result<()> {
+    use std::collections::HashSet;
+    use std::io::BufRead;
+    let (mut texts, mut images) = (HashSet::new(), HashSet::new());
+    for file in files {
+        let f = std::fs::File::open(file).at(file)?;
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line.at(file)?;
+            let cols: Vec<&str> = line.rsplitn(4, '\t').collect();
+            // rsplitn: prod_img_id, image_prod_id, text_prod_id, rest.
+            if cols.len() == 4 {
+                images.insert(cols[1].to_string());
+                texts.insert(cols[2].to_string());
+            }
+        }
+    }
+    let (queries, candidates, other) = if direction == "txt2img" {
+        (texts.len(), images.len(), "img2txt")
+    } else {
+        (images.len(), texts.len(), "txt2img")
+    };
+    if queries > candidates {
+        return Err(Error::msg(format!(
+            "--type {direction} ranks each query against its candidates, but these files hold {queries} distinct {} and only {candidates} distinct {}: they look like an eval set of type {other}; pass --type {other}",
+            if direction == "txt2img" {
+                "texts (text_prod_id)"
+            } else {
+                "images (image_prod_id)"
+            },
+            if direction == "txt2img" {
+                "images (image_prod_id)"
+            } else {
+                "texts (text_prod_id)"
+            },
+        )));
+    }
+    Ok(())
+}
+
 /// Scores eval files in the original format with a trained model; writes the prediction file
 /// the original would have written, and the metrics (corrected and compatible).
 pub fn eval_tsv(
@@ -633,7 +676,7 @@ pub fn eval_tsv(
     let compute = crate::device::select(device_kind, 0)?;
     let (model, cfg) = io::load(model_dir, &compute.device)?;
     let (p, f, t) = (cfg.num_patches, cfg.patch_feature_size, cfg.text_len);
-    let schema = tsv::parse_schema(&tsv::eval_schema(p, f, t))?;
+    let schema = tsv::eval_fields(p, f, t, cfg.bert.vocab_size)?;
     let mut files = Vec::new();
     for i in inputs {
         if i.extension().is_some_and(|e| e == "list_csv") {
@@ -642,6 +685,7 @@ pub fn eval_tsv(
             files.push(i.clone());
         }
     }
+    check_eval_direction(&files, direction)?;
     std::fs::create_dir_all(out).at(out)?;
     let pred_path = out.join(format!("eval_{direction}_results.txt"));
     let mut pred = std::io::BufWriter::new(std::fs::File::create(&pred_path).at(&pred_path)?);

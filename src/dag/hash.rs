@@ -107,10 +107,12 @@ impl HashCache {
     }
 
     /// A digest of a directory tree: the sorted relative paths of its files with their hashes.
-    /// Hidden entries (`.git`, `.cache`) and excluded directories are skipped.
+    /// Hidden entries (`.git`, `.cache`), excluded directories, special files and symbolic
+    /// links that resolve outside `dir` are skipped (never opened).
     pub fn dir(&mut self, dir: &Path) -> io::Result<String> {
         let mut files = Vec::new();
-        walk(dir, &self.exclude, &mut files)?;
+        let root = fs::canonicalize(dir)?;
+        walk(dir, &root, &self.exclude, &mut files)?;
         files.sort();
         let mut h = blake3::Hasher::new();
         for f in &files {
@@ -124,7 +126,7 @@ impl HashCache {
     }
 }
 
-fn walk(dir: &Path, exclude: &[PathBuf], out: &mut Vec<PathBuf>) -> io::Result<()> {
+fn walk(dir: &Path, root: &Path, exclude: &[PathBuf], out: &mut Vec<PathBuf>) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_name().to_string_lossy().starts_with('.') {
@@ -136,9 +138,12 @@ fn walk(dir: &Path, exclude: &[PathBuf], out: &mut Vec<PathBuf>) -> io::Result<(
             let excluded =
                 !exclude.is_empty() && fs::canonicalize(&p).is_ok_and(|c| exclude.contains(&c));
             if !excluded {
-                walk(&p, exclude, out)?;
+                walk(&p, root, exclude, out)?;
             }
-        } else if ft.is_file() || (ft.is_symlink() && p.is_file()) {
+        } else if ft.is_file()
+            || (ft.is_symlink()
+                && fs::canonicalize(&p).is_ok_and(|c| c.starts_with(root) && c.is_file()))
+        {
             out.push(p);
         }
     }

@@ -51,6 +51,16 @@ pub enum DagError {
         "stage `{stage}` finished without writing its declared output `{path}` (a bug in the stage)"
     )]
     MissingOutput { stage: String, path: String },
+    #[error(
+        "stage `{stage}`: its cached entry {} is damaged: {}; run without --no-rebuild to rebuild it (`fashionbert verify` checks every entry)",
+        dir.display(),
+        problems.join("; ")
+    )]
+    Damaged {
+        stage: String,
+        dir: PathBuf,
+        problems: Vec<String>,
+    },
     #[error("no stage `{name}` in this pipeline (stages: {})", known.join(", "))]
     UnknownTarget { name: String, known: Vec<String> },
 }

@@ -50,6 +50,8 @@ pub struct ParamSpec {
     pub kind: ParamKind,
     pub default: ParamDefault,
     pub doc: &'static str,
+    /// The allowed closed interval of a numeric parameter (checked when the config is read).
+    pub range: Option<(f64, f64)>,
 }
 
 impl ParamSpec {
@@ -64,6 +66,39 @@ impl ParamSpec {
             kind,
             default,
             doc,
+            range: None,
+        }
+    }
+
+    /// Restricts a numeric parameter to `lo ..= hi` (use `f64::INFINITY` for no upper bound).
+    pub const fn range(mut self, lo: f64, hi: f64) -> Self {
+        self.range = Some((lo, hi));
+        self
+    }
+
+    /// Restricts a numeric parameter to `lo` or more.
+    pub const fn min(self, lo: f64) -> Self {
+        self.range(lo, f64::INFINITY)
+    }
+
+    /// The allowed values in words, for errors and docs ("from 1 to 512", "0 or more").
+    pub fn range_text(&self) -> Option<String> {
+        let (lo, hi) = self.range?;
+        Some(if hi.is_infinite() {
+            format!("{lo} or more")
+        } else {
+            format!("from {lo} to {hi}")
+        })
+    }
+
+    fn check_range(&self, v: f64) -> Result<(), String> {
+        match self.range {
+            Some((lo, hi)) if !(lo..=hi).contains(&v) => Err(format!(
+                "expected {} {}, found {v}",
+                self.kind,
+                self.range_text().unwrap_or_default()
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -167,16 +202,23 @@ impl RawValue {
 pub fn check_value(spec: &ParamSpec, raw: &RawValue) -> Result<ParamValue, String> {
     let mismatch = || format!("expected {}, found {}", spec.kind, raw.type_name());
     match (spec.kind, raw) {
-        (ParamKind::Int, RawValue::Int(v)) => Ok(ParamValue::Int(*v)),
+        (ParamKind::Int, RawValue::Int(v)) => {
+            spec.check_range(*v as f64)?;
+            Ok(ParamValue::Int(*v))
+        }
         (ParamKind::Float, RawValue::Float(v)) => {
             if v.is_finite() {
+                spec.check_range(*v)?;
                 Ok(ParamValue::Float(*v))
             } else {
                 Err(format!("expected a finite number, found {v}"))
             }
         }
         // An integer literal is a valid float (`lr = 1` means 1.0); it canonicalises to the float.
-        (ParamKind::Float, RawValue::Int(v)) => Ok(ParamValue::Float(*v as f64)),
+        (ParamKind::Float, RawValue::Int(v)) => {
+            spec.check_range(*v as f64)?;
+            Ok(ParamValue::Float(*v as f64))
+        }
         (ParamKind::Bool, RawValue::Bool(v)) => Ok(ParamValue::Bool(*v)),
         (ParamKind::Str, RawValue::Str(v)) => Ok(ParamValue::Str(v.clone())),
         (ParamKind::Choice(choices), RawValue::Str(v)) => {

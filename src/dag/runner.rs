@@ -13,7 +13,7 @@ use super::lock::StoreLock;
 use super::manifest::{Manifest, OutputFile};
 use super::params::ParamValue;
 use super::stage::{Input, RawInput, RunContext};
-use super::store::{Store, list_files};
+use super::store::{Check, EntryState, Store, list_files};
 use super::{DagError, table_rows};
 use crate::progress;
 
@@ -23,10 +23,23 @@ use crate::progress;
 pub enum Why {
     NeverRun,
     Forced,
-    CodeChanged { from: u32, to: u32 },
-    ParamsChanged { changes: Vec<String> },
-    UpstreamChanged { stages: Vec<String> },
-    InputChanged { paths: Vec<String> },
+    CodeChanged {
+        from: u32,
+        to: u32,
+    },
+    ParamsChanged {
+        changes: Vec<String>,
+    },
+    UpstreamChanged {
+        stages: Vec<String>,
+    },
+    InputChanged {
+        paths: Vec<String>,
+    },
+    /// The entry for this key exists but does not match its manifest.
+    Damaged {
+        problems: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Why {
@@ -38,6 +51,9 @@ impl std::fmt::Display for Why {
             Why::ParamsChanged { changes } => write!(f, "params changed: {}", changes.join(", ")),
             Why::UpstreamChanged { stages } => write!(f, "upstream changed: {}", stages.join(", ")),
             Why::InputChanged { paths } => write!(f, "input file changed: {}", paths.join(", ")),
+            Why::Damaged { problems } => {
+                write!(f, "cached entry damaged: {}", problems.join("; "))
+            }
         }
     }
 }
@@ -94,6 +110,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// Fail instead of waiting when another run holds the store.
     pub no_wait: bool,
+    /// Fail, naming the files, instead of rebuilding a damaged cached entry.
+    pub no_rebuild: bool,
 }
 
 impl<'a> Runner<'a> {
@@ -259,12 +277,15 @@ impl<'a> Runner<'a> {
             &digests,
             &inputs,
         );
-        let (state, why) = if self.store.has(name, &key) && !forced {
+        let entry = self.store.verify(name, &key, Check::Quick);
+        let (state, why) = if entry == EntryState::Valid && !forced {
             (State::Cached, vec![])
         } else {
             let mut why = Vec::new();
-            if forced && self.store.has(name, &key) {
-                why.push(Why::Forced);
+            match entry {
+                EntryState::Damaged(problems) => why.push(Why::Damaged { problems }),
+                EntryState::Valid => why.push(Why::Forced),
+                EntryState::Absent => {}
             }
             match self
                 .store
@@ -388,6 +409,16 @@ impl<'a> Runner<'a> {
                     dir: item.dir.clone(),
                 });
             } else {
+                if opts.no_rebuild
+                    && let Some(Why::Damaged { problems }) =
+                        item.why.iter().find(|w| matches!(w, Why::Damaged { .. }))
+                {
+                    return Err(DagError::Damaged {
+                        stage: item.stage.clone(),
+                        dir: item.dir.clone(),
+                        problems: problems.clone(),
+                    });
+                }
                 outcomes.push(self.execute(&item, opts)?);
             }
             let mut item = item;

@@ -12,6 +12,32 @@ use std::path::{Path, PathBuf};
 
 use super::manifest::Manifest;
 
+/// How thoroughly [`Store::verify`] checks an entry against its manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Every output's presence, type and size; the content hash of each file up to
+    /// [`QUICK_HASH_BYTES`] and of any larger one modified after the manifest was written.
+    /// Run before a stage is called cached.
+    Quick,
+    /// Every output's content hash (`fashionbert verify`).
+    Full,
+}
+
+/// Outputs up to this size are hashed by every [`Check::Quick`] (blake3 reads ~1 GB/s, so
+/// this costs at most ~0.1 s a file); larger ones (feature shards) are hashed when their
+/// modification time says they changed.
+pub const QUICK_HASH_BYTES: u64 = 128 << 20;
+
+/// What the store holds for a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryState {
+    Absent,
+    /// Complete and matching its manifest.
+    Valid,
+    /// Present but not usable: one line per problem (file and what is wrong).
+    Damaged(Vec<String>),
+}
+
 pub struct Store {
     root: PathBuf,
 }
@@ -64,6 +90,80 @@ impl Store {
         self.entry_dir(stage, key).join(Manifest::FILE).is_file()
     }
 
+    /// Checks the entry for `key` against its manifest (see [`Check`]). A manifest that does
+    /// not parse, or that names another stage or key, makes the entry damaged.
+    pub fn verify(&self, stage: &str, key: &str, check: Check) -> EntryState {
+        let dir = self.entry_dir(stage, key);
+        let mpath = dir.join(Manifest::FILE);
+        let Ok(mmeta) = fs::metadata(&mpath) else {
+            return EntryState::Absent;
+        };
+        let m = match Manifest::read(&dir) {
+            Ok(m) => m,
+            Err(e) => {
+                return EntryState::Damaged(vec![format!(
+                    "{}: does not parse ({})",
+                    Manifest::FILE,
+                    e.to_string().rsplit(": ").next().unwrap_or_default()
+                )]);
+            }
+        };
+        let mut problems = Vec::new();
+        if m.stage != stage || m.key != key {
+            problems.push(format!(
+                "{}: describes {}/{}, not {stage}/{key}",
+                Manifest::FILE,
+                m.stage,
+                m.key
+            ));
+        }
+        let written = mmeta.modified().ok();
+        for o in &m.outputs {
+            let p = dir.join(&o.path);
+            let meta = match fs::symlink_metadata(&p) {
+                Ok(meta) => meta,
+                Err(_) => {
+                    problems.push(format!("{}: missing", o.path));
+                    continue;
+                }
+            };
+            if !meta.is_file() {
+                problems.push(format!("{}: not a regular file", o.path));
+                continue;
+            }
+            if meta.len() != o.bytes {
+                problems.push(format!(
+                    "{}: {} bytes, the manifest says {}",
+                    o.path,
+                    meta.len(),
+                    o.bytes
+                ));
+                continue;
+            }
+            let touched = match (meta.modified().ok(), written) {
+                (Some(f), Some(w)) => f > w,
+                _ => true,
+            };
+            if check == Check::Full || o.bytes <= QUICK_HASH_BYTES || touched {
+                match super::hash::hash_file(&p) {
+                    Ok(h) if h == o.blake3 => {}
+                    Ok(h) => problems.push(format!(
+                        "{}: content changed (blake3 {}…, the manifest says {}…)",
+                        o.path,
+                        &h[..12.min(h.len())],
+                        &o.blake3[..12.min(o.blake3.len())]
+                    )),
+                    Err(e) => problems.push(format!("{}: cannot be read ({e})", o.path)),
+                }
+            }
+        }
+        if problems.is_empty() {
+            EntryState::Valid
+        } else {
+            EntryState::Damaged(problems)
+        }
+    }
+
     pub fn manifest(&self, stage: &str, key: &str) -> io::Result<Manifest> {
         Manifest::read(&self.entry_dir(stage, key))
     }
@@ -81,10 +181,18 @@ impl Store {
             return Ok(());
         }
         let dir = self.stage_dir(stage);
+        let link = dir.join(Self::LATEST);
+        if fs::symlink_metadata(&link).is_ok_and(|m| m.is_dir()) {
+            return Err(io::Error::other(format!(
+                "{} is a directory, not the link to the newest entry that the store keeps there; \
+                 move it out of the store (it is not an entry) and run again",
+                link.display()
+            )));
+        }
         let tmp = dir.join(format!(".latest-{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(key, &tmp)?;
-        fs::rename(&tmp, dir.join(Self::LATEST))
+        fs::rename(&tmp, link)
     }
 
     /// Starts an entry: a fresh temporary directory to write into.
@@ -185,12 +293,44 @@ impl Store {
         Ok(out)
     }
 
-    /// Entries no `latest` points at, and work directories of keys that are complete or no
-    /// longer current. With `delete`, removes them. Returns (path, bytes) of each.
+    /// The entry each stage keeps through `gc`: the one `latest` points at or, when that link
+    /// is missing or broken, the newest by the time it finished.
+    pub fn kept(&self, entries: &[Entry]) -> std::collections::BTreeMap<String, String> {
+        let mut keep = std::collections::BTreeMap::new();
+        for e in entries {
+            if keep.contains_key(&e.stage) {
+                continue;
+            }
+            let key = self.latest(&e.stage).or_else(|| {
+                entries
+                    .iter()
+                    .filter(|o| o.stage == e.stage)
+                    .max_by_key(|o| {
+                        let finished = Manifest::read(&o.dir)
+                            .map(|m| m.finished_at)
+                            .unwrap_or_default();
+                        let mtime = fs::metadata(o.dir.join(Manifest::FILE))
+                            .and_then(|m| m.modified())
+                            .ok();
+                        (finished, mtime)
+                    })
+                    .map(|o| o.key.clone())
+            });
+            if let Some(k) = key {
+                keep.insert(e.stage.clone(), k);
+            }
+        }
+        keep
+    }
+
+    /// Entries other than each stage's kept one (see [`Store::kept`]), and work directories.
+    /// With `delete`, removes them. Returns (path, bytes) of each.
     pub fn gc(&self, delete: bool) -> io::Result<Vec<(PathBuf, u64)>> {
         let mut out = Vec::new();
-        for e in self.entries()? {
-            if self.latest(&e.stage).as_deref() != Some(e.key.as_str()) {
+        let entries = self.entries()?;
+        let keep = self.kept(&entries);
+        for e in &entries {
+            if keep.get(&e.stage) != Some(&e.key) {
                 out.push((e.dir.clone(), dir_size(&e.dir)));
             }
         }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::images::{ImageError, ImageRoot};
 
 /// Which CSV column holds which field.
 #[derive(Debug, Clone)]
@@ -148,13 +149,12 @@ pub fn read_groups(path: &Path, id_col: &str, group_col: &str) -> Result<HashMap
     Ok(out)
 }
 
-/// The image path of a row, relative to the config directory: `image_root` joined with the
-/// CSV's cell (an absolute cell is kept as is).
-pub fn image_path(image_root: &Path, cell: &str) -> PathBuf {
-    let p = Path::new(cell);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        image_root.join(p)
-    }
+/// The image path of a row, relative to the config directory: `root_rel` (the image folder,
+/// relative to the config directory) joined with the cell resolved inside the folder by
+/// [`ImageRoot::resolve`]. A cell that leads outside the folder (`..`, an absolute path
+/// elsewhere, a symbolic link pointing out), or that names a missing file, a directory, a FIFO,
+/// a device or a file over the size limit, is an error; nothing outside the folder is opened.
+/// `..` and links inside the folder are resolved, so the stored path names the file itself.
+pub fn image_path(root: &ImageRoot, root_rel: &Path, cell: &str) -> Result<PathBuf, ImageError> {
+    Ok(root_rel.join(root.resolve(cell)?))
 }

@@ -48,20 +48,22 @@ pub const SPEC: StageSpec = StageSpec {
             K::Int,
             D::Int(1000),
             "query products from the valid split (all if fewer)",
-        ),
+        )
+        .min(1.0),
         P::new(
             "negatives",
             K::Int,
             D::Int(100),
             "negatives per query (101 candidates)",
-        ),
+        )
+        .min(1.0),
         P::new(
             "fill",
             K::Choice(&["category_then_split", "none"]),
             D::Str("category_then_split"),
             "where a subcategory is too small",
         ),
-        P::new("seed", K::Int, D::Int(19), "eval-set seed"),
+        P::new("seed", K::Int, D::Int(19), "eval-set seed").min(0.0),
         P::new(
             "score",
             K::Choice(&["itm", "itc", "itc_then_itm"]),
@@ -73,26 +75,30 @@ pub const SPEC: StageSpec = StageSpec {
             K::Int,
             D::Int(16),
             "itc_then_itm: candidates per query the alignment head re-ranks",
-        ),
-        P::new("batch_size", K::Int, D::Int(256), "pairs per scoring batch"),
+        )
+        .min(1.0),
+        P::new("batch_size", K::Int, D::Int(256), "pairs per scoring batch").min(1.0),
         P::new(
             "probe_products",
             K::Int,
             D::Int(1500),
             "train products the linear probe baseline is fitted on (0 = no probe)",
-        ),
+        )
+        .min(0.0),
         P::new(
             "probe_ridge",
             K::Float,
             D::Float(1.0),
             "the probe's ridge λ, relative to the mean squared norm of its image vectors",
-        ),
+        )
+        .min(1e-12),
         P::new(
             "compat_batch",
             K::Int,
             D::Int(64),
             "batch size of the original's prediction files (its grouping bug depends on it)",
-        ),
+        )
+        .min(1.0),
     ],
     outputs: &[
         "metrics.json",

@@ -58,19 +58,19 @@ pub const SPEC: StageSpec = StageSpec {
             K::Int,
             D::Int(1),
             "grid: feed the image at 32·grid·grid_scale px and average-pool the map down to grid×grid",
-        ),
+        ).range(1.0, 8.0),
         P::new(
             "patch_input",
             K::Int,
             D::Int(0),
             "patches: resize each patch to this side before the network (0 = native patch size)",
-        ),
+        ).range(0.0, 1024.0),
         P::new(
             "batch_images",
             K::Int,
             D::Int(8),
             "images per network batch (× 64 patches)",
-        ),
+        ).min(1.0),
         P::new(
             "dtype",
             K::Choice(&["f16", "f32"]),
@@ -82,7 +82,7 @@ pub const SPEC: StageSpec = StageSpec {
             K::Int,
             D::Int(1024),
             "images per shard file",
-        ),
+        ).min(1.0),
     ],
     outputs: &[
         "index.parquet",

@@ -12,7 +12,7 @@ use crate::dag::{
     StageError, StageSpec,
 };
 use crate::error::{Error, IoContext, Result};
-use crate::images::{ImageLoader, ImageRef};
+use crate::images::{ImageLoader, ImageRef, ImageRoot};
 use crate::progress::Progress;
 use crate::sources::{
     self, Product, Reject, csv as csvsrc, fashiongen, normalize_split, normalize_text,
@@ -43,7 +43,8 @@ pub const SPEC: StageSpec = StageSpec {
             K::Int,
             D::Int(0),
             "keep only the first N accepted products (0 = all)",
-        ),
+        )
+        .min(0.0),
         P::new(
             "check_images",
             K::Bool,
@@ -56,25 +57,29 @@ pub const SPEC: StageSpec = StageSpec {
             K::Int,
             D::Int(2000),
             "synthetic: number of products",
-        ),
+        )
+        .min(1.0),
         P::new(
             "seed",
             K::Int,
             D::Int(1),
             "synthetic: generator seed; also the split seed for CSVs without a split column",
-        ),
+        )
+        .min(0.0),
         P::new(
             "image_size",
             K::Int,
             D::Int(256),
             "synthetic: image side in pixels",
-        ),
+        )
+        .range(8.0, 4096.0),
         P::new(
             "valid_fraction",
             K::Float,
             D::Float(0.15),
             "share of products in the valid split, where the source has no split",
-        ),
+        )
+        .range(0.0, 0.95),
         // csv
         P::new("csv", K::Str, D::None, "csv: the products CSV"),
         P::new(
@@ -209,9 +214,30 @@ impl Stage for Ingest {
             products.retain(|pr| !bad_ids.contains(&pr.image_id));
         }
         if products.is_empty() {
-            return Err(
-                "no usable products: every row was rejected (see the reasons printed above)".into(),
-            );
+            if rejects.is_empty() {
+                return Err(
+                    "no products: the source holds no data rows (a CSV with only its header?)"
+                        .into(),
+                );
+            }
+            let first: Vec<String> = rejects
+                .iter()
+                .take(5)
+                .map(|r| {
+                    let at = if r.line >= 0 {
+                        format!("line {}", r.line)
+                    } else {
+                        format!("product {}", r.product_id)
+                    };
+                    format!("{at}: {}", r.reason.trim_end())
+                })
+                .collect();
+            return Err(format!(
+                "no usable products: all {} rows were rejected; first reasons: {}",
+                rejects.len(),
+                first.join("; ")
+            )
+            .into());
         }
         write_products(&products, &ctx.out("products.parquet"))?;
         write_rejects(&rejects, &ctx.out("rejects.parquet"))?;
@@ -287,6 +313,17 @@ fn synthetic_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec
     Ok((out, vec![]))
 }
 
+/// The artefact store this run writes into, from the layout of its work directory
+/// (`<store>/.work/<stage>/<key>`); `None` when the stage runs outside a store.
+fn store_root(ctx: &RunContext) -> Option<PathBuf> {
+    let dot_work = ctx.work_dir().parent()?.parent()?;
+    if dot_work.file_name()? == ".work" {
+        dot_work.parent().map(Path::to_path_buf)
+    } else {
+        None
+    }
+}
+
 /// Products, rejects, and rows skipped because `eval_split` selects another split.
 fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Reject>, u64)> {
     let csv_path = ctx.resolve(p.str("csv")?);
@@ -305,6 +342,13 @@ fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Rejec
         None => HashMap::new(),
     };
     let root = image_root(p, &ctx.base_dir).map_err(|e| Error::msg(e.to_string()))?;
+    // Image cells are confined to the image folder; the artefact store is excluded because the
+    // cache key's hash of the folder skips it.
+    let mut images = ImageRoot::new(&root)
+        .map_err(|e| Error::input(&root, format!("the image folder (image_root): {e}")))?;
+    if let Some(store) = store_root(ctx) {
+        images = images.excluding(&store);
+    }
     // Image paths are stored relative to the config directory, so artefacts do not depend on
     // where the checkout lives.
     let root_rel = crate::dag::stage::relative_to(&ctx.base_dir, &root);
@@ -378,7 +422,13 @@ fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Rejec
             continue;
         }
         seen.insert(r.product_id.clone(), r.line);
-        let image = csvsrc::image_path(&root_rel, &r.image);
+        let image = match csvsrc::image_path(&images, &root_rel, &r.image) {
+            Ok(image) => image,
+            Err(e) => {
+                rejects.push(reject(e.reject_reason()));
+                continue;
+            }
+        };
         let key = match groups.get(&r.product_id) {
             Some(g) => format!("g:{g}"),
             None => title_key(&r.title),
@@ -477,7 +527,7 @@ fn check_images(loader: &ImageLoader, products: &[Product]) -> Vec<(usize, Strin
         .filter_map(|(i, pr)| {
             let r = loader.load(&ImageRef::parse(&pr.image));
             bar.inc(1);
-            r.err().map(|e| (i, format!("{}: {e}", e.reason())))
+            r.err().map(|e| (i, e.reject_reason()))
         })
         .collect();
     bar.finish();

@@ -26,7 +26,8 @@ pub const RUNTIME: &[ParamSpec] = &[
         ParamKind::Int,
         ParamDefault::Int(0),
         "CPU threads for compute and data loading (0 = all cores)",
-    ),
+    )
+    .range(0.0, 1024.0),
 ];
 
 /// Every stage of the FashionBERT pipeline.

@@ -37,13 +37,14 @@ pub const SPEC: StageSpec = StageSpec {
     about: "one same-subcategory negative per positive (label 0), 1:1 per split",
     inputs: &[Input::all("ingest"), Input::all("pairs")],
     params: &[
-        P::new("seed", K::Int, D::Int(7), "sampling seed"),
+        P::new("seed", K::Int, D::Int(7), "sampling seed").min(0.0),
         P::new(
             "rounds",
             K::Int,
             D::Int(1),
             "independent rounds of negatives; training uses round `epoch % rounds`",
-        ),
+        )
+        .range(1.0, 1000.0),
         P::new(
             "strategy",
             K::Choice(&["subcategory", "random", "curriculum"]),
@@ -55,13 +56,15 @@ pub const SPEC: StageSpec = StageSpec {
             K::Float,
             D::Float(0.0),
             "curriculum: share of same-subcategory negatives in round 0",
-        ),
+        )
+        .range(0.0, 1.0),
         P::new(
             "hard_end",
             K::Float,
             D::Float(1.0),
             "curriculum: share of same-subcategory negatives in the last round",
-        ),
+        )
+        .range(0.0, 1.0),
     ],
     outputs: &["negatives.parquet"],
 };

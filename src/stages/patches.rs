@@ -32,13 +32,15 @@ pub const SPEC: StageSpec = StageSpec {
             K::Int,
             D::Int(256),
             "images are resized to this square (Fashion-Gen: 256)",
-        ),
+        )
+        .range(8.0, 4096.0),
         P::new(
             "grid",
             K::Int,
             D::Int(8),
             "patches per side (8 → 64 patches)",
-        ),
+        )
+        .range(1.0, 64.0),
         P::new(
             "fit",
             K::Choice(&["stretch", "pad"]),
@@ -50,8 +52,9 @@ pub const SPEC: StageSpec = StageSpec {
             K::Int,
             D::Int(5),
             "masked positions per record",
-        ),
-        P::new("seed", K::Int, D::Int(13), "masking seed"),
+        )
+        .range(1.0, 4096.0),
+        P::new("seed", K::Int, D::Int(13), "masking seed").min(0.0),
     ],
     outputs: &["patch_masks.parquet", "grid.json"],
 };

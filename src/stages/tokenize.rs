@@ -41,26 +41,29 @@ pub const SPEC: StageSpec = StageSpec {
             K::Int,
             D::Int(64),
             "text length in tokens, [CLS] and [SEP] included",
-        ),
+        )
+        .range(3.0, 512.0),
         P::new(
             "mask_prob",
             K::Float,
             D::Float(0.15),
             "share of eligible tokens to predict",
-        ),
+        )
+        .range(0.0, 1.0),
         P::new(
             "max_predictions",
             K::Int,
             D::Int(10),
             "masked positions per record (the padded length)",
-        ),
+        )
+        .range(1.0, 512.0),
         P::new(
             "whole_word",
             K::Bool,
             D::Bool(false),
             "mask all wordpieces of a word together",
         ),
-        P::new("seed", K::Int, D::Int(11), "masking seed"),
+        P::new("seed", K::Int, D::Int(11), "masking seed").min(0.0),
     ],
     outputs: &["texts.parquet", "tokens.parquet"],
 };

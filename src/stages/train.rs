@@ -39,45 +39,45 @@ pub const SPEC: StageSpec = StageSpec {
             K::Int,
             D::Int(0),
             "keep only the first N encoder layers (0 = all)",
-        ),
+        ).min(0.0),
         P::new(
             "dropout",
             K::Float,
             D::Float(-1.0),
             "hidden and attention dropout (-1 = the config's)",
-        ),
+        ).range(-1.0, 0.99),
         P::new(
             "init_range",
             K::Float,
             D::Float(-1.0),
             "std of the random initialisation of every parameter not loaded from `init` (-1 = the config's initializer_range)",
-        ),
+        ).range(-1.0, 10.0),
         P::new(
             "epochs",
             K::Int,
             D::Int(2),
             "passes over the training records",
-        ),
+        ).min(1.0),
         P::new(
             "max_steps",
             K::Int,
             D::Int(0),
             "stop after this many steps (0 = all epochs)",
-        ),
-        P::new("batch_size", K::Int, D::Int(32), "records per step"),
-        P::new("lr", K::Float, D::Float(1e-4), "peak learning rate"),
+        ).min(0.0),
+        P::new("batch_size", K::Int, D::Int(32), "records per step").min(1.0),
+        P::new("lr", K::Float, D::Float(1e-4), "peak learning rate").range(0.0, 10.0),
         P::new(
             "lr_new",
             K::Float,
             D::Float(0.0),
             "peak learning rate of the parameters `init` does not provide (image embeddings, heads, ITC projections); 0 = `lr`",
-        ),
+        ).range(0.0, 10.0),
         P::new(
             "w_itc",
             K::Float,
             D::Float(0.0),
             "weight of the in-batch image–text contrastive loss (ITC, beyond the original) added to the total; 0 = off",
-        ),
+        ).min(0.0),
         P::new(
             "itm_negatives",
             K::Choice(&["records", "itc"]),
@@ -89,25 +89,31 @@ pub const SPEC: StageSpec = StageSpec {
             K::Int,
             D::Int(256),
             "width of the ITC projections (used when w_itc > 0)",
-        ),
+        ).range(1.0, 65536.0),
+        P::new(
+            "itm_pair_dim",
+            K::Int,
+            D::Int(0),
+            "width of the alignment head's pair term (mean text token × mean image token of the joint pass, projected; beyond the original); 0 = the original head on the pooler alone",
+        ).range(0.0, 65536.0),
         P::new(
             "warmup",
             K::Float,
             D::Float(0.1),
             "share of steps of linear warm-up",
-        ),
+        ).range(0.0, 1.0),
         P::new(
             "clip_norm",
             K::Float,
             D::Float(1.0),
             "global gradient norm clip",
-        ),
+        ).min(0.0),
         P::new(
             "seed",
             K::Int,
             D::Int(17),
             "initialisation, order and dropout seed",
-        ),
+        ).min(0.0),
         P::new(
             "masked_patch_input",
             K::Choice(&["zero_patch", "zero_vector"]),
@@ -131,43 +137,43 @@ pub const SPEC: StageSpec = StageSpec {
             K::Float,
             D::Float(1.0),
             "fixed weight of the masked-LM loss",
-        ),
+        ).min(0.0),
         P::new(
             "w_tia",
             K::Float,
             D::Float(1.0),
             "fixed weight of the alignment loss",
-        ),
+        ).min(0.0),
         P::new(
             "w_mpm",
             K::Float,
             D::Float(1.0),
             "fixed weight of the masked-patch loss (0 = no MPM)",
-        ),
+        ).min(0.0),
         P::new(
             "checkpoint_every",
             K::Int,
             D::Int(200),
             "steps between checkpoints (for --resume)",
-        ),
+        ).min(0.0),
         P::new(
             "validate_every",
             K::Int,
             D::Int(200),
             "steps between validations",
-        ),
+        ).min(0.0),
         P::new(
             "valid_records",
             K::Int,
             D::Int(1024),
             "valid records per validation (0 = all)",
-        ),
+        ).min(0.0),
         P::new(
             "log_every",
             K::Int,
             D::Int(1),
             "read losses back every N steps",
-        ),
+        ).min(1.0),
     ],
     outputs: &[
         "model.safetensors",
@@ -281,6 +287,7 @@ fn model_config(p: &Params, base: &Path) -> Result<FashionBertConfig> {
     if p.float("w_itc")? > 0.0 {
         c.itc_dim = p.usize("itc_dim")?.max(1);
     }
+    c.itm_pair_dim = p.usize("itm_pair_dim")?;
     Ok(c)
 }
 

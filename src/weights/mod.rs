@@ -11,8 +11,58 @@ use burn::store::{
 };
 use burn::tensor::Device;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::models::resnet::{Convention, ResNet50};
+
+/// Rewrites a safetensors file's JSON header with its keys (and `__metadata__`'s) in sorted
+/// order, so that identical tensors give identical bytes: writers keep metadata in a
+/// `HashMap`, whose order changes from run to run. Data offsets are relative to the end of the
+/// header, so only the header changes; the file is replaced atomically.
+pub fn canonicalize_safetensors(path: &Path) -> Result<()> {
+    use std::collections::BTreeMap;
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let bad = |what: String| Error::input(path, format!("not a safetensors file: {what}"));
+    let mut f = std::fs::File::open(path).at(path)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).at(path)?;
+    let n = u64::from_le_bytes(len);
+    let total = f.metadata().at(path)?.len();
+    if n > total.saturating_sub(8) || n > 100 << 20 {
+        return Err(bad(format!("header length {n} in a file of {total} bytes")));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).at(path)?;
+    let parsed: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+    let sorted: BTreeMap<String, serde_json::Value> = parsed
+        .into_iter()
+        .map(|(k, v)| match (k.as_str(), v) {
+            ("__metadata__", serde_json::Value::Object(m)) => {
+                let m: BTreeMap<String, serde_json::Value> = m.into_iter().collect();
+                (k, serde_json::to_value(m).expect("json"))
+            }
+            (_, v) => (k, v),
+        })
+        .collect();
+    let mut text = serde_json::to_string(&sorted).expect("json");
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    if text.as_bytes() == header.as_slice() {
+        return Ok(());
+    }
+    let tmp = path.with_extension("safetensors.tmp");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).at(&tmp)?);
+        out.write_all(&(text.len() as u64).to_le_bytes()).at(&tmp)?;
+        out.write_all(text.as_bytes()).at(&tmp)?;
+        f.seek(SeekFrom::Start(8 + n)).at(path)?;
+        std::io::copy(&mut f, &mut out).at(&tmp)?;
+        out.flush().at(&tmp)?;
+    }
+    std::fs::rename(&tmp, path).at(path)?;
+    Ok(())
+}
 
 /// Turns a load report into an error naming every missing, unexpected or mismatched tensor.
 pub fn check_apply(

@@ -1067,7 +1067,11 @@ pub fn write_safetensors(
         })?;
     }
     safetensors::serialize_to_file(views, Some(metadata.into_iter().collect()), path)
-        .map_err(st_err)
+        .map_err(st_err)?;
+    super::canonicalize_safetensors(path).map_err(|e| TfjsError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })
 }
 
 fn convert_with_spec(

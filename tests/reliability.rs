@@ -1,0 +1,171 @@
+//! Reliability: every bad value and bad input the issue tracker reproduced ends in a clear
+//! error (exit 1, never a panic's 101), and nothing is silently accepted. Each test names the
+//! item of the fault table (README, "Faults and what happens").
+
+mod common;
+
+use common::*;
+
+/// Runs the CLI and expects a clean failure (exit 1) whose output contains every `want`.
+fn fails_with(dir: &std::path::Path, args: &[&str], want: &[&str]) -> String {
+    let out = run(dir, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?}: expected exit 1 (a clear error), got {:?}:\n{text}",
+        out.status.code()
+    );
+    assert!(!text.contains("panicked"), "{args:?} panicked:\n{text}");
+    for w in want {
+        assert!(text.contains(w), "{args:?}: output lacks {w:?}:\n{text}");
+    }
+    text
+}
+
+/// Values that used to panic (max_len 0/1, max_predictions 0, masked_patches 0) or were
+/// silently accepted (batch_size 0, epochs 0, image_size 0, valid_fraction 1.5 / -1, queries
+/// 0, negative integers) are rejected when the config is read, naming the allowed values.
+#[test]
+fn out_of_range_params_are_rejected_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 20, "flex");
+    for (set, want) in [
+        ("tokenize.max_len=0", "from 3 to 512"),
+        ("tokenize.max_len=1", "from 3 to 512"),
+        ("tokenize.max_predictions=0", "from 1 to 512"),
+        ("patches.masked_patches=0", "from 1 to 4096"),
+        ("train.batch_size=0", "1 or more"),
+        ("train.epochs=0", "1 or more"),
+        ("ingest.image_size=0", "from 8 to 4096"),
+        ("ingest.valid_fraction=1.5", "from 0 to 0.95"),
+        ("ingest.valid_fraction=-1", "from 0 to 0.95"),
+        ("evaluate.queries=0", "1 or more"),
+        ("negatives.seed=-3", "0 or more"),
+        ("train.lr=-0.1", "from 0 to 10"),
+    ] {
+        let param = set.split('=').next().unwrap();
+        fails_with(d, &["status", "--set", set], &[param, want]);
+    }
+    assert!(
+        !d.join("artifacts").join("ingest").exists(),
+        "nothing may run on a bad value"
+    );
+}
+
+/// The same check on a value in the config file names the file, line and column.
+#[test]
+fn out_of_range_values_in_the_config_name_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = tiny_pipeline(d, 20, "flex");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("max_len = 32", "max_len = 1");
+    std::fs::write(&cfg, &text).unwrap();
+    let line = text.lines().position(|l| l == "max_len = 1").unwrap() + 1;
+    fails_with(
+        d,
+        &["status"],
+        &[&format!("pipeline.toml:{line}"), "max_len", "from 3 to 512"],
+    );
+}
+
+/// `inspect` of a missing file outside a project says the file is missing, not that a
+/// pipeline config cannot be read.
+#[test]
+fn inspect_of_a_missing_file_outside_a_project_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = fails_with(
+        dir.path(),
+        &["inspect", "/tmp/no-such-dir/nope.parquet"],
+        &["/tmp/no-such-dir/nope.parquet: no such file"],
+    );
+    assert!(!text.contains("cannot read the pipeline config"), "{text}");
+}
+
+/// A CSV with only its header: the error says there are no data rows.
+#[test]
+fn a_csv_with_only_a_header_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 20, "flex");
+    std::fs::write(
+        d.join("products.csv"),
+        "product_id,image,title,description,category,subcategory,split\n",
+    )
+    .unwrap();
+    let text = fails_with(
+        d,
+        &[
+            "run",
+            "ingest",
+            "--set",
+            "ingest.source=csv",
+            "--set",
+            "ingest.csv=products.csv",
+        ],
+        &["no data rows"],
+    );
+    assert!(!text.contains("printed above"), "{text}");
+}
+
+/// An unknown device names the devices there are.
+#[test]
+fn an_unknown_device_lists_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("m")).unwrap();
+    let text = fails_with(
+        d,
+        &[
+            "eval-tsv", "x.txt", "--model", "m", "--type", "img2txt", "--device", "gpu9",
+        ],
+        &["device `gpu9` is not known", "auto"],
+    );
+    assert!(!text.contains("built without"), "{text}");
+}
+
+/// `verify` hashes every entry and names a damaged file; `status` says the entry is damaged
+/// and will run; `run` restores it.
+#[test]
+fn verify_and_status_name_a_damaged_output_and_run_rebuilds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 20, "flex");
+    ok(d, &["run", "pairs"]);
+    let out = ok(d, &["verify"]);
+    assert!(out.contains("2 entries verified"), "{out}");
+    let pairs = std::fs::canonicalize(d.join("artifacts/pairs/latest")).unwrap();
+    let file = pairs.join("pairs.parquet");
+    let good = std::fs::read(&file).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&file, &bad).unwrap();
+    let text = fails_with(
+        d,
+        &["verify"],
+        &["DAMAGED  pairs/", "pairs.parquet: content changed"],
+    );
+    assert!(text.contains("ok       ingest/"), "{text}");
+    let status = ok(d, &["status"]);
+    assert!(
+        status.contains("cached entry damaged: pairs.parquet: content changed"),
+        "{status}"
+    );
+    fails_with(
+        d,
+        &["run", "pairs", "--no-rebuild"],
+        &["stage `pairs`", "is damaged", "pairs.parquet"],
+    );
+    let rerun = ok(d, &["run", "pairs"]);
+    assert_eq!(stages_run(&rerun), ["pairs"], "{rerun}");
+    assert_eq!(std::fs::read(&file).unwrap(), good, "rebuilt byte for byte");
+    ok(d, &["verify", "pairs"]);
+}
