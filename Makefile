@@ -17,8 +17,11 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export LIBTORCH_BYPASS_VERSION_CHECK := 1
 export FB_PYTHON := $(PYTHON)
+# PyPI tensorflow-cpu in its own venv, for the tests that write real TensorFlow checkpoints.
+VENV_TF ?= $(HOME)/.cache/fashionbert/venv-tf
+export FB_TF_PYTHON := $(VENV_TF)/bin/python
 
-.PHONY: pipeline stage status dag inspect test bench weights build setup sysdeps venv clean distclean fmt
+.PHONY: pipeline stage status dag inspect test bench weights build setup sysdeps venv venv-tf clean distclean fmt
 
 ## pipeline: set up, then run the whole pipeline (CONFIG=pipeline.toml by default)
 pipeline: build weights
@@ -42,7 +45,7 @@ inspect: build
 	@$(BIN) inspect "$(FILE)" --config $(CONFIG) $(ARGS)
 
 ## test: unit, integration and parity tests
-test: setup weights
+test: setup weights venv-tf
 	cargo test --release $(ARGS)
 
 ## bench: benchmarks side by side with PyTorch; results go to BENCHMARKS.md
@@ -77,6 +80,15 @@ $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
+	@touch $@
+
+venv-tf: $(VENV_TF)/.installed
+
+$(VENV_TF)/.installed: requirements-tf.txt
+	@echo "setting up $(VENV_TF) (PyPI tensorflow-cpu, ~1.6 GB, once)"
+	python3 -m venv $(VENV_TF)
+	$(VENV_TF)/bin/pip install -q --upgrade pip
+	$(VENV_TF)/bin/pip install -q -r requirements-tf.txt
 	@touch $@
 
 fmt:

@@ -10,6 +10,8 @@ pub enum Error {
     Table(#[from] crate::table::TableError),
     #[error(transparent)]
     Param(#[from] crate::dag::params::ParamError),
+    #[error(transparent)]
+    TfCheckpoint(#[from] crate::weights::tfckpt::TfCkptError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -208,6 +208,27 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Convert a TensorFlow checkpoint (TF1 checkpoint V2: `.index` + `.data-*` files) into a
+    /// model folder: EasyTransfer's FashionBERT (`model.ckpt-54198`) becomes a FashionBERT
+    /// folder (what `eval-tsv --model` takes), Google's BERT (`bert_model.ckpt`) a Hugging Face
+    /// BERT folder (what `train.init` takes). Optimizer state and `global_step` are not kept.
+    Convert {
+        /// The checkpoint's format (`tf`).
+        #[arg(long = "from", value_parser = ["tf"])]
+        from: String,
+        /// The checkpoint prefix (`dir/model.ckpt-54198`), its `.index`, or its folder.
+        ckpt: PathBuf,
+        /// bert_config.json / EasyTransfer config.json (default: the one beside the
+        /// checkpoint; without one, sizes from the shapes).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Load what fits and list the rest (missing, unknown or mis-shaped variables)
+        /// instead of failing.
+        #[arg(long)]
+        partial: bool,
+    },
     /// Delete store entries that no `latest` references (and stale work directories).
     Gc {
         #[arg(long, short, default_value = "pipeline.toml")]
@@ -267,6 +288,13 @@ pub fn main() -> i32 {
         Command::Inspect { path, rows, config } => pipeline::inspect(&config, &path, rows),
         Command::Gc { config, dry_run } => pipeline::gc(&config, dry_run),
         Command::Weights { which, dir, force } => weights(&which, &dir, force),
+        Command::Convert {
+            from: _,
+            ckpt,
+            config,
+            out,
+            partial,
+        } => crate::weights::tfload::convert_cli(&ckpt, config.as_deref(), &out, partial),
         Command::Evaluate {
             model,
             csv,

@@ -15,6 +15,7 @@ use crate::models::fashionbert::{FashionBertConfig, LossWeighting, MaskedPatchIn
 use crate::models::io;
 use crate::table::{self, col_f32, col_f64, col_i64, col_u32};
 use crate::training::{self, TrainConfig, data::Records};
+use crate::weights::tfload;
 
 pub const SPEC: StageSpec = StageSpec {
     name: "train",
@@ -26,7 +27,7 @@ pub const SPEC: StageSpec = StageSpec {
             "init",
             K::Str,
             D::Str("weights/minilm"),
-            "a Hugging Face BERT folder (config.json + model.safetensors) to start from, or `random`",
+            "a Hugging Face BERT folder (config.json + model.safetensors) to start from, a TensorFlow checkpoint prefix (EasyTransfer's `dir/model.ckpt-54198`, Google's `dir/bert_model.ckpt`; its bert_config.json beside it), or `random`",
         ),
         P::new(
             "config",
@@ -255,14 +256,33 @@ fn init_files(p: &Params, base: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
     ))
 }
 
+/// The TensorFlow checkpoint prefix `init` names, if it names one.
+fn tf_init(p: &Params, base: &Path) -> Result<Option<PathBuf>> {
+    let init = p.str("init")?;
+    if init == "random" {
+        return Ok(None);
+    }
+    Ok(tfload::tf_prefix(&crate::dag::stage::resolve_path(
+        base, init,
+    )))
+}
+
 fn model_config(p: &Params, base: &Path) -> Result<FashionBertConfig> {
-    let cfg_path = match p.opt_str("config")? {
-        Some(c) => Some(crate::dag::stage::resolve_path(base, c)),
+    let explicit = p
+        .opt_str("config")?
+        .map(|c| crate::dag::stage::resolve_path(base, c));
+    let cfg_path = match explicit.clone() {
+        Some(c) => Some(c),
         None => init_files(p, base)?.map(|(_, c)| c),
     };
-    let mut bert = match cfg_path {
-        Some(c) => io::read_bert_config(&c)?,
-        None => BertConfig::new(),
+    let mut bert = match (tf_init(p, base)?, cfg_path) {
+        // A TensorFlow checkpoint: `config`, else the one beside it, else its shapes.
+        (Some(prefix), _) => {
+            let src = tfload::Source::open(&prefix)?;
+            src.model_config(explicit.as_deref())?.0.bert
+        }
+        (None, Some(c)) => io::read_bert_config(&c)?,
+        (None, None) => BertConfig::new(),
     };
     let layers = p.usize("layers")?;
     if layers > 0 {
@@ -298,7 +318,13 @@ impl Stage for Train {
 
     fn raw_inputs(&self, p: &Params, base: &Path) -> Result<Vec<RawInput>, StageError> {
         let mut v = Vec::new();
-        if let Some((w, c)) = init_files(p, base)? {
+        if let Some(prefix) = tf_init(p, base)? {
+            v.extend(
+                tfload::checkpoint_files(&prefix)?
+                    .into_iter()
+                    .map(RawInput::File),
+            );
+        } else if let Some((w, c)) = init_files(p, base)? {
             v.push(RawInput::File(w));
             v.push(RawInput::File(c));
         }
@@ -348,7 +374,10 @@ impl Stage for Train {
         let mut model = config.init(&device);
         let init_report = match init_files(&p, &ctx.base_dir)? {
             Some((w, _)) => {
-                let r = io::init_from_bert(&mut model, &w)?;
+                let (r, w) = match tf_init(&p, &ctx.base_dir)? {
+                    Some(prefix) => (tfload::init_from_tf(&mut model, &config, &prefix)?, prefix),
+                    None => (io::init_from_bert(&mut model, &w)?, w),
+                };
                 tracing::info!(
                     "initialised {} tensors from {}; random: {}",
                     r.loaded,

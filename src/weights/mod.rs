@@ -2,7 +2,10 @@
 //! converting them, and loading them into the models with names checked.
 
 pub mod fetch;
+pub mod tf_names;
+pub mod tfckpt;
 pub mod tfjs;
+pub mod tfload;
 
 use std::path::Path;
 
