@@ -58,7 +58,8 @@ weights: $(WEIGHTS)/resnet50-imagenet-v1.safetensors $(WEIGHTS)/minilm/vocab.txt
 $(WEIGHTS)/resnet50-imagenet-v1.safetensors: | build
 	$(BIN) weights resnet50 --dir $(WEIGHTS)
 
-$(WEIGHTS)/minilm/vocab.txt: | build
+# After ResNet-50: one download at a time, also under `make -j`.
+$(WEIGHTS)/minilm/vocab.txt: | build $(WEIGHTS)/resnet50-imagenet-v1.safetensors
 	$(BIN) weights minilm --dir $(WEIGHTS)
 
 build: setup
