@@ -15,9 +15,10 @@ fn strings(df: &polars::prelude::DataFrame, c: &str) -> Vec<String> {
 
 #[test]
 fn fashion_real_products_pairs_negatives_tokens() {
-    let (Some(data), Some(weights)) = (fashion_real(), weights_dir()) else {
+    let Some(data) = fashion_real() else {
         return;
     };
+    let weights = weights_dir();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(

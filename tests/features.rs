@@ -24,9 +24,10 @@ fn preprocess(paths: &[std::path::PathBuf]) -> Vec<f32> {
 
 #[test]
 fn real_imagenet_weights_recognise_real_products() {
-    let (Some(data), Some(weights)) = (fashion_real(), weights_dir()) else {
+    let Some(data) = fashion_real() else {
         return;
     };
+    let weights = weights_dir();
     let classes: HashMap<String, Vec<usize>> = serde_json::from_str(
         &std::fs::read_to_string(root().join("tests/data/imagenet_subcategory_classes.json"))
             .unwrap(),
@@ -91,9 +92,10 @@ fn real_imagenet_weights_recognise_real_products() {
 
 #[test]
 fn real_weights_pooled_features_match_the_pytorch_reference() {
-    let (Some(data), Some(weights)) = (fashion_real(), weights_dir()) else {
+    let Some(data) = fashion_real() else {
         return;
     };
+    let weights = weights_dir();
     let dir = tempfile::tempdir().unwrap();
     let paths: Vec<_> = [
         "images/1563.jpg",

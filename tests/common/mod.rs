@@ -20,30 +20,37 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared/data/fashion-real`, if this machine has it.
+/// `../shared/data/fashion-real` (the project's 10,000 real products, read in place). Absent, the
+/// test fails, unless `FB_SKIP_REAL_DATA=1` asks for an explicit, reported skip (`.ci/run` sets it,
+/// and says so, on a machine without the data).
 pub fn fashion_real() -> Option<PathBuf> {
     let p = root().join("../shared/data/fashion-real");
     if p.join("products.csv").is_file() {
-        Some(p)
-    } else {
+        return Some(p);
+    }
+    if std::env::var("FB_SKIP_REAL_DATA").is_ok_and(|v| v == "1") {
         eprintln!(
-            "SKIP: {} is absent (only the project's machines have it)",
+            "SKIP (FB_SKIP_REAL_DATA=1): {} is absent",
             p.display()
         );
-        None
+        return None;
     }
+    panic!(
+        "{} is absent: this test reads the project's real products; set FB_SKIP_REAL_DATA=1 to skip the real-data tests explicitly",
+        p.display()
+    )
 }
 
-/// The real weights fetched by `make weights`, if present.
-pub fn weights_dir() -> Option<PathBuf> {
+/// The real weights fetched by `make weights` (`make test` fetches them first): absent, the
+/// test fails saying what to run.
+pub fn weights_dir() -> PathBuf {
     let w = root().join("weights");
-    if w.join("minilm/vocab.txt").is_file() && w.join("resnet50-imagenet-v1.safetensors").is_file()
-    {
-        Some(w)
-    } else {
-        eprintln!("SKIP: real weights absent; run `make weights`");
-        None
-    }
+    assert!(
+        w.join("minilm/vocab.txt").is_file() && w.join("resnet50-imagenet-v1.safetensors").is_file(),
+        "the real weights are absent from {}: run `make weights` (or `make test`, which fetches them)",
+        w.display()
+    );
+    w
 }
 
 pub fn run(dir: &Path, args: &[&str]) -> Output {
