@@ -777,3 +777,86 @@ fn train_init_takes_a_tf_checkpoint() {
     let status = ok(d, &[&["status", "--json"][..], &sets].concat());
     assert!(!train_state(&status).contains("cached"), "{status}");
 }
+
+/// `eval-tsv --model` takes EasyTransfer's checkpoint itself (the original's predict mode): its
+/// prediction file and metrics equal, byte for byte, those of the folder `convert` writes from
+/// the same checkpoint; a Google BERT checkpoint (no image side) is refused saying why.
+#[test]
+fn eval_tsv_scores_with_an_easytransfer_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 24, "tch");
+    // Text fields of 64 tokens, as EasyTransfer's eval files have.
+    let toml = d.join("pipeline.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(text.contains("max_len = 32"));
+    std::fs::write(&toml, text.replace("max_len = 32", "max_len = 64")).unwrap();
+    ok(d, &["run"]);
+    ok(
+        d,
+        &["export-tsv", "--split", "eval-img2txt", "--out", "evaltsv"],
+    );
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("bert.json")).unwrap()).unwrap();
+    cfg["hidden_act"] = "gelu".into();
+    cfg["patch_feature_size"] = 2048.into();
+    cfg["max_patch_position_embeddings"] = 64.into();
+    cfg["num_patches"] = 64.into();
+    let (prefix, _, _) = write_ckpt(
+        d,
+        "et",
+        &cfg,
+        "config.json",
+        &["--flavor", "easytransfer", "--seed", "5", "--slots", "adam"],
+    );
+    ok(
+        d,
+        &["convert", "--from", "tf", &s(&prefix), "--out", "et-folder"],
+    );
+    let score = |model: &str, out: &str| {
+        run(
+            d,
+            &[
+                "eval-tsv",
+                "evaltsv/eval-img2txt.list_csv",
+                "--model",
+                model,
+                "--type",
+                "img2txt",
+                "--out",
+                out,
+                "--device",
+                "tch",
+            ],
+        )
+    };
+    for (model, out) in [
+        (s(&prefix), "out-ckpt"),
+        ("et-folder".to_string(), "out-folder"),
+    ] {
+        let o = score(&model, out);
+        assert!(
+            o.status.success(),
+            "eval-tsv --model {model}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let read = |p: &str| std::fs::read(d.join(p)).unwrap();
+    let pred = read("out-ckpt/eval_img2txt_results.txt");
+    assert!(!pred.is_empty());
+    assert_eq!(pred, read("out-folder/eval_img2txt_results.txt"));
+    let metrics = |p: &str| -> serde_json::Value {
+        serde_json::from_slice::<serde_json::Value>(&read(p)).unwrap()["img2txt"].clone()
+    };
+    let m = metrics("out-ckpt/metrics.json");
+    assert!(m["rank@1"].is_number(), "{m}");
+    assert_eq!(m, metrics("out-folder/metrics.json"));
+    // Google's BERT has no image side: refused, saying what to do.
+    let (google, _, _) = write_ckpt(d, "g", &cfg, "bert_config.json", &["--flavor", "google"]);
+    let o = score(&s(&google), "out-google");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("Google BERT") && err.contains("train.init"),
+        "{err}"
+    );
+}

@@ -134,7 +134,8 @@ pub enum Command {
     EvalTsv {
         /// Data files or .list_csv files in the eval schema.
         inputs: Vec<PathBuf>,
-        /// A trained model folder (a `train` entry: model.safetensors + config.json).
+        /// A trained model folder (a `train` entry: model.safetensors + config.json), or an
+        /// EasyTransfer TensorFlow checkpoint (`dir/model.ckpt-54198`): the original's predict mode.
         #[arg(long)]
         model: PathBuf,
         /// img2txt or txt2img.

@@ -674,7 +674,8 @@ pub fn eval_tsv(
     device_kind: &str,
 ) -> Result<serde_json::Value> {
     let compute = crate::device::select(device_kind, 0)?;
-    let (model, cfg) = io::load(model_dir, &compute.device)?;
+    // A model folder, or EasyTransfer's checkpoint itself (the original's predict mode).
+    let (model, cfg) = crate::weights::tfload::load_model(model_dir, &compute.device)?;
     let (p, f, t) = (cfg.num_patches, cfg.patch_feature_size, cfg.text_len);
     let schema = tsv::eval_fields(p, f, t, cfg.bert.vocab_size)?;
     let mut files = Vec::new();

@@ -329,6 +329,39 @@ pub fn init_from_tf(
     })
 }
 
+/// A trained FashionBERT for scoring (`eval-tsv --model`): a model folder ([`io::load`]) or an
+/// EasyTransfer checkpoint (`dir/model.ckpt-54198`, its prefix, `.index` or folder), every
+/// weight of which must be present and of the right shape, as `convert` requires. A Google
+/// BERT checkpoint has no image side or alignment head, so it cannot score pairs: it is refused
+/// with what to do instead.
+pub fn load_model(
+    path: &Path,
+    device: &burn::tensor::Device,
+) -> Result<(FashionBert, FashionBertConfig)> {
+    let Some(prefix) = tf_prefix(path) else {
+        return io::load(path, device);
+    };
+    let t = Instant::now();
+    let src = Source::open(&prefix)?;
+    if src.flavor != Flavor::EasyTransfer {
+        return Err(Error::input(
+            &tfckpt::index_path(&prefix),
+            "a Google BERT checkpoint (text only: no image embeddings, no alignment head) cannot score image-text pairs; train from it with `train.init`, then score the trained model",
+        ));
+    }
+    let (cfg, _) = src.model_config(None)?;
+    let plan = src.plan(&cfg, true, Policy::Exact)?;
+    let tensors = src.read(&plan)?;
+    let mut model = cfg.init(device);
+    let loaded = apply(&mut model, &tensors)?;
+    tracing::info!(
+        "{}: {loaded} tensors in {:.2}s",
+        prefix.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok((model, cfg))
+}
+
 /// What `convert` did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ConvertReport {

@@ -29,10 +29,7 @@ pub fn fashion_real() -> Option<PathBuf> {
         return Some(p);
     }
     if std::env::var("FB_SKIP_REAL_DATA").is_ok_and(|v| v == "1") {
-        eprintln!(
-            "SKIP (FB_SKIP_REAL_DATA=1): {} is absent",
-            p.display()
-        );
+        eprintln!("SKIP (FB_SKIP_REAL_DATA=1): {} is absent", p.display());
         return None;
     }
     panic!(
@@ -46,7 +43,8 @@ pub fn fashion_real() -> Option<PathBuf> {
 pub fn weights_dir() -> PathBuf {
     let w = root().join("weights");
     assert!(
-        w.join("minilm/vocab.txt").is_file() && w.join("resnet50-imagenet-v1.safetensors").is_file(),
+        w.join("minilm/vocab.txt").is_file()
+            && w.join("resnet50-imagenet-v1.safetensors").is_file(),
         "the real weights are absent from {}: run `make weights` (or `make test`, which fetches them)",
         w.display()
     );
