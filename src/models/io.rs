@@ -196,20 +196,15 @@ mod tests {
         assert!(files.windows(2).all(|w| w[0] == w[1]), "saves differ");
         // Still a valid file: it loads back.
         let (back, _) = load(&dir.path().join("0"), &device).unwrap();
-        let a: Vec<f32> = model
-            .cls
-            .seq_relationship
-            .weight
-            .val()
-            .try_into_vec_as()
-            .unwrap();
-        let b: Vec<f32> = back
-            .cls
-            .seq_relationship
-            .weight
-            .val()
-            .try_into_vec_as()
-            .unwrap();
+        let head = |m: &FashionBert| -> Vec<f32> {
+            m.cls
+                .seq_relationship
+                .weight
+                .val()
+                .try_into_vec_as()
+                .unwrap()
+        };
+        let (a, b) = (head(&model), head(&back));
         assert_eq!(a, b);
     }
 }

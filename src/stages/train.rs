@@ -240,49 +240,49 @@ fn data_recipe(ctx: &RunContext) -> Result<serde_json::Value, StageError> {
 
 pub struct Train;
 
-fn init_files(p: &Params, base: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
-    let init = p.str("init")?;
-    if init == "random" {
-        return Ok(None);
-    }
-    let path = crate::dag::stage::resolve_path(base, init);
-    Ok(Some(
-        if path.extension().is_some_and(|e| e == "safetensors") {
-            let cfg = path.with_file_name("config.json");
-            (path, cfg)
-        } else {
-            (path.join("model.safetensors"), path.join("config.json"))
-        },
-    ))
+/// What `init` names: nothing (`random`), a Hugging Face folder or `.safetensors` file (with the
+/// `config.json` beside it), or a TensorFlow checkpoint prefix.
+enum Init {
+    Random,
+    Hf { weights: PathBuf, config: PathBuf },
+    Tf(PathBuf),
 }
 
-/// The TensorFlow checkpoint prefix `init` names, if it names one.
-fn tf_init(p: &Params, base: &Path) -> Result<Option<PathBuf>> {
+fn init_source(p: &Params, base: &Path) -> Result<Init> {
     let init = p.str("init")?;
     if init == "random" {
-        return Ok(None);
+        return Ok(Init::Random);
     }
-    Ok(tfload::tf_prefix(&crate::dag::stage::resolve_path(
-        base, init,
-    )))
+    let path = crate::dag::stage::resolve_path(base, init);
+    if let Some(prefix) = tfload::tf_prefix(&path) {
+        return Ok(Init::Tf(prefix));
+    }
+    Ok(if path.extension().is_some_and(|e| e == "safetensors") {
+        let config = path.with_file_name("config.json");
+        Init::Hf {
+            weights: path,
+            config,
+        }
+    } else {
+        Init::Hf {
+            weights: path.join("model.safetensors"),
+            config: path.join("config.json"),
+        }
+    })
 }
 
 fn model_config(p: &Params, base: &Path) -> Result<FashionBertConfig> {
     let explicit = p
         .opt_str("config")?
         .map(|c| crate::dag::stage::resolve_path(base, c));
-    let cfg_path = match explicit.clone() {
-        Some(c) => Some(c),
-        None => init_files(p, base)?.map(|(_, c)| c),
-    };
-    let mut bert = match (tf_init(p, base)?, cfg_path) {
+    let mut bert = match (init_source(p, base)?, explicit) {
         // A TensorFlow checkpoint: `config`, else the one beside it, else its shapes.
-        (Some(prefix), _) => {
+        (Init::Tf(prefix), explicit) => {
             let src = tfload::Source::open(&prefix)?;
             src.model_config(explicit.as_deref())?.0.bert
         }
-        (None, Some(c)) => io::read_bert_config(&c)?,
-        (None, None) => BertConfig::new(),
+        (_, Some(c)) | (Init::Hf { config: c, .. }, None) => io::read_bert_config(&c)?,
+        (Init::Random, None) => BertConfig::new(),
     };
     let layers = p.usize("layers")?;
     if layers > 0 {
@@ -318,15 +318,16 @@ impl Stage for Train {
 
     fn raw_inputs(&self, p: &Params, base: &Path) -> Result<Vec<RawInput>, StageError> {
         let mut v = Vec::new();
-        if let Some(prefix) = tf_init(p, base)? {
-            v.extend(
+        match init_source(p, base)? {
+            Init::Tf(prefix) => v.extend(
                 tfload::checkpoint_files(&prefix)?
                     .into_iter()
                     .map(RawInput::File),
-            );
-        } else if let Some((w, c)) = init_files(p, base)? {
-            v.push(RawInput::File(w));
-            v.push(RawInput::File(c));
+            ),
+            Init::Hf { weights, config } => {
+                v.extend([RawInput::File(weights), RawInput::File(config)])
+            }
+            Init::Random => {}
         }
         if let Some(c) = p.opt_str("config")? {
             v.push(RawInput::File(crate::dag::stage::resolve_path(base, c)));
@@ -372,26 +373,24 @@ impl Stage for Train {
         let seed = p.u64("seed")?;
         device.seed(seed);
         let mut model = config.init(&device);
-        let init_report = match init_files(&p, &ctx.base_dir)? {
-            Some((w, _)) => {
-                let (r, w) = match tf_init(&p, &ctx.base_dir)? {
-                    Some(prefix) => (tfload::init_from_tf(&mut model, &config, &prefix)?, prefix),
-                    None => (io::init_from_bert(&mut model, &w)?, w),
-                };
-                tracing::info!(
-                    "initialised {} tensors from {}; random: {}",
-                    r.loaded,
-                    w.display(),
-                    if r.random.is_empty() {
-                        "none".to_string()
-                    } else {
-                        r.random.join(", ")
-                    }
-                );
-                Some(r)
-            }
-            None => None,
+        let loaded = match init_source(&p, &ctx.base_dir)? {
+            Init::Random => None,
+            Init::Tf(prefix) => Some((tfload::init_from_tf(&mut model, &config, &prefix)?, prefix)),
+            Init::Hf { weights, .. } => Some((io::init_from_bert(&mut model, &weights)?, weights)),
         };
+        let init_report = loaded.map(|(r, from)| {
+            tracing::info!(
+                "initialised {} tensors from {}; random: {}",
+                r.loaded,
+                from.display(),
+                if r.random.is_empty() {
+                    "none".to_string()
+                } else {
+                    r.random.join(", ")
+                }
+            );
+            r
+        });
         let cfg = TrainConfig {
             epochs: p.usize("epochs")?,
             batch_size: p.usize("batch_size")?.max(1),
