@@ -520,3 +520,175 @@ fn a_latest_folder_is_a_clear_error() {
         "{err}"
     );
 }
+
+// ---- a sharded toy stage ----------------------------------------------------------------
+
+/// Squares each number of `source`; splits into shards by the number, each shard squaring
+/// its own numbers; the merge puts them back in input order.
+struct Square;
+const SQUARE: StageSpec = StageSpec {
+    name: "square",
+    version: 1,
+    about: "square, in shards",
+    inputs: &[Input::all("source")],
+    params: &[],
+    outputs: &["squares.txt"],
+};
+fn squares(ctx: &RunContext, keep: impl Fn(&str) -> bool) -> Result<Vec<String>, StageError> {
+    let text = std::fs::read_to_string(ctx.input("source", "numbers.txt")?)?;
+    Ok(text
+        .lines()
+        .filter(|l| keep(l))
+        .map(|l| {
+            let n: i64 = l.parse().unwrap();
+            format!("{l} {}", n * n)
+        })
+        .collect())
+}
+impl Stage for Square {
+    fn spec(&self) -> &'static StageSpec {
+        &SQUARE
+    }
+    fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
+        let out: Vec<String> = squares(ctx, |_| true)?
+            .into_iter()
+            .map(|l| l.split(' ').nth(1).unwrap().to_string())
+            .collect();
+        std::fs::write(ctx.out("squares.txt"), out.join("\n"))?;
+        Ok(())
+    }
+    fn shardable(&self) -> bool {
+        true
+    }
+    fn run_shard(
+        &self,
+        ctx: &mut RunContext,
+        shard: fashionbert::dag::ShardId,
+    ) -> Result<(), StageError> {
+        let mine = squares(ctx, |l| shard.owns(l))?;
+        std::fs::write(ctx.out("part.txt"), mine.join("\n"))?;
+        ctx.count("numbers", mine.len() as u64);
+        Ok(())
+    }
+    fn merge(&self, ctx: &mut RunContext, parts: &[PathBuf]) -> Result<(), StageError> {
+        let mut by_n = std::collections::HashMap::new();
+        for p in parts {
+            for l in std::fs::read_to_string(p.join("part.txt"))?.lines() {
+                let (n, sq) = l.split_once(' ').unwrap();
+                by_n.insert(n.to_string(), sq.to_string());
+            }
+        }
+        let text = std::fs::read_to_string(ctx.input("source", "numbers.txt")?)?;
+        let out: Vec<String> = text
+            .lines()
+            .map(|l| by_n.remove(l).ok_or(format!("{l} in no part")))
+            .collect::<Result<_, _>>()?;
+        std::fs::write(ctx.out("squares.txt"), out.join("\n"))?;
+        Ok(())
+    }
+}
+
+const SHARDED_CONFIG: &str = r#"
+[runtime]
+artifacts = "store"
+
+[stages.source]
+[stages.source.params]
+file = "numbers.txt"
+
+[stages.square]
+deps = ["source"]
+
+[stages.shift]
+deps = ["source"]
+"#;
+
+#[test]
+fn a_sharded_stage_merges_its_parts_into_the_unsharded_output() {
+    use fashionbert::dag::{ShardId, ShardOutcome};
+    let reg = Registry::new(&[]).with(Source).with(Square).with(Shift);
+    let setup = || {
+        let dir = tempfile::tempdir().unwrap();
+        let nums: Vec<String> = (1..=40).map(|i| (i * 7 % 41).to_string()).collect();
+        std::fs::write(dir.path().join("numbers.txt"), nums.join("\n")).unwrap();
+        std::fs::write(dir.path().join("pipeline.toml"), SHARDED_CONFIG).unwrap();
+        let c = PipelineConfig::load(&dir.path().join("pipeline.toml"), &reg).unwrap();
+        (dir, c)
+    };
+    let (plain_dir, plain) = setup();
+    Runner::new(&reg, &plain)
+        .unwrap()
+        .run(&["square".into()], &RunOptions::default())
+        .unwrap();
+    let want =
+        std::fs::read_to_string(plain_dir.path().join("store/square/latest/squares.txt")).unwrap();
+
+    let (dir, c) = setup();
+    let runner = Runner::new(&reg, &c).unwrap();
+    let s = |i| ShardId::new(i, 3).unwrap();
+    // Shards 0 and 2, concurrently, from two threads.
+    std::thread::scope(|scope| {
+        for i in [0, 2] {
+            let runner = &runner;
+            scope.spawn(move || {
+                let o = runner
+                    .run_shard("square", s(i), &RunOptions::default())
+                    .unwrap();
+                assert!(matches!(o, ShardOutcome::Done { .. }), "{o:?}");
+            });
+        }
+    });
+    assert_eq!(
+        runner
+            .run_shard("square", s(2), &RunOptions::default())
+            .unwrap(),
+        ShardOutcome::AlreadyDone
+    );
+    let item = runner
+        .plan(&[], false, &mut HashCache::ephemeral())
+        .unwrap()
+        .into_iter()
+        .find(|i| i.stage == "square")
+        .unwrap();
+    assert!(
+        item.why.contains(&Why::Shards { done: 2, count: 3 }),
+        "{:?}",
+        item.why
+    );
+    assert!(
+        !dir.path().join("store/square/latest").exists(),
+        "no entry from parts alone"
+    );
+
+    // `merge` refuses while a shard is missing, naming it.
+    let merge = RunOptions {
+        merge_only: true,
+        ..Default::default()
+    };
+    let err = runner.run(&["square".into()], &merge).unwrap_err();
+    assert!(
+        matches!(err, DagError::ShardsIncomplete { done: 2, count: 3, ref missing, .. } if missing == &[1]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("missing 1/3"), "{err}");
+    // A plain run computes the missing shard and merges: what an unsharded run writes.
+    let out = runner
+        .run(&["square".into()], &RunOptions::default())
+        .unwrap();
+    assert!(out.iter().any(|o| o.stage == "square" && o.ran));
+    let got = std::fs::read_to_string(dir.path().join("store/square/latest/squares.txt")).unwrap();
+    assert_eq!(got, want);
+    assert!(!dir.path().join("store/square/.shards").exists());
+    assert_eq!(
+        runner
+            .run_shard("square", s(1), &RunOptions::default())
+            .unwrap(),
+        ShardOutcome::EntryCached
+    );
+    // Stages that do not split say so.
+    let err = runner
+        .run_shard("shift", s(0), &RunOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, DagError::NotShardable { .. }), "{err}");
+    assert!(err.to_string().contains("these do: square"), "{err}");
+}

@@ -39,6 +39,21 @@ pub enum Command {
         /// default such an entry is rebuilt).
         #[arg(long)]
         no_rebuild: bool,
+        /// Do only shard I of N (0-based) of the one named stage, which must split into
+        /// shards (`features`): its part is kept until all N are done, then `merge` (or the
+        /// next plain `run`) assembles the entry. For job arrays: docs/scaling.md.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<crate::dag::ShardId>,
+    },
+    /// Assemble a sharded stage's entry from the parts its `--shard I/N` runs wrote, without
+    /// recomputing them; fails, naming the missing shards, when some have not run.
+    Merge {
+        stage: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Fail at once instead of waiting when another run holds the artefact store.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Hash every output of the store's entries (of the named stages; all when none) and
     /// compare with their manifests. Exits non-zero when an entry is damaged.
@@ -273,14 +288,31 @@ pub fn main() -> i32 {
             resume,
             no_wait,
             no_rebuild,
-        } => pipeline::run(
-            &cfg,
-            &stages,
-            &crate::dag::RunOptions {
+            shard,
+        } => {
+            let opts = crate::dag::RunOptions {
                 force,
                 resume,
                 no_wait,
                 no_rebuild,
+                merge_only: false,
+            };
+            match shard {
+                None => pipeline::run(&cfg, &stages, &opts),
+                Some(shard) => pipeline::run_shard(&cfg, &stages, shard, &opts),
+            }
+        }
+        Command::Merge {
+            stage,
+            cfg,
+            no_wait,
+        } => pipeline::run(
+            &cfg,
+            std::slice::from_ref(&stage),
+            &crate::dag::RunOptions {
+                no_wait,
+                merge_only: true,
+                ..Default::default()
             },
         ),
         Command::Verify { stages, config } => pipeline::verify(&config, &stages),

@@ -32,6 +32,34 @@ pub fn run(cfg: &ConfigArgs, stages: &[String], opts: &RunOptions) -> Result<(),
     Ok(())
 }
 
+pub fn run_shard(
+    cfg: &ConfigArgs,
+    stages: &[String],
+    shard: crate::dag::ShardId,
+    opts: &RunOptions,
+) -> Result<(), Error> {
+    let [stage] = stages else {
+        return Err(Error::msg(format!(
+            "--shard {shard} runs one shard of one stage: name exactly one (e.g. `fashionbert run features --shard {shard}`), not {}",
+            if stages.is_empty() {
+                "none".to_string()
+            } else {
+                stages.join(", ")
+            }
+        )));
+    };
+    if opts.force {
+        return Err(Error::msg(
+            "--force does not combine with --shard: a part is a pure function of the stage's inputs, params and shard, so one that exists has nothing to redo (a damaged part is recomputed when the parts are merged)",
+        ));
+    }
+    let registry = crate::stages::registry();
+    let config = load(cfg, &registry)?;
+    let runner = Runner::new(&registry, &config)?;
+    runner.run_shard(stage, shard, opts)?;
+    Ok(())
+}
+
 pub fn status(cfg: &ConfigArgs, json: bool) -> Result<(), Error> {
     let registry = crate::stages::registry();
     let config = load(cfg, &registry)?;

@@ -14,6 +14,7 @@ pub mod hash;
 pub mod lock;
 pub mod manifest;
 pub mod params;
+pub mod parts;
 pub mod runner;
 pub mod stage;
 pub mod store;
@@ -23,8 +24,8 @@ use std::path::{Path, PathBuf};
 pub use config::{ConfigError, PipelineConfig, Registry, StageConfig};
 pub use manifest::Manifest;
 pub use params::{ParamDefault, ParamKind, ParamSpec, ParamValue, Params};
-pub use runner::{Outcome, PlanItem, RunOptions, Runner, State, Why};
-pub use stage::{Input, RawInput, RunContext, Stage, StageError, StageSpec};
+pub use runner::{Outcome, PlanItem, RunOptions, Runner, ShardOutcome, State, Why};
+pub use stage::{Input, RawInput, RunContext, ShardId, Stage, StageError, StageSpec};
 pub use store::Store;
 
 /// Errors of the runner. Each says which stage or file, and what to do where it can.
@@ -60,6 +61,26 @@ pub enum DagError {
         stage: String,
         dir: PathBuf,
         problems: Vec<String>,
+    },
+    #[error(
+        "stage `{stage}` does not split into shards{}",
+        if shardable.is_empty() { String::new() } else { format!(" (in this pipeline these do: {})", shardable.join(", ")) }
+    )]
+    NotShardable {
+        stage: String,
+        shardable: Vec<String>,
+    },
+    #[error(
+        "stage `{stage}`: {} to merge; run the missing shards (`fashionbert run {stage} --shard I/N`), or a plain `fashionbert run` to compute them here",
+        if *count == 0 { "no shard has run".to_string() } else {
+            format!("{done}/{count} shards done, missing {}", missing.iter().map(|i| format!("{i}/{count}")).collect::<Vec<_>>().join(", "))
+        }
+    )]
+    ShardsIncomplete {
+        stage: String,
+        done: usize,
+        count: usize,
+        missing: Vec<usize>,
     },
     #[error("no stage `{name}` in this pipeline (stages: {})", known.join(", "))]
     UnknownTarget { name: String, known: Vec<String> },

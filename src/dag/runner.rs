@@ -12,7 +12,8 @@ use super::hash::{HashCache, digest, hash_file};
 use super::lock::StoreLock;
 use super::manifest::{Manifest, OutputFile};
 use super::params::ParamValue;
-use super::stage::{Input, RawInput, RunContext};
+use super::parts::PartManifest;
+use super::stage::{Input, RawInput, RunContext, ShardId};
 use super::store::{Check, EntryState, Store, list_files};
 use super::{DagError, table_rows};
 use crate::progress;
@@ -40,6 +41,12 @@ pub enum Why {
     Damaged {
         problems: Vec<String>,
     },
+    /// Shards of this key have run (`run STAGE --shard I/N`): the run computes the missing
+    /// ones and merges.
+    Shards {
+        done: usize,
+        count: usize,
+    },
 }
 
 impl std::fmt::Display for Why {
@@ -54,6 +61,14 @@ impl std::fmt::Display for Why {
             Why::Damaged { problems } => {
                 write!(f, "cached entry damaged: {}", problems.join("; "))
             }
+            Why::Shards { done, count } if done == count => {
+                write!(f, "{done}/{count} shards done: the run merges them")
+            }
+            Why::Shards { done, count } => write!(
+                f,
+                "{done}/{count} shards done: the run computes the other {} and merges",
+                count - done
+            ),
         }
     }
 }
@@ -112,6 +127,20 @@ pub struct RunOptions {
     pub no_wait: bool,
     /// Fail, naming the files, instead of rebuilding a damaged cached entry.
     pub no_rebuild: bool,
+    /// For the named (shardable) stages: only merge the parts their shards wrote, and fail,
+    /// naming the missing shards, when some have not run (`fashionbert merge`).
+    pub merge_only: bool,
+}
+
+/// What `run STAGE --shard I/N` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShardOutcome {
+    /// Computed and committed the part.
+    Done { seconds: f64 },
+    /// The part was there already (a retried or duplicated shard): nothing done.
+    AlreadyDone,
+    /// The stage's whole entry is already in the store: nothing to do.
+    EntryCached,
 }
 
 impl<'a> Runner<'a> {
@@ -341,6 +370,18 @@ impl<'a> Runner<'a> {
                 }
                 Some(_) => {}
             }
+            if stage.shardable() {
+                let parts = self
+                    .store
+                    .parts(name, &key)
+                    .map_err(|e| DagError::io(&self.store.parts_dir(name, &key), e))?;
+                if let Some((count, done)) = parts.best() {
+                    why.push(Why::Shards {
+                        done: done.len(),
+                        count,
+                    });
+                }
+            }
             (State::WillRun, why)
         };
         let key = Some(key);
@@ -360,19 +401,44 @@ impl<'a> Runner<'a> {
     /// is computed when its upstream is done, so a stage whose inputs came out unchanged is
     /// not run again.
     pub fn run(&self, targets: &[String], opts: &RunOptions) -> Result<Vec<Outcome>, DagError> {
-        let _lock = StoreLock::acquire(self.store.root(), !opts.no_wait)?;
-        for p in self
+        let _lock = self.lock_and_clean(opts)?;
+        let mut cache = self.store.hash_cache();
+        let targets = self.check_targets(targets)?;
+        Ok(self.run_locked(&targets, opts, &mut cache)?.0)
+    }
+
+    fn lock_and_clean(&self, opts: &RunOptions) -> Result<StoreLock, DagError> {
+        let lock = StoreLock::acquire(self.store.root(), !opts.no_wait)?;
+        let mut stale = self
             .store
             .remove_stale()
-            .map_err(|e| DagError::io(self.store.root(), e))?
-        {
+            .map_err(|e| DagError::io(self.store.root(), e))?;
+        for sc in &self.config.stages {
+            if self.registry.get(&sc.name).is_some_and(|s| s.shardable()) {
+                stale.extend(
+                    self.store
+                        .remove_stale_parts(&sc.name)
+                        .map_err(|e| DagError::io(&self.store.stage_dir(&sc.name), e))?,
+                );
+            }
+        }
+        for p in stale {
             tracing::info!(
                 "removed the leftovers of an interrupted run: {}",
                 p.display()
             );
         }
-        let mut cache = self.store.hash_cache();
-        let targets = self.check_targets(targets)?;
+        Ok(lock)
+    }
+
+    /// `run` under the lock; also returns each stage's (now cached) plan item.
+    fn run_locked(
+        &self,
+        targets: &[String],
+        opts: &RunOptions,
+        cache: &mut HashCache,
+    ) -> Result<(Vec<Outcome>, BTreeMap<String, PlanItem>), DagError> {
+        let targets = targets.to_vec();
         let wanted = graph::with_upstream(&self.config.stages, &targets);
         let mut done: BTreeMap<String, PlanItem> = BTreeMap::new();
         let mut outcomes = Vec::new();
@@ -383,7 +449,7 @@ impl<'a> Runner<'a> {
             .filter(|s| wanted.contains(&s.name))
         {
             let forced = opts.force && targets.contains(&sc.name);
-            let item = self.plan_stage(&sc.name, &done, forced, &mut cache)?;
+            let item = self.plan_stage(&sc.name, &done, forced, cache)?;
             cache
                 .save()
                 .map_err(|e| DagError::io(&self.store.hash_cache_file(), e))?;
@@ -419,24 +485,281 @@ impl<'a> Runner<'a> {
                         problems: problems.clone(),
                     });
                 }
-                outcomes.push(self.execute(&item, opts)?);
+                let merge_only = opts.merge_only && targets.contains(&sc.name);
+                outcomes.push(self.execute_maybe_sharded(&item, opts, merge_only)?);
             }
             let mut item = item;
             item.state = State::Cached;
             done.insert(sc.name.clone(), item);
         }
-        Ok(outcomes)
+        Ok((outcomes, done))
     }
 
-    fn execute(&self, item: &PlanItem, opts: &RunOptions) -> Result<Outcome, DagError> {
+    /// Runs shard `shard` of `target` (a stage that splits into shards): brings its upstream
+    /// up to date under the store lock, then, without the lock (so that N shards run at once),
+    /// computes its part and commits it. Idempotent: a part already there, or the stage's
+    /// whole entry, means there is nothing to do.
+    pub fn run_shard(
+        &self,
+        target: &str,
+        shard: ShardId,
+        opts: &RunOptions,
+    ) -> Result<ShardOutcome, DagError> {
+        self.check_targets(&[target.to_string()])?;
+        let stage = self.registry.get(target).expect("validated");
+        if !stage.shardable() {
+            return Err(DagError::NotShardable {
+                stage: target.to_string(),
+                shardable: self
+                    .config
+                    .stages
+                    .iter()
+                    .filter(|s| self.registry.get(&s.name).is_some_and(|s| s.shardable()))
+                    .map(|s| s.name.clone())
+                    .collect(),
+            });
+        }
+        let item = {
+            let _lock = self.lock_and_clean(opts)?;
+            let mut cache = self.store.hash_cache();
+            let deps = self.config.stage(target).expect("validated").deps.clone();
+            let (_, done) = self.run_locked(&deps, opts, &mut cache)?;
+            let item = self.plan_stage(target, &done, false, &mut cache)?;
+            cache
+                .save()
+                .map_err(|e| DagError::io(&self.store.hash_cache_file(), e))?;
+            item
+        };
+        let key = item
+            .key
+            .clone()
+            .expect("upstream is done, so the key is known");
+        if item.state == State::Cached {
+            progress::println(format!(
+                "  {:<10} cached    {}  {} (nothing for shard {shard} to do)",
+                item.stage,
+                short(&key),
+                item.dir.display()
+            ));
+            return Ok(ShardOutcome::EntryCached);
+        }
+        if self.store.verify_part(target, &key, shard) == EntryState::Valid {
+            progress::println(format!(
+                "  {:<10} shard {shard} already done  {}",
+                item.stage,
+                self.store.part_dir(target, &key, shard).display()
+            ));
+            return Ok(ShardOutcome::AlreadyDone);
+        }
+        let seconds = self.execute_part(&item, shard, opts)?;
+        let parts = self
+            .store
+            .parts(target, &key)
+            .map_err(|e| DagError::io(&self.store.parts_dir(target, &key), e))?;
+        let done = parts.done.get(&shard.count).map_or(0, |d| d.len());
+        progress::println(format!(
+            "✓ {:<10} shard {shard} done in {seconds:.1}s; {done}/{} shards done{}",
+            item.stage,
+            shard.count,
+            if done == shard.count {
+                format!(": `fashionbert merge {target}` (or the next `run`) assembles them")
+            } else {
+                String::new()
+            }
+        ));
+        Ok(ShardOutcome::Done { seconds })
+    }
+
+    /// Computes one shard's part of a planned item and commits it. Returns its seconds.
+    fn execute_part(
+        &self,
+        item: &PlanItem,
+        shard: ShardId,
+        opts: &RunOptions,
+    ) -> Result<f64, DagError> {
+        let key = item.key.clone().expect("known key");
+        let sc = self.config.stage(&item.stage).expect("planned");
+        let stage = self.registry.get(&item.stage).expect("validated");
+        progress::println(format!(
+            "▶ {:<10} shard {shard}  {}",
+            item.stage,
+            short(&key)
+        ));
+        let tmp = self
+            .store
+            .begin_part(&item.stage, &key, shard)
+            .map_err(|e| DagError::io(&self.store.parts_dir(&item.stage, &key), e))?;
+        let work = self.store.work_dir(
+            &item.stage,
+            &format!("{key}.part-{}-of-{}", shard.index, shard.count),
+        );
+        std::fs::create_dir_all(&work).map_err(|e| DagError::io(&work, e))?;
+        let mut ctx = self.context(item, sc, tmp.clone(), work.clone(), opts)?;
+        let t0 = Instant::now();
+        if let Err(e) = stage.run_shard(&mut ctx, shard) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = std::fs::remove_dir_all(&work);
+            if self.store.has(&item.stage, &key) {
+                // A merge committed the entry (and removed the parts, this one's directory
+                // with them) while this shard ran: its work is no longer needed.
+                tracing::info!(
+                    "{}: shard {shard} stopped: the entry was assembled meanwhile ({e})",
+                    item.stage
+                );
+                return Ok(t0.elapsed().as_secs_f64());
+            }
+            return Err(DagError::Stage {
+                stage: item.stage.clone(),
+                source: e,
+            });
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        let manifest = PartManifest {
+            stage: item.stage.clone(),
+            key: key.clone(),
+            index: shard.index,
+            count: shard.count,
+            outputs: describe_outputs(&tmp)?,
+            seconds,
+            host: super::parts::hostname(),
+            pid: std::process::id(),
+            finished_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            counts: ctx.counts.clone(),
+        };
+        match self.store.commit_part(&tmp, &manifest) {
+            Ok(_) => {}
+            // The merge finished (and removed every part) while this shard ran.
+            Err(_) if self.store.has(&item.stage, &key) => {}
+            Err(e) => return Err(DagError::io(&tmp, e)),
+        }
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(seconds)
+    }
+
+    /// Runs a stage that will run: plainly, or, when shards of its key have run (or only a
+    /// merge is asked for), by computing the missing shards and merging all of them.
+    fn execute_maybe_sharded(
+        &self,
+        item: &PlanItem,
+        opts: &RunOptions,
+        merge_only: bool,
+    ) -> Result<Outcome, DagError> {
+        let stage = self.registry.get(&item.stage).expect("validated");
+        let key = item.key.clone().expect("known key");
+        if !stage.shardable() {
+            if merge_only {
+                return Err(DagError::NotShardable {
+                    stage: item.stage.clone(),
+                    shardable: vec![],
+                });
+            }
+            return self.execute(item, opts, None);
+        }
+        let parts = self
+            .store
+            .parts(&item.stage, &key)
+            .map_err(|e| DagError::io(&self.store.parts_dir(&item.stage, &key), e))?;
+        let Some((count, _)) = parts.best() else {
+            if merge_only {
+                return Err(DagError::ShardsIncomplete {
+                    stage: item.stage.clone(),
+                    done: 0,
+                    count: 0,
+                    missing: vec![],
+                });
+            }
+            return self.execute(item, opts, None);
+        };
+        // Damaged parts are recomputed like missing ones.
+        let mut missing = parts.missing(count);
+        for i in 0..count {
+            let s = ShardId::new(i, count).expect("listed");
+            if !missing.contains(&i)
+                && let EntryState::Damaged(problems) = self.store.verify_part(&item.stage, &key, s)
+            {
+                tracing::warn!(
+                    "{}: part {s} is damaged ({}); computing it again",
+                    item.stage,
+                    problems.join("; ")
+                );
+                let _ = std::fs::remove_dir_all(self.store.part_dir(&item.stage, &key, s));
+                missing.push(i);
+            }
+        }
+        missing.sort_unstable();
+        if merge_only && !missing.is_empty() {
+            return Err(DagError::ShardsIncomplete {
+                stage: item.stage.clone(),
+                done: count - missing.len(),
+                count,
+                missing,
+            });
+        }
+        for &i in &missing {
+            self.execute_part(item, ShardId::new(i, count).expect("in range"), opts)?;
+        }
+        let dirs: Vec<PathBuf> = (0..count)
+            .map(|i| {
+                self.store
+                    .part_dir(&item.stage, &key, ShardId::new(i, count).expect("in range"))
+            })
+            .collect();
+        let out = self.execute(item, opts, Some(&dirs))?;
+        self.store
+            .remove_parts(&item.stage, &key)
+            .map_err(|e| DagError::io(&self.store.parts_dir(&item.stage, &key), e))?;
+        Ok(out)
+    }
+
+    /// The context a stage (or one of its shards) runs in.
+    fn context(
+        &self,
+        item: &PlanItem,
+        sc: &super::config::StageConfig,
+        out: PathBuf,
+        work: PathBuf,
+        opts: &RunOptions,
+    ) -> Result<RunContext, DagError> {
+        let key = item.key.clone().expect("known key");
+        let mut upstream = BTreeMap::new();
+        for (dep, key) in &item.upstream {
+            let dir = self.store.entry_dir(dep, key);
+            let m = Manifest::read(&dir).map_err(|e| DagError::io(&dir, e))?;
+            upstream.insert(dep.clone(), (dir, m));
+        }
+        Ok(RunContext::new(
+            &item.stage,
+            &key,
+            sc.params.clone(),
+            self.config.runtime.clone(),
+            self.config.base_dir.clone(),
+            out,
+            work,
+            upstream,
+            opts.resume,
+        ))
+    }
+
+    /// Runs a stage into a fresh entry: `run`, or, given the parts of all its shards, `merge`.
+    fn execute(
+        &self,
+        item: &PlanItem,
+        opts: &RunOptions,
+        parts: Option<&[PathBuf]>,
+    ) -> Result<Outcome, DagError> {
         let key = item.key.clone().expect("known key");
         let sc = self.config.stage(&item.stage).expect("planned");
         let stage = self.registry.get(&item.stage).expect("validated");
         let spec = stage.spec();
         let why: Vec<String> = item.why.iter().map(|w| w.to_string()).collect();
         progress::println(format!(
-            "▶ {:<10} running   {}  ({})",
+            "▶ {:<10} {}   {}  ({})",
             item.stage,
+            if parts.is_some() {
+                "merging"
+            } else {
+                "running"
+            },
             short(&key),
             why.join("; ")
         ));
@@ -455,27 +778,26 @@ impl<'a> Runner<'a> {
         }
         std::fs::create_dir_all(&work).map_err(|e| DagError::io(&work, e))?;
 
-        let mut upstream = BTreeMap::new();
-        for (dep, key) in &item.upstream {
-            let dir = self.store.entry_dir(dep, key);
-            let m = Manifest::read(&dir).map_err(|e| DagError::io(&dir, e))?;
-            upstream.insert(dep.clone(), (dir, m));
-        }
-        let mut ctx = RunContext::new(
-            &item.stage,
-            &key,
-            sc.params.clone(),
-            self.config.runtime.clone(),
-            self.config.base_dir.clone(),
-            tmp.clone(),
-            work.clone(),
-            upstream,
-            opts.resume,
-        );
+        let mut ctx = self.context(item, sc, tmp.clone(), work.clone(), opts)?;
         let started_at = SystemTime::now();
         let t0 = Instant::now();
         reset_peak_rss();
-        let result = stage.run(&mut ctx);
+        let result = match parts {
+            None => stage.run(&mut ctx),
+            Some(dirs) => {
+                let mut shard_seconds = Vec::new();
+                for d in dirs {
+                    let m = PartManifest::read(d).map_err(|e| DagError::io(d, e))?;
+                    shard_seconds.push(serde_json::json!({
+                        "shard": format!("{}/{}", m.index, m.count),
+                        "seconds": m.seconds,
+                        "host": m.host,
+                    }));
+                }
+                ctx.note("shards", serde_json::Value::Array(shard_seconds));
+                stage.merge(&mut ctx, dirs)
+            }
+        };
         if let Some(mib) = peak_rss_mib() {
             ctx.notes
                 .entry("peak_rss_mib".into())
@@ -504,25 +826,7 @@ impl<'a> Runner<'a> {
                 });
             }
         }
-        let mut outputs = Vec::new();
-        for rel in list_files(&tmp).map_err(|e| DagError::io(&tmp, e))? {
-            let p = tmp.join(&rel);
-            let bytes = std::fs::metadata(&p)
-                .map_err(|e| DagError::io(&p, e))?
-                .len();
-            let blake3 = hash_file(&p).map_err(|e| DagError::io(&p, e))?;
-            let rows = if rel.ends_with(".parquet") {
-                table_rows(&p)
-            } else {
-                None
-            };
-            outputs.push(OutputFile {
-                path: rel,
-                bytes,
-                blake3,
-                rows,
-            });
-        }
+        let outputs = describe_outputs(&tmp)?;
         let manifest = Manifest {
             stage: item.stage.clone(),
             key: key.clone(),
@@ -578,6 +882,30 @@ impl<'a> Runner<'a> {
             dir,
         })
     }
+}
+
+/// Size, hash and (parquet) row count of every file under `dir`.
+fn describe_outputs(dir: &std::path::Path) -> Result<Vec<OutputFile>, DagError> {
+    let mut outputs = Vec::new();
+    for rel in list_files(dir).map_err(|e| DagError::io(dir, e))? {
+        let p = dir.join(&rel);
+        let bytes = std::fs::metadata(&p)
+            .map_err(|e| DagError::io(&p, e))?
+            .len();
+        let blake3 = hash_file(&p).map_err(|e| DagError::io(&p, e))?;
+        let rows = if rel.ends_with(".parquet") {
+            table_rows(&p)
+        } else {
+            None
+        };
+        outputs.push(OutputFile {
+            path: rel,
+            bytes,
+            blake3,
+            rows,
+        });
+    }
+    Ok(outputs)
 }
 
 /// Resets the process's peak resident memory (Linux: `/proc/self/clear_refs`), so that the

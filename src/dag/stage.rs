@@ -75,6 +75,98 @@ pub trait Stage: Send + Sync {
 
     /// Does the work: reads upstream outputs and raw inputs, writes into `ctx.out_dir()`.
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError>;
+
+    /// Whether the work splits into shards (`fashionbert run STAGE --shard I/N`): such a stage
+    /// implements [`Stage::run_shard`] and [`Stage::merge`], and `merge` over every shard's
+    /// part must write exactly what `run` writes.
+    fn shardable(&self) -> bool {
+        false
+    }
+
+    /// Does shard `shard` of the work, writing a part into `ctx.out_dir()` (files of the
+    /// stage's choosing; only its own `merge` reads them). It must not depend on which other
+    /// shards exist or run: a part is a pure function of the inputs, params and `shard`.
+    fn run_shard(&self, _ctx: &mut RunContext, shard: ShardId) -> Result<(), StageError> {
+        Err(format!(
+            "stage `{}` cannot run as shard {shard}: it does not split into shards",
+            self.spec().name
+        )
+        .into())
+    }
+
+    /// Writes the stage's outputs into `ctx.out_dir()` from the parts of shards 0..N (in
+    /// shard order, each a directory `run_shard` wrote), without redoing their work.
+    fn merge(&self, _ctx: &mut RunContext, _parts: &[PathBuf]) -> Result<(), StageError> {
+        Err(format!(
+            "stage `{}` does not split into shards, so it has no parts to merge",
+            self.spec().name
+        )
+        .into())
+    }
+}
+
+/// Shard `index` of `count` (0-based: `0/4` … `3/4`), as `--shard I/N` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardId {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl ShardId {
+    /// The most shards a run splits into: enough for any job array, small enough that a
+    /// typo (`--shard 3/40000`) is caught.
+    pub const MAX_COUNT: usize = 65_536;
+
+    pub fn new(index: usize, count: usize) -> Result<ShardId, String> {
+        if count == 0 || count > Self::MAX_COUNT {
+            return Err(format!(
+                "shard count {count} is out of range: give 1 to {} shards",
+                Self::MAX_COUNT
+            ));
+        }
+        if index >= count {
+            return Err(format!(
+                "shard {index}/{count} does not exist: shards are numbered 0 to {} (0-based, as \
+                 SLURM_ARRAY_TASK_ID with --array=0-{} and JOB_COMPLETION_INDEX are)",
+                count - 1,
+                count - 1
+            ));
+        }
+        Ok(ShardId { index, count })
+    }
+
+    /// Which of `count` shards a work unit belongs to, by a stable hash of its key (blake3,
+    /// so the same on every machine and in every version).
+    pub fn of_key(key: &str, count: usize) -> usize {
+        let h = blake3::hash(key.as_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h.as_bytes()[..8]);
+        (u64::from_le_bytes(b) % count as u64) as usize
+    }
+
+    /// Whether a work unit with this key is this shard's.
+    pub fn owns(&self, key: &str) -> bool {
+        Self::of_key(key, self.count) == self.index
+    }
+}
+
+impl std::str::FromStr for ShardId {
+    type Err = String;
+
+    /// `I/N`, e.g. `0/4`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a shard: write I/N, e.g. 0/4 for the first of 4 shards");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let i: usize = i.trim().parse().map_err(|_| bad())?;
+        let n: usize = n.trim().parse().map_err(|_| bad())?;
+        ShardId::new(i, n)
+    }
+}
+
+impl std::fmt::Display for ShardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// What a stage sees while it runs.
@@ -260,6 +352,28 @@ pub fn relative_to(base: &Path, path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shard_ids_parse_and_split_keys_stably() {
+        let s: ShardId = "2/4".parse().unwrap();
+        assert_eq!(s, ShardId { index: 2, count: 4 });
+        assert_eq!(s.to_string(), "2/4");
+        for bad in [
+            "4/4", "0/0", "a/4", "1-4", "", "/4", "1/", "-1/4", "1/70000",
+        ] {
+            assert!(bad.parse::<ShardId>().is_err(), "{bad}");
+        }
+        let e = "4/4".parse::<ShardId>().unwrap_err();
+        assert!(e.contains("numbered 0 to 3"), "{e}");
+        // Spread evenly over the shards.
+        let counts = (0..4000).fold([0usize; 4], |mut c, i| {
+            c[ShardId::of_key(&format!("img-{i:06}"), 4)] += 1;
+            c
+        });
+        assert!(counts.iter().all(|&c| c > 900 && c < 1100), "{counts:?}");
+        let one = ShardId::new(0, 1).unwrap();
+        assert!(one.owns("anything"));
+    }
 
     #[test]
     fn paths_resolve_and_relativise() {

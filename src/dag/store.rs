@@ -368,7 +368,7 @@ pub fn dir_size(p: &Path) -> u64 {
     total
 }
 
-fn sync_tree(p: &Path) -> io::Result<()> {
+pub(crate) fn sync_tree(p: &Path) -> io::Result<()> {
     for e in fs::read_dir(p)? {
         let e = e?;
         let ft = e.file_type()?;

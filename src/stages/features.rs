@@ -7,17 +7,17 @@
 //! with BatchNorm folded into the convolutions; features stream into memory-mappable shards.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use crate::dag::{
-    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
-    StageError, StageSpec,
+    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext,
+    ShardId, Stage, StageError, StageSpec,
 };
 use crate::error::Result;
 use crate::extract::FeatureExtractor;
-use crate::featstore::{FeatDType, Writer};
+use crate::featstore::{self, FeatDType, Writer};
 use crate::images::{ImageLoader, ImageRef};
 use crate::models::resnet::{Convention, FoldedResNet50};
 use crate::progress::Progress;
@@ -110,78 +110,184 @@ impl Stage for Features {
     }
 
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
-        let p = ctx.params().clone();
-        let grid = Grid::read(ctx.input_dir("patches")?)?;
-        let convention = Convention::parse(p.str("convention")?).expect("checked choice");
-        let compute = crate::device::from_runtime(ctx.runtime())?;
-        let model = crate::weights::load_resnet50(
-            p.str("weights")?,
-            &ctx.base_dir,
-            convention,
-            &compute.device,
-        )?
-        .fold();
-        let products = read_products(&ctx.input("ingest", "products.parquet")?)?;
-        let mut seen = HashSet::new();
-        let images: Vec<(String, ImageRef)> = products
-            .iter()
-            .filter(|pr| seen.insert(pr.image_id.clone()))
-            .map(|pr| (pr.image_id.clone(), ImageRef::parse(&pr.image)))
+        let images = image_list(ctx)?;
+        compute(ctx, &images)
+    }
+
+    fn shardable(&self) -> bool {
+        true
+    }
+
+    /// The network batches (`batch_images` consecutive images in ingest order) whose first
+    /// image id hashes to this shard: the same batches an unsharded run forms, so every image's
+    /// features come out bit for bit the same.
+    fn run_shard(&self, ctx: &mut RunContext, shard: ShardId) -> Result<(), StageError> {
+        let images = image_list(ctx)?;
+        let batch = ctx.params().usize("batch_images")?.max(1);
+        let mine: Vec<(String, ImageRef)> = images
+            .chunks(batch)
+            .filter(|unit| shard.owns(&unit[0].0))
+            .flatten()
+            .cloned()
             .collect();
-        let loader = ImageLoader::new(&ctx.base_dir, ctx.input_dir("ingest")?);
-        let ex = crate::extract::build(
-            p.str("extractor")?,
-            grid,
-            p.usize("patch_input")? as u32,
-            p.usize("grid_scale")? as u32,
-            convention,
-        )?;
-        let mut extractor = ex.describe();
-        extractor["weights"] = serde_json::json!(p.str("weights")?);
-        let dtype = FeatDType::parse(p.str("dtype")?).expect("checked choice");
+        tracing::info!(
+            "features: shard {shard} has {} of {} images",
+            mine.len(),
+            images.len()
+        );
+        compute(ctx, &mine)
+    }
+
+    /// Copies each image's features out of the part that has them, in ingest order, into
+    /// fresh shards: byte for byte what `run` writes.
+    fn merge(&self, ctx: &mut RunContext, parts: &[PathBuf]) -> Result<(), StageError> {
+        let images = image_list(ctx)?;
+        let stores = parts
+            .iter()
+            .map(|d| featstore::Store::open(d))
+            .collect::<Result<Vec<_>>>()?;
+        let first = stores.first().ok_or("no parts to merge")?;
+        for (s, d) in stores.iter().zip(parts) {
+            let same = s.meta.dtype == first.meta.dtype
+                && s.meta.patches == first.meta.patches
+                && s.meta.dim == first.meta.dim
+                && s.meta.extractor == first.meta.extractor
+                && s.zero_patch() == first.zero_patch();
+            if !same {
+                return Err(format!(
+                    "part {} was made differently from {} (dtype, shape, extractor or masked-cell feature differ): the parts come from different builds; remove {} and run again",
+                    d.display(),
+                    parts[0].display(),
+                    d.parent().map(|p| p.display().to_string()).unwrap_or_default()
+                )
+                .into());
+            }
+        }
+        let mut part_rejects = std::collections::HashMap::new();
+        for d in parts {
+            let df = table::read_parquet(&d.join("rejects.parquet"))?;
+            let ids = table::strings(&df, "image_id")?;
+            let why = table::strings(&df, "reason")?;
+            part_rejects.extend(ids.into_iter().zip(why));
+        }
         let mut writer = Writer::create(
             ctx.out_dir(),
-            dtype,
-            grid.patches(),
-            2048,
-            p.usize("shard_images")?,
-            extractor,
+            first.meta.dtype,
+            first.meta.patches,
+            first.meta.dim,
+            ctx.params().usize("shard_images")?,
+            first.meta.extractor.clone(),
         )?;
-        let batch = p.usize("batch_images")?.max(1);
-        let (rejects, seconds) = extract(
-            &model,
-            &compute.device,
-            &loader,
-            ex.as_ref(),
-            &images,
-            batch,
-            &mut writer,
-        )?;
-        let zero_feat = ex.masked_feature(&model, &compute.device)?;
-        let n = writer.len();
-        writer.finish(&zero_feat)?;
-
-        let ids: Vec<&str> = rejects.iter().map(|r| r.0.as_str()).collect();
-        let imgs: Vec<String> = rejects.iter().map(|r| r.1.to_string()).collect();
-        let why: Vec<&str> = rejects.iter().map(|r| r.2.as_str()).collect();
-        let mut df = table::frame(vec![
-            col_str("image_id", &ids),
-            col_str("image", &imgs),
-            col_str("reason", &why),
-        ])?;
-        table::write_parquet(&mut df, &ctx.out("rejects.parquet"))?;
-        for r in &rejects {
-            tracing::warn!("features: rejected {} ({}): {}", r.0, r.1, r.2);
+        let mut rejects = Vec::new();
+        let mut buf = Vec::with_capacity(first.meta.patches * first.meta.dim);
+        for (id, r) in &images {
+            if let Some(s) = stores.iter().find(|s| s.contains(id)) {
+                buf.clear();
+                s.read_into(id, &mut buf)?;
+                writer.push(id, &buf)?;
+            } else if let Some(why) = part_rejects.remove(id) {
+                rejects.push((id.clone(), r.clone(), why));
+            } else {
+                return Err(format!(
+                    "image `{id}` is in none of the {} parts: they were made from another ingest; remove {} and run again",
+                    parts.len(),
+                    parts[0].parent().map(|p| p.display().to_string()).unwrap_or_default()
+                )
+                .into());
+            }
         }
+        let n = writer.len();
+        writer.finish(first.zero_patch())?;
+        write_rejects(ctx, &rejects)?;
         ctx.count("images", n as u64);
         ctx.count("rejected", rejects.len() as u64);
-        ctx.note(
-            "images_per_second",
-            serde_json::json!(n as f64 / seconds.max(1e-9)),
-        );
-        ctx.note("device", serde_json::json!(compute.kind));
+        ctx.note("merged_parts", serde_json::json!(parts.len()));
         Ok(())
     }
+}
+
+/// Every distinct image of `ingest`'s products, in product order: the unit of work.
+fn image_list(ctx: &RunContext) -> Result<Vec<(String, ImageRef)>, StageError> {
+    let products = read_products(&ctx.input("ingest", "products.parquet")?)?;
+    let mut seen = HashSet::new();
+    Ok(products
+        .iter()
+        .filter(|pr| seen.insert(pr.image_id.clone()))
+        .map(|pr| (pr.image_id.clone(), ImageRef::parse(&pr.image)))
+        .collect())
+}
+
+/// Extracts the features of `images` into `ctx.out_dir()`: the feature store and the
+/// rejects. `run` gives it every image, `run_shard` its shard's.
+fn compute(ctx: &mut RunContext, images: &[(String, ImageRef)]) -> Result<(), StageError> {
+    let p = ctx.params().clone();
+    let grid = Grid::read(ctx.input_dir("patches")?)?;
+    let convention = Convention::parse(p.str("convention")?).expect("checked choice");
+    let compute = crate::device::from_runtime(ctx.runtime())?;
+    let model = crate::weights::load_resnet50(
+        p.str("weights")?,
+        &ctx.base_dir,
+        convention,
+        &compute.device,
+    )?
+    .fold();
+    let loader = ImageLoader::new(&ctx.base_dir, ctx.input_dir("ingest")?);
+    let ex = crate::extract::build(
+        p.str("extractor")?,
+        grid,
+        p.usize("patch_input")? as u32,
+        p.usize("grid_scale")? as u32,
+        convention,
+    )?;
+    let mut extractor = ex.describe();
+    extractor["weights"] = serde_json::json!(p.str("weights")?);
+    let dtype = FeatDType::parse(p.str("dtype")?).expect("checked choice");
+    let mut writer = Writer::create(
+        ctx.out_dir(),
+        dtype,
+        grid.patches(),
+        2048,
+        p.usize("shard_images")?,
+        extractor,
+    )?;
+    let batch = p.usize("batch_images")?.max(1);
+    let (rejects, seconds) = extract(
+        &model,
+        &compute.device,
+        &loader,
+        ex.as_ref(),
+        images,
+        batch,
+        &mut writer,
+    )?;
+    let zero_feat = ex.masked_feature(&model, &compute.device)?;
+    let n = writer.len();
+    writer.finish(&zero_feat)?;
+    write_rejects(ctx, &rejects)?;
+    for r in &rejects {
+        tracing::warn!("features: rejected {} ({}): {}", r.0, r.1, r.2);
+    }
+    ctx.count("images", n as u64);
+    ctx.count("rejected", rejects.len() as u64);
+    ctx.note(
+        "images_per_second",
+        serde_json::json!(n as f64 / seconds.max(1e-9)),
+    );
+    ctx.note("device", serde_json::json!(compute.kind));
+    Ok(())
+}
+
+fn write_rejects(ctx: &RunContext, rejects: &Rejects) -> Result<()> {
+    let ids: Vec<&str> = rejects.iter().map(|r| r.0.as_str()).collect();
+    let imgs: Vec<String> = rejects.iter().map(|r| r.1.to_string()).collect();
+    let why: Vec<&str> = rejects.iter().map(|r| r.2.as_str()).collect();
+    let mut df = table::frame(vec![
+        col_str("image_id", &ids),
+        col_str("image", &imgs),
+        col_str("reason", &why),
+    ])?;
+    table::write_parquet(&mut df, &ctx.out("rejects.parquet"))?;
+    Ok(())
 }
 
 pub use crate::extract::{PatchExtractor as PatchCutter, run_net};
