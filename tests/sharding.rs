@@ -39,25 +39,36 @@ fn unsharded() -> (tempfile::TempDir, (String, BTreeMap<String, Vec<u8>>)) {
     (d, e)
 }
 
-fn shard(dir: &Path, i: usize, n: usize) -> Child {
-    Command::new(bin())
-        .args(["run", "features", "--shard", &format!("{i}/{n}")])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
+/// Starts a process with its output captured (for [`finish`]).
+fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
 
+fn shard(dir: &Path, i: usize, n: usize) -> Child {
+    spawn(
+        Command::new(bin())
+            .args(["run", "features", "--shard", &format!("{i}/{n}")])
+            .current_dir(dir),
+    )
+}
+
+/// Waits for a shard (or a scheduler's task) and asserts it succeeded.
 fn finish(child: Child) -> String {
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(out.status.success(), "shard failed:\n{text}");
-    text
+    succeeded(child.wait_with_output().unwrap(), "shard")
+}
+
+/// The tiny pipeline's config without `train` and `evaluate` (to keep merges short).
+fn short_config(dir: &Path) -> &'static str {
+    let cfg = std::fs::read_to_string(dir.join("pipeline.toml")).unwrap();
+    std::fs::write(
+        dir.join("short.toml"),
+        &cfg[..cfg.find("[stages.train]").unwrap()],
+    )
+    .unwrap();
+    "short.toml"
 }
 
 fn assert_same(a: &(String, BTreeMap<String, Vec<u8>>), b: &(String, BTreeMap<String, Vec<u8>>)) {
@@ -278,18 +289,16 @@ fn the_slurm_and_kubernetes_files_run_the_sharded_pipeline() {
     tiny_pipeline(d.path(), PRODUCTS, "auto");
     let tasks: Vec<Child> = (1..=4)
         .map(|id| {
-            Command::new("bash")
-                .arg(deploy.join("slurm/features-shards.sbatch"))
-                .arg("pipeline.toml")
-                .current_dir(d.path())
-                .env("PATH", &path)
-                .env("SLURM_ARRAY_TASK_ID", id.to_string())
-                .env("SLURM_ARRAY_TASK_MIN", "1")
-                .env("SLURM_ARRAY_TASK_COUNT", "4")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            spawn(
+                Command::new("bash")
+                    .arg(deploy.join("slurm/features-shards.sbatch"))
+                    .arg("pipeline.toml")
+                    .current_dir(d.path())
+                    .env("PATH", &path)
+                    .env("SLURM_ARRAY_TASK_ID", id.to_string())
+                    .env("SLURM_ARRAY_TASK_MIN", "1")
+                    .env("SLURM_ARRAY_TASK_COUNT", "4"),
+            )
         })
         .collect();
     for t in tasks {
@@ -297,18 +306,14 @@ fn the_slurm_and_kubernetes_files_run_the_sharded_pipeline() {
     }
     // The merge script merges, then runs the rest of the pipeline (here: stop after records,
     // to keep the test short, by pointing it at a config without train/evaluate).
-    let cfg = std::fs::read_to_string(d.path().join("pipeline.toml")).unwrap();
-    let short = cfg[..cfg.find("[stages.train]").unwrap()].to_string();
-    std::fs::write(d.path().join("short.toml"), short).unwrap();
     let out = Command::new("bash")
         .arg(deploy.join("slurm/merge.sbatch"))
-        .arg("short.toml")
+        .arg(short_config(d.path()))
         .current_dir(d.path())
         .env("PATH", &path)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
+    let text = succeeded(out, "merge.sbatch");
     assert!(text.contains("merging"), "{text}");
     assert_same(&reference, &features_entry(d.path()));
     assert!(d.path().join("artifacts/records/latest").exists());
@@ -333,17 +338,15 @@ fn the_slurm_and_kubernetes_files_run_the_sharded_pipeline() {
     tiny_pipeline(d.path(), PRODUCTS, "auto");
     let pods: Vec<Child> = (0..3)
         .map(|i| {
-            Command::new("/bin/sh")
-                .args(["-c", &command])
-                .current_dir(d.path())
-                .env("PATH", &path)
-                .env("FB_CONFIG", "pipeline.toml")
-                .env("NUM_SHARDS", "3")
-                .env("JOB_COMPLETION_INDEX", i.to_string())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            spawn(
+                Command::new("/bin/sh")
+                    .args(["-c", &command])
+                    .current_dir(d.path())
+                    .env("PATH", &path)
+                    .env("FB_CONFIG", "pipeline.toml")
+                    .env("NUM_SHARDS", "3")
+                    .env("JOB_COMPLETION_INDEX", i.to_string()),
+            )
         })
         .collect();
     for p in pods {
@@ -355,22 +358,13 @@ fn the_slurm_and_kubernetes_files_run_the_sharded_pipeline() {
         command.starts_with("fashionbert merge features"),
         "{command}"
     );
-    std::fs::write(d.path().join("short.toml"), {
-        let c = std::fs::read_to_string(d.path().join("pipeline.toml")).unwrap();
-        c[..c.find("[stages.train]").unwrap()].to_string()
-    })
-    .unwrap();
     let out = Command::new("/bin/sh")
         .args(["-c", &command])
         .current_dir(d.path())
         .env("PATH", &path)
-        .env("FB_CONFIG", "short.toml")
+        .env("FB_CONFIG", short_config(d.path()))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(out, "the merge Job's command");
     assert_same(&reference, &features_entry(d.path()));
 }

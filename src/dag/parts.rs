@@ -197,13 +197,12 @@ impl Store {
                 m.count
             ));
         }
-        for o in &m.outputs {
-            match super::hash::hash_file(&dir.join(&o.path)) {
-                Ok(h) if h == o.blake3 => {}
-                Ok(_) => problems.push(format!("{}: content changed", o.path)),
-                Err(e) => problems.push(format!("{}: cannot be read ({e})", o.path)),
-            }
-        }
+        problems.extend(super::store::check_outputs(
+            &dir,
+            &m.outputs,
+            super::store::Check::Full,
+            None,
+        ));
         if problems.is_empty() {
             EntryState::Valid
         } else {

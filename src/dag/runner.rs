@@ -413,14 +413,12 @@ impl<'a> Runner<'a> {
             .store
             .remove_stale()
             .map_err(|e| DagError::io(self.store.root(), e))?;
-        for sc in &self.config.stages {
-            if self.registry.get(&sc.name).is_some_and(|s| s.shardable()) {
-                stale.extend(
-                    self.store
-                        .remove_stale_parts(&sc.name)
-                        .map_err(|e| DagError::io(&self.store.stage_dir(&sc.name), e))?,
-                );
-            }
+        for name in self.shardable_stages() {
+            stale.extend(
+                self.store
+                    .remove_stale_parts(&name)
+                    .map_err(|e| DagError::io(&self.store.stage_dir(&name), e))?,
+            );
         }
         for p in stale {
             tracing::info!(
@@ -431,6 +429,16 @@ impl<'a> Runner<'a> {
         Ok(lock)
     }
 
+    /// The stages of this pipeline that split into shards.
+    fn shardable_stages(&self) -> Vec<String> {
+        self.config
+            .stages
+            .iter()
+            .filter(|s| self.registry.get(&s.name).is_some_and(|s| s.shardable()))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
     /// `run` under the lock; also returns each stage's (now cached) plan item.
     fn run_locked(
         &self,
@@ -438,8 +446,7 @@ impl<'a> Runner<'a> {
         opts: &RunOptions,
         cache: &mut HashCache,
     ) -> Result<(Vec<Outcome>, BTreeMap<String, PlanItem>), DagError> {
-        let targets = targets.to_vec();
-        let wanted = graph::with_upstream(&self.config.stages, &targets);
+        let wanted = graph::with_upstream(&self.config.stages, targets);
         let mut done: BTreeMap<String, PlanItem> = BTreeMap::new();
         let mut outcomes = Vec::new();
         for sc in self
@@ -510,13 +517,7 @@ impl<'a> Runner<'a> {
         if !stage.shardable() {
             return Err(DagError::NotShardable {
                 stage: target.to_string(),
-                shardable: self
-                    .config
-                    .stages
-                    .iter()
-                    .filter(|s| self.registry.get(&s.name).is_some_and(|s| s.shardable()))
-                    .map(|s| s.name.clone())
-                    .collect(),
+                shardable: self.shardable_stages(),
             });
         }
         let item = {
@@ -650,7 +651,7 @@ impl<'a> Runner<'a> {
             if merge_only {
                 return Err(DagError::NotShardable {
                     stage: item.stage.clone(),
-                    shardable: vec![],
+                    shardable: self.shardable_stages(),
                 });
             }
             return self.execute(item, opts, None);

@@ -117,46 +117,12 @@ impl Store {
                 m.key
             ));
         }
-        let written = mmeta.modified().ok();
-        for o in &m.outputs {
-            let p = dir.join(&o.path);
-            let meta = match fs::symlink_metadata(&p) {
-                Ok(meta) => meta,
-                Err(_) => {
-                    problems.push(format!("{}: missing", o.path));
-                    continue;
-                }
-            };
-            if !meta.is_file() {
-                problems.push(format!("{}: not a regular file", o.path));
-                continue;
-            }
-            if meta.len() != o.bytes {
-                problems.push(format!(
-                    "{}: {} bytes, the manifest says {}",
-                    o.path,
-                    meta.len(),
-                    o.bytes
-                ));
-                continue;
-            }
-            let touched = match (meta.modified().ok(), written) {
-                (Some(f), Some(w)) => f > w,
-                _ => true,
-            };
-            if check == Check::Full || o.bytes <= QUICK_HASH_BYTES || touched {
-                match super::hash::hash_file(&p) {
-                    Ok(h) if h == o.blake3 => {}
-                    Ok(h) => problems.push(format!(
-                        "{}: content changed (blake3 {}…, the manifest says {}…)",
-                        o.path,
-                        &h[..12.min(h.len())],
-                        &o.blake3[..12.min(o.blake3.len())]
-                    )),
-                    Err(e) => problems.push(format!("{}: cannot be read ({e})", o.path)),
-                }
-            }
-        }
+        problems.extend(check_outputs(
+            &dir,
+            &m.outputs,
+            check,
+            mmeta.modified().ok(),
+        ));
         if problems.is_empty() {
             EntryState::Valid
         } else {
@@ -351,6 +317,57 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Checks the files `outputs` lists under `dir` (presence, type, size, and content hash as
+/// [`Check`] says; `written` is when their list was written): one line per problem.
+pub(crate) fn check_outputs(
+    dir: &Path,
+    outputs: &[super::manifest::OutputFile],
+    check: Check,
+    written: Option<std::time::SystemTime>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for o in outputs {
+        let p = dir.join(&o.path);
+        let meta = match fs::symlink_metadata(&p) {
+            Ok(meta) => meta,
+            Err(_) => {
+                problems.push(format!("{}: missing", o.path));
+                continue;
+            }
+        };
+        if !meta.is_file() {
+            problems.push(format!("{}: not a regular file", o.path));
+            continue;
+        }
+        if meta.len() != o.bytes {
+            problems.push(format!(
+                "{}: {} bytes, the manifest says {}",
+                o.path,
+                meta.len(),
+                o.bytes
+            ));
+            continue;
+        }
+        let touched = match (meta.modified().ok(), written) {
+            (Some(f), Some(w)) => f > w,
+            _ => true,
+        };
+        if check == Check::Full || o.bytes <= QUICK_HASH_BYTES || touched {
+            match super::hash::hash_file(&p) {
+                Ok(h) if h == o.blake3 => {}
+                Ok(h) => problems.push(format!(
+                    "{}: content changed (blake3 {}…, the manifest says {}…)",
+                    o.path,
+                    &h[..12.min(h.len())],
+                    &o.blake3[..12.min(o.blake3.len())]
+                )),
+                Err(e) => problems.push(format!("{}: cannot be read ({e})", o.path)),
+            }
+        }
+    }
+    problems
 }
 
 /// Total bytes of the files under `p`.

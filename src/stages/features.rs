@@ -123,10 +123,9 @@ impl Stage for Features {
     /// features come out bit for bit the same.
     fn run_shard(&self, ctx: &mut RunContext, shard: ShardId) -> Result<(), StageError> {
         let images = image_list(ctx)?;
-        let batch = ctx.params().usize("batch_images")?.max(1);
         let mine: Vec<(String, ImageRef)> = images
-            .chunks(batch)
-            .filter(|unit| shard.owns(&unit[0].0))
+            .chunks(batch_images(ctx)?)
+            .filter(|batch| batch_shard(batch, shard.count) == shard.index)
             .flatten()
             .cloned()
             .collect();
@@ -138,8 +137,8 @@ impl Stage for Features {
         compute(ctx, &mine)
     }
 
-    /// Copies each image's features out of the part that has them, in ingest order, into
-    /// fresh shards: byte for byte what `run` writes.
+    /// Copies each image's features out of its batch's part, in ingest order, into fresh
+    /// shards: byte for byte what `run` writes.
     fn merge(&self, ctx: &mut RunContext, parts: &[PathBuf]) -> Result<(), StageError> {
         let images = image_list(ctx)?;
         let stores = parts
@@ -180,20 +179,23 @@ impl Stage for Features {
         )?;
         let mut rejects = Vec::new();
         let mut buf = Vec::with_capacity(first.meta.patches * first.meta.dim);
-        for (id, r) in &images {
-            if let Some(s) = stores.iter().find(|s| s.contains(id)) {
-                buf.clear();
-                s.read_into(id, &mut buf)?;
-                writer.push(id, &buf)?;
-            } else if let Some(why) = part_rejects.remove(id) {
-                rejects.push((id.clone(), r.clone(), why));
-            } else {
-                return Err(format!(
-                    "image `{id}` is in none of the {} parts: they were made from another ingest; remove {} and run again",
-                    parts.len(),
-                    parts[0].parent().map(|p| p.display().to_string()).unwrap_or_default()
-                )
-                .into());
+        for batch in images.chunks(batch_images(ctx)?) {
+            let s = &stores[batch_shard(batch, parts.len())];
+            for (id, r) in batch {
+                if s.contains(id) {
+                    buf.clear();
+                    s.read_into(id, &mut buf)?;
+                    writer.push(id, &buf)?;
+                } else if let Some(why) = part_rejects.remove(id) {
+                    rejects.push((id.clone(), r.clone(), why));
+                } else {
+                    return Err(format!(
+                        "image `{id}` is missing from its part {}: the parts were made from another ingest; remove {} and run again",
+                        s.dir().display(),
+                        parts[0].parent().map(|p| p.display().to_string()).unwrap_or_default()
+                    )
+                    .into());
+                }
             }
         }
         let n = writer.len();
@@ -206,7 +208,17 @@ impl Stage for Features {
     }
 }
 
-/// Every distinct image of `ingest`'s products, in product order: the unit of work.
+/// The network batch size, and the unit of work a shard takes.
+fn batch_images(ctx: &RunContext) -> Result<usize, StageError> {
+    Ok(ctx.params().usize("batch_images")?.max(1))
+}
+
+/// The shard (of `count`) a network batch belongs to: the hash of its first image id.
+fn batch_shard(batch: &[(String, ImageRef)], count: usize) -> usize {
+    ShardId::of_key(&batch[0].0, count)
+}
+
+/// Every distinct image of `ingest`'s products, in product order.
 fn image_list(ctx: &RunContext) -> Result<Vec<(String, ImageRef)>, StageError> {
     let products = read_products(&ctx.input("ingest", "products.parquet")?)?;
     let mut seen = HashSet::new();
@@ -250,7 +262,7 @@ fn compute(ctx: &mut RunContext, images: &[(String, ImageRef)]) -> Result<(), St
         p.usize("shard_images")?,
         extractor,
     )?;
-    let batch = p.usize("batch_images")?.max(1);
+    let batch = batch_images(ctx)?;
     let (rejects, seconds) = extract(
         &model,
         &compute.device,

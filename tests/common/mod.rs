@@ -62,13 +62,17 @@ pub fn run(dir: &Path, args: &[&str]) -> Output {
 
 /// Runs and asserts success; returns stderr + stdout.
 pub fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = run(dir, args);
+    succeeded(run(dir, args), &format!("fashionbert {args:?}"))
+}
+
+/// Asserts that the process `what` succeeded; returns its stderr + stdout.
+pub fn succeeded(out: Output, what: &str) -> String {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(out.status.success(), "fashionbert {args:?} failed:\n{text}");
+    assert!(out.status.success(), "{what} failed:\n{text}");
     text
 }
 
