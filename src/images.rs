@@ -344,11 +344,48 @@ impl ImageLoader {
             }
         }
     }
+
+    /// The image's content hash (blake3, hex) and, when `decode`, a check that it decodes: an
+    /// image file's bytes, or an HDF5 row's pixels (the row is read either way). Features
+    /// follow this hash, not the image's name, so a changed file is seen as changed.
+    pub fn fingerprint(&self, r: &ImageRef, decode: bool) -> Result<String, ImageError> {
+        match r {
+            ImageRef::File(_) | ImageRef::Entry(_) => {
+                let path = self.path_of(r);
+                let bytes = read_file(&path)?;
+                if decode {
+                    decode_bytes(&bytes).map_err(|msg| ImageError::Decode {
+                        path: path.clone(),
+                        msg,
+                    })?;
+                }
+                Ok(blake3::hash(&bytes).to_hex().to_string())
+            }
+            ImageRef::Hdf5 { .. } => {
+                let img = self.load(r)?;
+                let mut h = blake3::Hasher::new();
+                h.update(&img.width().to_le_bytes());
+                h.update(&img.height().to_le_bytes());
+                h.update(img.as_raw());
+                Ok(h.finalize().to_hex().to_string())
+            }
+        }
+    }
 }
 
 /// Decodes an image file fully (a truncated file is an error, not a partial image). Only a
 /// regular file of at most [`MAX_IMAGE_BYTES`] is opened (checked from its metadata first).
 pub fn decode_file(path: &Path) -> Result<RgbImage, ImageError> {
+    let bytes = read_file(path)?;
+    decode_bytes(&bytes).map_err(|msg| ImageError::Decode {
+        path: path.to_path_buf(),
+        msg,
+    })
+}
+
+/// The bytes of an image file: a regular file of at most [`MAX_IMAGE_BYTES`] (checked from
+/// its metadata first, and again on the open file).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, ImageError> {
     let read_err = |e: std::io::Error| ImageError::Source {
         what: path.display().to_string(),
         msg: e.to_string(),
@@ -375,10 +412,7 @@ pub fn decode_file(path: &Path) -> Result<RgbImage, ImageError> {
             max: MAX_IMAGE_BYTES,
         });
     }
-    decode_bytes(&bytes).map_err(|msg| ImageError::Decode {
-        path: path.to_path_buf(),
-        msg,
-    })
+    Ok(bytes)
 }
 
 /// Decodes a whole JPEG or PNG. The file must be complete: a JPEG must reach its end-of-image

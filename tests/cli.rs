@@ -110,6 +110,58 @@ fn pipeline_end_to_end_then_cached_then_partial_reruns() {
         shown.contains("negatives.parquet") && shown.contains("pair_id"),
         "{shown}"
     );
+    // One line per row, fitted to the width; or one line per field.
+    let shown = ok(
+        d,
+        &[
+            "inspect",
+            "tokenize/texts.parquet",
+            "--rows",
+            "2",
+            "--width",
+            "70",
+        ],
+    );
+    let table: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.starts_with('─'))
+        .skip(1)
+        .take_while(|l| !l.is_empty() && !l.starts_with('('))
+        .collect();
+    assert_eq!(table.len(), 2, "two rows, one line each: {shown}");
+    let body: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.starts_with("product_id "))
+        .collect();
+    assert!(body.len() >= 4, "{shown}");
+    assert!(body.iter().all(|l| l.chars().count() <= 70), "{shown}");
+    let shown = ok(
+        d,
+        &[
+            "inspect",
+            "negatives",
+            "--rows",
+            "1",
+            "--vertical",
+            "--columns",
+            "pair_id,round",
+            "--width",
+            "50",
+        ],
+    );
+    assert!(shown.contains("── row 1 of"), "{shown}");
+    assert!(
+        shown.lines().any(|l| l.starts_with("pair_id "))
+            && shown.lines().any(|l| l.starts_with("round ")),
+        "{shown}"
+    );
+    let bad = run(d, &["inspect", "negatives", "--columns", "nope"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("no column `nope`"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     let pq = d.join("artifacts/tokenize/latest/tokens.parquet");
     let py = std::process::Command::new(python())
         .args(["-c", "import sys, pyarrow.parquet as pq, pandas as pd; t = pq.read_table(sys.argv[1]); df = pd.read_parquet(sys.argv[1]); print(t.num_rows, len(df), len(df.input_ids[0]))"])
@@ -182,6 +234,22 @@ fn pipeline_end_to_end_then_cached_then_partial_reruns() {
         ["tokenize", "records", "train", "evaluate"],
         "the vocab changed: {again}"
     );
+
+    // A change to the products' texts alone re-runs ingest and what reads the texts, but
+    // not `features`: it reads only the images (ids, references, content hashes).
+    let texts = ok(
+        d,
+        &[
+            "run",
+            "--set",
+            "negatives.seed=8",
+            "--set",
+            "ingest.text=title",
+        ],
+    );
+    let ran = stages_run(&texts);
+    assert!(ran.contains(&"ingest".to_string()), "{texts}");
+    assert!(!ran.contains(&"features".to_string()), "{texts}");
 }
 
 #[test]
@@ -270,4 +338,42 @@ fn data_stages_are_byte_identical_for_a_seed_and_differ_for_another() {
         let (x, y) = (latest(a.path(), stage, file), latest(d, stage, file));
         assert_ne!(x, y, "{stage} did not change with its seed");
     }
+}
+
+#[test]
+fn params_shows_values_defaults_and_docs_and_deps_default_to_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 20, "flex");
+    let out = ok(d, &["params", "negatives", "--set", "negatives.seed=9"]);
+    assert!(out.starts_with("[negatives] "), "{out}");
+    let seed = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("*seed = 9"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(seed.contains("default 7; an integer, 0 or more"), "{seed}");
+    assert!(out.contains("strategy = \"subcategory\""), "{out}");
+    assert!(!out.contains("[ingest]"), "only the stage asked for: {out}");
+    let all = ok(d, &["params"]);
+    for s in ["[ingest]", "[features]", "[train]", "[evaluate]"] {
+        assert!(all.contains(s), "{s}: {all}");
+    }
+    let bad = run(d, &["params", "negativs"]);
+    assert!(!bad.status.success());
+
+    // A pipeline without `deps` lines: each stage depends on what it reads.
+    let cfg = std::fs::read_to_string(d.join("pipeline.toml")).unwrap();
+    let no_deps: String = cfg
+        .lines()
+        .filter(|l| !l.starts_with("deps ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(cfg, no_deps);
+    std::fs::write(d.join("pipeline.toml"), &no_deps).unwrap();
+    let dag = ok(d, &["dag"]);
+    assert!(
+        dag.contains("features") && dag.contains("← ingest, patches"),
+        "{dag}"
+    );
+    assert!(dag.contains("← records, features"), "{dag}");
 }

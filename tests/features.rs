@@ -191,6 +191,22 @@ weights = "random:1"
     .unwrap();
     let out = ok(d, &["run", "features"]);
     assert!(out.contains("images: 3, rejected: 1"), "{out}");
+
+    // The features follow the images' content, not their names: the same file name with
+    // other pixels re-runs them.
+    let other =
+        image::RgbImage::from_fn(48, 64, |x, y| image::Rgb([(y * 3) as u8, (x * 2) as u8, 9]));
+    other.save(d.join("img/0.png")).unwrap();
+    let status = ok(d, &["status"]);
+    assert!(
+        status.contains("reruns only if the files it reads change"),
+        "{status}"
+    );
+    let again = ok(d, &["run", "features"]);
+    assert_eq!(
+        stages_run(&again),
+        ["ingest", "pairs", "negatives", "patches", "features"]
+    );
     let rejects =
         fashionbert::table::read_parquet(&d.join("artifacts/features/latest/rejects.parquet"))
             .unwrap();

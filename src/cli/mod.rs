@@ -2,6 +2,7 @@
 
 mod pipeline;
 pub mod tools;
+mod view;
 
 use std::path::PathBuf;
 
@@ -75,6 +76,14 @@ pub enum Command {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Every param of a stage (or of all stages): the value this config gives (with `--set`),
+    /// its default, its type and range, and what it does.
+    Params {
+        /// The stage (all when absent).
+        stage: Option<String>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
     /// Schema, row count and first rows of a parquet artefact (or a stage's latest outputs).
     Inspect {
         /// A parquet file, or a stage name (its latest entry), or `stage/file.parquet`.
@@ -82,6 +91,15 @@ pub enum Command {
         /// Rows to show.
         #[arg(long, default_value_t = 10)]
         rows: usize,
+        /// One block per row, one line per field, instead of one line per row.
+        #[arg(long)]
+        vertical: bool,
+        /// Only these columns (comma-separated), in this order.
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Characters per line (default: the terminal's width, `COLUMNS`, or 120).
+        #[arg(long)]
+        width: Option<usize>,
         /// Config whose artefact store stage names refer to.
         #[arg(long, short, default_value = "pipeline.toml")]
         config: PathBuf,
@@ -318,7 +336,24 @@ pub fn main() -> i32 {
         Command::Verify { stages, config } => pipeline::verify(&config, &stages),
         Command::Status { cfg, json } => pipeline::status(&cfg, json),
         Command::Dag { cfg } => pipeline::dag(&cfg),
-        Command::Inspect { path, rows, config } => pipeline::inspect(&config, &path, rows),
+        Command::Params { stage, cfg } => pipeline::params(&cfg, stage.as_deref()),
+        Command::Inspect {
+            path,
+            rows,
+            vertical,
+            columns,
+            width,
+            config,
+        } => pipeline::inspect(
+            &config,
+            &path,
+            &pipeline::InspectView {
+                rows,
+                vertical,
+                columns,
+                width: width.unwrap_or_else(view::terminal_width).max(20),
+            },
+        ),
         Command::Gc { config, dry_run } => pipeline::gc(&config, dry_run),
         Command::Weights { which, dir, force } => weights(&which, &dir, force),
         Command::Convert {

@@ -131,6 +131,60 @@ pub fn dag(cfg: &ConfigArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// `params`: each param of `stage` (all stages when `None`) with the value the config gives,
+/// marked `*` where it is not the default, then its default, type, range and doc.
+pub fn params(cfg: &ConfigArgs, stage: Option<&str>) -> Result<(), Error> {
+    let registry = crate::stages::registry();
+    let config = load(cfg, &registry)?;
+    if let Some(name) = stage
+        && config.stage(name).is_none()
+    {
+        return Err(DagError::UnknownTarget {
+            name: name.to_string(),
+            known: config.stages.iter().map(|s| s.name.clone()).collect(),
+        }
+        .into());
+    }
+    for s in config
+        .stages
+        .iter()
+        .filter(|s| stage.is_none_or(|n| n == s.name))
+    {
+        let spec = registry.get(&s.name).expect("validated").spec();
+        println!("[{}] {}", spec.name, spec.about);
+        let shown: Vec<(String, &crate::dag::ParamSpec)> = spec
+            .params
+            .iter()
+            .map(|p| {
+                let value = s.params.get(p.name);
+                let changed = value != p.default_value().as_ref();
+                let text = value.map_or("(unset)".to_string(), |v| v.to_string());
+                (
+                    format!("{}{} = {text}", if changed { "*" } else { " " }, p.name),
+                    p,
+                )
+            })
+            .collect();
+        let w = shown
+            .iter()
+            .map(|(t, _)| t.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (text, p) in shown {
+            let default = p
+                .default_value()
+                .map_or("none".to_string(), |v| v.to_string());
+            let range = p.range_text().map(|r| format!(", {r}")).unwrap_or_default();
+            println!("  {text:<w$}   default {default}; {}{range}", p.kind);
+            if !p.doc.is_empty() {
+                println!("  {:w$}   {}", "", p.doc);
+            }
+        }
+        println!();
+    }
+    Ok(())
+}
+
 /// Resolves `what` to parquet files: a file path, a stage name, or `stage/file`.
 fn resolve_inspect(config_file: &Path, what: &str) -> Result<Vec<PathBuf>, Error> {
     let p = PathBuf::from(what);
@@ -200,15 +254,18 @@ fn resolve_inspect(config_file: &Path, what: &str) -> Result<Vec<PathBuf>, Error
         .collect())
 }
 
-pub fn inspect(config_file: &Path, what: &str, rows: usize) -> Result<(), Error> {
-    // SAFETY: single-threaded at this point; these only shape polars' table printing.
-    unsafe {
-        std::env::set_var("POLARS_FMT_MAX_COLS", "16");
-        std::env::set_var("POLARS_FMT_STR_LEN", "48");
-        std::env::set_var("POLARS_FMT_TABLE_ROUNDED_CORNERS", "1");
-    }
+/// How `inspect` shows each table.
+pub struct InspectView {
+    pub rows: usize,
+    pub vertical: bool,
+    /// Only these columns, in this order (all when empty).
+    pub columns: Vec<String>,
+    pub width: usize,
+}
+
+pub fn inspect(config_file: &Path, what: &str, view: &InspectView) -> Result<(), Error> {
     for path in resolve_inspect(config_file, what)? {
-        let df = crate::table::read_parquet(&path)?;
+        let mut df = crate::table::read_parquet(&path)?;
         println!(
             "\n{}: {} rows × {} columns",
             path.display(),
@@ -218,7 +275,38 @@ pub fn inspect(config_file: &Path, what: &str, rows: usize) -> Result<(), Error>
         for (name, dtype) in df.schema().iter() {
             println!("  {name}: {dtype}");
         }
-        println!("{}", df.head(Some(rows)));
+        if !view.columns.is_empty() {
+            let have: Vec<String> = df
+                .get_column_names()
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            if let Some(missing) = view.columns.iter().find(|c| !have.contains(c)) {
+                return Err(Error::msg(format!(
+                    "{}: no column `{missing}`; it has: {}",
+                    path.display(),
+                    have.join(", ")
+                )));
+            }
+            df = df
+                .select(view.columns.iter().map(|c| c.as_str()))
+                .map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
+        }
+        println!();
+        let lines = if view.vertical {
+            super::view::vertical(&df, view.rows, view.width)
+        } else {
+            super::view::table(&df, view.rows, view.width)
+        };
+        for l in lines {
+            println!("{l}");
+        }
+        if df.height() > view.rows {
+            println!(
+                "({} more rows; --rows N shows more)",
+                df.height() - view.rows
+            );
+        }
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! device = "auto"                # any runtime key the application declares
 //!
 //! [stages.pairs]
-//! deps = ["ingest"]              # upstream stages
+//! deps = ["ingest"]              # upstream stages; default: the stages it reads
 //! [stages.pairs.params]
 //! seed = 1                       # checked against the stage's declared params
 //! ```
@@ -210,10 +210,12 @@ impl PipelineConfig {
             })?;
             let spec = stage.spec();
             let mut deps: Vec<String> = Vec::new();
+            let mut deps_given = false;
             let mut given = BTreeMap::new();
             for (k, v) in table.iter() {
                 match k.get_ref().as_ref() {
                     "deps" => {
+                        deps_given = true;
                         let arr = match v.get_ref() {
                             DeValue::Array(a) => a,
                             _ => {
@@ -288,6 +290,24 @@ impl PipelineConfig {
                                 spec.name
                             ),
                         ));
+                    }
+                }
+            }
+            // Without `deps`, a stage depends on exactly what it reads; `deps` is there to add
+            // ordering-only dependencies, and must then still name every input.
+            if !deps_given {
+                for needed in spec.inputs.iter().map(|i| i.stage) {
+                    if !defined.contains(needed) {
+                        return Err(err(
+                            Some(name.span()),
+                            format!(
+                                "stage `{}` reads the outputs of `{needed}`, which this pipeline does not define: add [stages.{needed}]",
+                                spec.name
+                            ),
+                        ));
+                    }
+                    if !deps.iter().any(|d| d == needed) {
+                        deps.push(needed.to_string());
                     }
                 }
             }
@@ -521,8 +541,15 @@ mod tests {
         let e = parse("[stages.c]\n").unwrap_err();
         assert!(e.message.contains("unknown stage `c`"), "{e}");
 
-        let e = parse("[stages.a]\n[stages.b]\n").unwrap_err();
+        let e = parse("[stages.a]\n[stages.b]\ndeps = []\n").unwrap_err();
         assert!(e.message.contains("deps must list \"a\""), "{e}");
+
+        let e = parse("[stages.b]\n").unwrap_err();
+        assert!(
+            e.message
+                .contains("reads the outputs of `a`, which this pipeline does not define"),
+            "{e}"
+        );
 
         let e = parse("[stages.a]\ndeps = [\"b\"]\n[stages.b]\ndeps=[\"a\"]\n").unwrap_err();
         assert!(e.message.contains("cycle"), "{e}");
@@ -532,6 +559,14 @@ mod tests {
 
         let e = parse("[runtime]\ndevise = \"x\"\n[stages.a]\n").unwrap_err();
         assert!(e.message.contains("did you mean `device`"), "{e}");
+    }
+
+    #[test]
+    fn deps_default_to_what_a_stage_reads() {
+        let c = parse("[stages.a]\n[stages.b]\n").unwrap();
+        assert_eq!(c.stage("b").unwrap().deps, ["a"]);
+        let names: Vec<_> = c.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
     }
 
     #[test]

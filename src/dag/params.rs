@@ -102,7 +102,8 @@ impl ParamSpec {
         }
     }
 
-    fn default_value(&self) -> Option<ParamValue> {
+    /// The default as a value (`None`: the parameter is optional and absent unless given).
+    pub fn default_value(&self) -> Option<ParamValue> {
         match self.default {
             ParamDefault::None => None,
             ParamDefault::Int(v) => Some(ParamValue::Int(v)),

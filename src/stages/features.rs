@@ -6,7 +6,6 @@
 //! (a bounded channel keeps memory at a few batches); the network runs on the configured device
 //! with BatchNorm folded into the convolutions; features stream into memory-mappable shards.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -23,15 +22,17 @@ use crate::models::resnet::{Convention, FoldedResNet50};
 use crate::progress::Progress;
 use crate::table::{self, col_str};
 
-use super::ingest::read_products;
+use super::ingest::read_images;
 use super::patches::Grid;
 
 pub const SPEC: StageSpec = StageSpec {
     name: "features",
-    version: 1,
+    version: 2,
     about: "ResNet-50 2048-d features of each image's patches, and of an all-zero patch",
     inputs: &[
-        Input::all("ingest"),
+        // Only the images (ids, references, content hashes): a change to the products' texts
+        // leaves the features cached.
+        Input::files("ingest", &["images.parquet"]),
         Input::files("patches", &["grid.json"]),
     ],
     params: &[
@@ -220,12 +221,13 @@ fn batch_shard(batch: &[(String, ImageRef)], count: usize) -> usize {
 
 /// Every distinct image of `ingest`'s products, in product order.
 fn image_list(ctx: &RunContext) -> Result<Vec<(String, ImageRef)>, StageError> {
-    let products = read_products(&ctx.input("ingest", "products.parquet")?)?;
-    let mut seen = HashSet::new();
-    Ok(products
-        .iter()
-        .filter(|pr| seen.insert(pr.image_id.clone()))
-        .map(|pr| (pr.image_id.clone(), ImageRef::parse(&pr.image)))
+    let images = read_images(&ctx.input("ingest", "images.parquet")?)?;
+    Ok(images
+        .into_iter()
+        .map(|r| {
+            let image = ImageRef::parse(&r.image);
+            (r.image_id, image)
+        })
         .collect())
 }
 

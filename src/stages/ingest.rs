@@ -22,7 +22,7 @@ use crate::table::{self, col_i64, col_str};
 
 pub const SPEC: StageSpec = StageSpec {
     name: "ingest",
-    version: 1,
+    version: 2,
     about: "read products from the source: one row per image, rejects with reasons",
     inputs: &[],
     params: &[
@@ -49,7 +49,7 @@ pub const SPEC: StageSpec = StageSpec {
             "check_images",
             K::Bool,
             D::Bool(true),
-            "decode every image and reject those that fail",
+            "decode every image and reject those that fail (missing or unreadable files are rejected either way)",
         ),
         // synthetic
         P::new(
@@ -137,7 +137,7 @@ pub const SPEC: StageSpec = StageSpec {
             "fashiongen: fashiongen_256_256_validation.h5",
         ),
     ],
-    outputs: &["products.parquet", "rejects.parquet"],
+    outputs: &["products.parquet", "images.parquet", "rejects.parquet"],
 };
 
 pub struct Ingest;
@@ -194,25 +194,25 @@ impl Stage for Ingest {
         if limit > 0 && products.len() > limit {
             products.truncate(limit);
         }
-        if p.bool("check_images")? && p.str("source")? != "synthetic" {
-            let loader = ImageLoader::new(&ctx.base_dir, ctx.out_dir());
-            let bad = check_images(&loader, &products);
-            let bad_ids: HashSet<&str> = bad
-                .iter()
-                .map(|(i, _)| products[*i].image_id.as_str())
-                .collect();
-            for (i, reason) in &bad {
-                let pr = &products[*i];
-                rejects.push(Reject {
-                    line: -1,
-                    product_id: pr.product_id.clone(),
-                    image: pr.image.clone(),
-                    reason: reason.clone(),
-                });
-            }
-            let bad_ids: HashSet<String> = bad_ids.into_iter().map(String::from).collect();
-            products.retain(|pr| !bad_ids.contains(&pr.image_id));
+        // Every image is read once here: hashed (features follow the hash) and, unless
+        // `check_images = false` (or the images are our own), decoded to reject broken ones.
+        let decode = p.bool("check_images")? && p.str("source")? != "synthetic";
+        let loader = ImageLoader::new(&ctx.base_dir, ctx.out_dir());
+        let (images, bad) = fingerprint_images(&loader, &products, decode);
+        let bad_ids: HashSet<String> = bad
+            .iter()
+            .map(|(i, _)| products[*i].image_id.clone())
+            .collect();
+        for (i, reason) in &bad {
+            let pr = &products[*i];
+            rejects.push(Reject {
+                line: -1,
+                product_id: pr.product_id.clone(),
+                image: pr.image.clone(),
+                reason: reason.clone(),
+            });
         }
+        products.retain(|pr| !bad_ids.contains(&pr.image_id));
         if products.is_empty() {
             if rejects.is_empty() {
                 return Err(
@@ -240,6 +240,7 @@ impl Stage for Ingest {
             .into());
         }
         write_products(&products, &ctx.out("products.parquet"))?;
+        write_images(&images, &ctx.out("images.parquet"))?;
         write_rejects(&rejects, &ctx.out("rejects.parquet"))?;
 
         let mut by_reason: std::collections::BTreeMap<&str, u64> = Default::default();
@@ -519,20 +520,80 @@ fn fashiongen_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Ve
 }
 
 /// Decodes every image in parallel; returns (index, reason) of those that fail.
-fn check_images(loader: &ImageLoader, products: &[Product]) -> Vec<(usize, String)> {
+/// One distinct image of the products, as `images.parquet` lists it: what `features` reads,
+/// so its cache key follows the images' content and not the products' texts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRow {
+    pub image_id: String,
+    /// An [`ImageRef`] string.
+    pub image: String,
+    /// blake3 of the image file's bytes (an HDF5 row: of its pixels).
+    pub blake3: String,
+}
+
+/// Reads every product's image once: its content hash and, when `decode`, whether it decodes.
+/// Returns the distinct images that passed, in product order, and the failures by product
+/// index with their reject reasons.
+fn fingerprint_images(
+    loader: &ImageLoader,
+    products: &[Product],
+    decode: bool,
+) -> (Vec<ImageRow>, Vec<(usize, String)>) {
     let bar = Progress::new(products.len() as u64, "images");
-    let mut bad: Vec<(usize, String)> = products
+    let results: Vec<_> = products
         .par_iter()
-        .enumerate()
-        .filter_map(|(i, pr)| {
-            let r = loader.load(&ImageRef::parse(&pr.image));
+        .map(|pr| {
+            let r = loader.fingerprint(&ImageRef::parse(&pr.image), decode);
             bar.inc(1);
-            r.err().map(|e| (i, e.reject_reason()))
+            r
         })
         .collect();
     bar.finish();
-    bad.sort_by_key(|(i, _)| *i);
-    bad
+    let mut seen = HashSet::new();
+    let mut images = Vec::new();
+    let mut bad = Vec::new();
+    for (i, (pr, r)) in products.iter().zip(results).enumerate() {
+        match r {
+            Ok(blake3) => {
+                if seen.insert(pr.image_id.as_str()) {
+                    images.push(ImageRow {
+                        image_id: pr.image_id.clone(),
+                        image: pr.image.clone(),
+                        blake3,
+                    });
+                }
+            }
+            Err(e) => bad.push((i, e.reject_reason())),
+        }
+    }
+    (images, bad)
+}
+
+pub fn write_images(images: &[ImageRow], path: &Path) -> Result<()> {
+    let f = |get: fn(&ImageRow) -> &str| images.iter().map(get).collect::<Vec<&str>>();
+    let mut df = table::frame(vec![
+        col_str("image_id", &f(|r| &r.image_id)),
+        col_str("image", &f(|r| &r.image)),
+        col_str("blake3", &f(|r| &r.blake3)),
+    ])?;
+    table::write_parquet(&mut df, path)?;
+    Ok(())
+}
+
+pub fn read_images(path: &Path) -> Result<Vec<ImageRow>> {
+    let df = table::read_parquet(path)?;
+    let c = |n: &str| table::strings(&df, n);
+    let (ids, imgs, hashes) = (c("image_id")?, c("image")?, c("blake3")?);
+    Ok(ids
+        .into_iter()
+        .zip(imgs)
+        .zip(hashes)
+        .map(|((image_id, image), blake3)| ImageRow {
+            image_id,
+            image,
+            blake3,
+        })
+        .collect())
 }
 
 pub fn write_products(products: &[Product], path: &Path) -> Result<()> {
