@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::dag::{DagError, ParamValue, Params, PipelineConfig, RunOptions, Runner};
+use crate::dag::{DagError, ParamValue, Params, PipelineConfig, RunOptions, Runner, StageParams};
 use crate::error::{Error, IoContext, Result};
 
 /// What to evaluate, and how.
@@ -151,7 +151,10 @@ pub fn evaluate_catalogue(a: &CatalogueArgs) -> Result<serde_json::Value> {
             return Err(Error::msg(format!("evaluate has no param `{k}`")));
         }
     }
-    let p = Params::with_defaults(spec.params, given);
+    let p = crate::stages::evaluate::EvaluateParams::from_params(&Params::with_defaults(
+        spec.params,
+        given,
+    ))?;
     crate::stages::evaluate::evaluate_into(
         &a.out, &a.model, &products, &texts, &feats, &compute, &p,
     )?;

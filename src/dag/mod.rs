@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{ConfigError, PipelineConfig, Registry, StageConfig};
 pub use manifest::Manifest;
-pub use params::{ParamDefault, ParamKind, ParamSpec, ParamValue, Params};
+pub use params::{ParamDefault, ParamKind, ParamSpec, ParamValue, Params, StageParams};
 pub use runner::{Outcome, PlanItem, RunOptions, Runner, ShardOutcome, State, Why};
 pub use stage::{Input, RawInput, RunContext, ShardId, Stage, StageError, StageSpec};
 pub use store::Store;

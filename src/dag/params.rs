@@ -398,6 +398,158 @@ impl Params {
     }
 }
 
+/// A stage's params as one typed struct, declared with [`stage_params!`](crate::stage_params):
+/// the struct's fields and the [`ParamSpec`]s the config is checked against come from one
+/// declaration, so a field cannot drift from its spec.
+pub trait StageParams: Sized {
+    /// The specs, in declaration order (a stage's `StageSpec::params`).
+    fn specs() -> &'static [ParamSpec];
+    /// The typed values of validated params.
+    fn from_params(p: &Params) -> Result<Self, ParamError>;
+}
+
+/// An optional string param this configuration needs: its value, or the error that says it
+/// is not set (as [`Params::str`] gives for an absent param).
+pub fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ParamError> {
+    value.as_deref().ok_or_else(|| Params::missing(name))
+}
+
+/// A Rust type a param reads into: integers (checked non-negative for unsigned types), `f64`,
+/// `bool`, `String` (also a choice), `Option<String>` (absent or empty: `None`), `Vec<String>`.
+pub trait FromParam: Sized {
+    fn from_param(p: &Params, name: &str) -> Result<Self, ParamError>;
+}
+
+impl FromParam for i64 {
+    fn from_param(p: &Params, name: &str) -> Result<Self, ParamError> {
+        p.int(name)
+    }
+}
+
+impl FromParam for usize {
+    fn from_param(p: &Params, name: &str) -> Result<Self, ParamError> {
+        p.usize(name)
+    }
+}
+
+impl FromParam for u64 {
+    fn from_param(p: &Params, name: &str) -> Result<Self, ParamError> {
+        p.u64(name)
+    }
+}
+
+impl FromParam for u32 {
+    fn from_param(p: &Params, name: &str) -> Result<Self, ParamError> {
+        let v = p.usize(name)?;
+        u32::try_from(v).map_err(|_| ParamError {
+            name: name.into(),
+            problem: format!("must be below 2^32, is {v}"),
+        })
+    }
+}
+
+impl FromParam for f64 {
+    fn from_param(p: &Params, name: &str) -> Result<Self, ParamError> {
+        p.float(name)
+    }
+}
+
+impl FromParam for bool {
+    fn from_param(p: &Params, name: &str) -> Result<Self, ParamError> {
+        p.bool(name)
+    }
+}
+
+impl FromParam for String {
+    fn from_param(p: &Params, name: &str) -> Result<Self, ParamError> {
+        p.str(name).map(str::to_string)
+    }
+}
+
+impl FromParam for Option<String> {
+    fn from_param(p: &Params, name: &str) -> Result<Self, ParamError> {
+        p.opt_str(name).map(|o| o.map(str::to_string))
+    }
+}
+
+impl FromParam for Vec<String> {
+    fn from_param(p: &Params, name: &str) -> Result<Self, ParamError> {
+        p.str_list(name).map(<[String]>::to_vec)
+    }
+}
+
+/// Declares a stage's params: a struct with one documented field per param, its
+/// [`ParamSpec`]s (`NAME::SPECS`, for the stage's `StageSpec::params`) and
+/// [`StageParams`]. Each field gives its type, then `(kind, default, doc)` and optionally
+/// `.min(x)` or `.range(lo, hi)`; the param's name is the field's name.
+///
+/// ```
+/// use fashionbert::dag::{ParamDefault as D, ParamKind as K, Params, params::StageParams};
+/// fashionbert::stage_params! {
+///     /// The params of a toy stage.
+///     pub struct ToyParams {
+///         seed: u64 = (K::Int, D::Int(7), "sampling seed").min(0.0);
+///         fit: String = (K::Choice(&["stretch", "pad"]), D::Str("pad"), "how images become squares");
+///         csv: Option<String> = (K::Str, D::None, "the products CSV");
+///     }
+/// }
+/// let p = Params::with_defaults(ToyParams::SPECS, Default::default());
+/// let t = ToyParams::from_params(&p).unwrap();
+/// assert_eq!((t.seed, t.fit.as_str(), t.csv), (7, "pad", None));
+/// assert_eq!(ToyParams::SPECS[0].name, "seed");
+/// assert_eq!(ToyParams::SPECS[0].doc, "sampling seed");
+/// ```
+#[macro_export]
+macro_rules! stage_params {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $(
+                $field:ident : $ty:ty = ($kind:expr, $default:expr, $doc:literal $(,)?)
+                    $(. $bound:ident ( $($arg:expr),* ))* ;
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        $vis struct $name {
+            $(
+                #[doc = $doc]
+                pub $field: $ty,
+            )*
+        }
+
+        impl $name {
+            /// The specs of these params, in declaration order.
+            pub const SPECS: &'static [$crate::dag::ParamSpec] = &[
+                $(
+                    $crate::dag::ParamSpec::new(stringify!($field), $kind, $default, $doc)
+                        $(. $bound ( $($arg),* ))*
+                ),*
+            ];
+        }
+
+        impl $crate::dag::params::StageParams for $name {
+            fn specs() -> &'static [$crate::dag::ParamSpec] {
+                Self::SPECS
+            }
+
+            fn from_params(
+                p: &$crate::dag::Params,
+            ) -> ::std::result::Result<Self, $crate::dag::params::ParamError> {
+                Ok(Self {
+                    $(
+                        $field: <$ty as $crate::dag::params::FromParam>::from_param(
+                            p,
+                            stringify!($field),
+                        )?,
+                    )*
+                })
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -226,6 +226,11 @@ impl RunContext {
         &self.params
     }
 
+    /// The params as the stage's typed struct (declared with `stage_params!`).
+    pub fn typed_params<T: super::params::StageParams>(&self) -> Result<T, StageError> {
+        Ok(T::from_params(&self.params)?)
+    }
+
     /// The `[runtime]` section (device, threads, ...): not part of any cache key.
     pub fn runtime(&self) -> &Params {
         &self.runtime

@@ -17,8 +17,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::dag::{
-    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError,
-    StageSpec,
+    Input, ParamDefault as D, ParamKind as K, RunContext, Stage, StageError, StageSpec,
 };
 use crate::error::IoContext;
 use crate::eval::metrics::{self, Metrics, Scored};
@@ -32,6 +31,55 @@ use crate::table::{self, col_bool, col_f32, col_f64, col_i64, col_str};
 
 use super::ingest::read_products;
 
+crate::stage_params! {
+    /// The params of `evaluate`.
+    pub struct EvaluateParams {
+        queries: usize = (
+            K::Int,
+            D::Int(1000),
+            "query products from the valid split (all if fewer)",
+        )
+        .min(1.0);
+        negatives: usize = (K::Int, D::Int(100), "negatives per query (101 candidates)").min(1.0);
+        fill: String = (
+            K::Choice(&["category_then_split", "none"]),
+            D::Str("category_then_split"),
+            "where a subcategory is too small",
+        );
+        seed: u64 = (K::Int, D::Int(19), "eval-set seed").min(0.0);
+        score: String = (
+            K::Choice(&["itm", "itc", "itc_then_itm"]),
+            D::Str("itm"),
+            "rank by the alignment head (the original), the contrastive similarity, or ITC then the alignment head re-ranking the top `rerank_k`",
+        );
+        rerank_k: usize = (
+            K::Int,
+            D::Int(16),
+            "itc_then_itm: candidates per query the alignment head re-ranks",
+        )
+        .min(1.0);
+        batch_size: usize = (K::Int, D::Int(256), "pairs per scoring batch").min(1.0);
+        probe_products: usize = (
+            K::Int,
+            D::Int(1500),
+            "train products the linear probe baseline is fitted on (0 = no probe)",
+        )
+        .min(0.0);
+        probe_ridge: f64 = (
+            K::Float,
+            D::Float(1.0),
+            "the probe's ridge λ, relative to the mean squared norm of its image vectors",
+        )
+        .min(1e-12);
+        compat_batch: usize = (
+            K::Int,
+            D::Int(64),
+            "batch size of the original's prediction files (its grouping bug depends on it)",
+        )
+        .min(1.0);
+    }
+}
+
 pub const SPEC: StageSpec = StageSpec {
     name: "evaluate",
     version: 1,
@@ -42,64 +90,7 @@ pub const SPEC: StageSpec = StageSpec {
         Input::all("features"),
         Input::all("train"),
     ],
-    params: &[
-        P::new(
-            "queries",
-            K::Int,
-            D::Int(1000),
-            "query products from the valid split (all if fewer)",
-        )
-        .min(1.0),
-        P::new(
-            "negatives",
-            K::Int,
-            D::Int(100),
-            "negatives per query (101 candidates)",
-        )
-        .min(1.0),
-        P::new(
-            "fill",
-            K::Choice(&["category_then_split", "none"]),
-            D::Str("category_then_split"),
-            "where a subcategory is too small",
-        ),
-        P::new("seed", K::Int, D::Int(19), "eval-set seed").min(0.0),
-        P::new(
-            "score",
-            K::Choice(&["itm", "itc", "itc_then_itm"]),
-            D::Str("itm"),
-            "rank by the alignment head (the original), the contrastive similarity, or ITC then the alignment head re-ranking the top `rerank_k`",
-        ),
-        P::new(
-            "rerank_k",
-            K::Int,
-            D::Int(16),
-            "itc_then_itm: candidates per query the alignment head re-ranks",
-        )
-        .min(1.0),
-        P::new("batch_size", K::Int, D::Int(256), "pairs per scoring batch").min(1.0),
-        P::new(
-            "probe_products",
-            K::Int,
-            D::Int(1500),
-            "train products the linear probe baseline is fitted on (0 = no probe)",
-        )
-        .min(0.0),
-        P::new(
-            "probe_ridge",
-            K::Float,
-            D::Float(1.0),
-            "the probe's ridge λ, relative to the mean squared norm of its image vectors",
-        )
-        .min(1e-12),
-        P::new(
-            "compat_batch",
-            K::Int,
-            D::Int(64),
-            "batch size of the original's prediction files (its grouping bug depends on it)",
-        )
-        .min(1.0),
-    ],
+    params: EvaluateParams::SPECS,
     outputs: &[
         "metrics.json",
         "pairs.parquet",
@@ -236,7 +227,7 @@ impl Stage for Evaluate {
     }
 
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
-        let p = ctx.params().clone();
+        let p: EvaluateParams = ctx.typed_params()?;
         let products = read_products(&ctx.input("ingest", "products.parquet")?)?;
         let texts = Texts::read(&ctx.input("tokenize", "texts.parquet")?)?;
         let store = featstore::Store::open(ctx.input_dir("features")?)?;
@@ -268,7 +259,7 @@ pub fn evaluate_into(
     texts: &Texts,
     store: &featstore::Store,
     compute: &crate::device::Compute,
-    p: &crate::dag::Params,
+    p: &EvaluateParams,
 ) -> crate::Result<(u64, u64)> {
     let out = |name: &str| out_dir.join(name);
     let (model, cfg) = io::load(model_dir, &compute.device)?;
@@ -277,25 +268,17 @@ pub fn evaluate_into(
     let (sets, filled, short) = build_sets(
         &products,
         &|id| store.contains(id),
-        p.usize("queries")?,
-        p.usize("negatives")?,
-        p.str("fill")? != "none",
-        p.u64("seed")?,
+        p.queries,
+        p.negatives,
+        p.fill.as_str() != "none",
+        p.seed,
     );
-    let kind = ScoreKind::parse(p.str("score")?, p.usize("rerank_k")?).expect("checked choice");
-    let set_scores = score_sets(
-        &model,
-        &compute,
-        &texts,
-        &store,
-        &sets,
-        kind,
-        p.usize("batch_size")?,
-    )?;
+    let kind = ScoreKind::parse(p.score.as_str(), p.rerank_k).expect("checked choice");
+    let set_scores = score_sets(&model, &compute, &texts, &store, &sets, kind, p.batch_size)?;
 
     let probe_metrics = run_probe(&p, &products, &texts, &store, &sets)?;
 
-    let compat_batch = p.usize("compat_batch")?;
+    let compat_batch = p.compat_batch;
     let mut all_metrics = serde_json::Map::new();
     let mut rank_rows: Vec<(String, metrics::QueryRank)> = Vec::new();
     let mut pair_cols: (
@@ -334,9 +317,9 @@ pub fn evaluate_into(
     all_metrics.insert(
         "eval_set".into(),
         serde_json::json!({
-            "queries_requested": p.usize("queries")?,
-            "negatives": p.usize("negatives")?,
-            "fill": p.str("fill")?,
+            "queries_requested": p.queries,
+            "negatives": p.negatives,
+            "fill": p.fill.as_str(),
             "negatives_from_fallback": filled,
             "queries_short_of_negatives": short,
             "score": kind.describe(),
@@ -351,7 +334,7 @@ pub fn evaluate_into(
             o.insert(dir.to_string(), serde_json::to_value(m).unwrap());
         }
         o.insert("fit_products".into(), serde_json::json!(n));
-        o.insert("ridge".into(), serde_json::json!(p.float("probe_ridge")?));
+        o.insert("ridge".into(), serde_json::json!(p.probe_ridge));
         all_metrics.insert("probe".into(), serde_json::Value::Object(o));
     }
     std::fs::write(
@@ -530,21 +513,21 @@ fn scored_rows(set: &EvalSet, logits: impl Fn(&str, &str) -> [f32; 2]) -> Vec<Sc
 /// The linear probe's metrics on the same eval sets, and the products it was fitted on.
 #[allow(clippy::type_complexity)]
 fn run_probe(
-    p: &crate::dag::Params,
+    p: &EvaluateParams,
     products: &[Product],
     texts: &Texts,
     store: &featstore::Store,
     sets: &[EvalSet],
 ) -> crate::Result<Option<(Vec<(&'static str, Metrics)>, usize)>> {
-    let n = p.usize("probe_products")?;
+    let n = p.probe_products;
     if n == 0 {
         return Ok(None);
     }
-    let compat_batch = p.usize("compat_batch")?;
+    let compat_batch = p.compat_batch;
     let cfg = crate::eval::probe::ProbeConfig {
         fit_products: n,
-        ridge: p.float("probe_ridge")?,
-        seed: p.u64("seed")?,
+        ridge: p.probe_ridge,
+        seed: p.seed,
     };
     let t0 = std::time::Instant::now();
     let probe = match crate::eval::probe::Probe::fit(products, texts, store, cfg) {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::dag::{
-    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext,
-    ShardId, Stage, StageError, StageSpec,
+    Input, ParamDefault as D, ParamKind as K, Params, RawInput, RunContext, ShardId, Stage,
+    StageError, StageParams, StageSpec,
 };
 use crate::error::Result;
 use crate::extract::FeatureExtractor;
@@ -25,6 +25,47 @@ use crate::table::{self, col_str};
 use super::ingest::read_images;
 use super::patches::Grid;
 
+crate::stage_params! {
+    /// The params of `features`.
+    pub struct FeaturesParams {
+        weights: String = (
+            K::Str,
+            D::Str("weights/resnet50-imagenet-v1.safetensors"),
+            "torchvision-named ResNet-50 weights (.safetensors or .pth), or random:<seed>",
+        );
+        convention: String = (
+            K::Choice(&["v1", "v1.5"]),
+            D::Str("v1"),
+            "v1: Caffe/Keras/tf-slim ResNet (the npm weights); v1.5: torchvision",
+        );
+        extractor: String = (
+            K::Choice(&["patches", "grid"]),
+            D::Str("patches"),
+            "patches: each of the 8×8 patches through ResNet-50 (the guide); grid: one pass over the whole image, its 8×8 stride-32 cells",
+        );
+        grid_scale: u32 = (
+            K::Int,
+            D::Int(1),
+            "grid: feed the image at 32·grid·grid_scale px and average-pool the map down to grid×grid",
+        )
+        .range(1.0, 8.0);
+        patch_input: u32 = (
+            K::Int,
+            D::Int(0),
+            "patches: resize each patch to this side before the network (0 = native patch size)",
+        )
+        .range(0.0, 1024.0);
+        batch_images: usize = (
+            K::Int,
+            D::Int(8),
+            "images per network batch (× 64 patches)",
+        )
+        .min(1.0);
+        dtype: String = (K::Choice(&["f16", "f32"]), D::Str("f16"), "storage precision");
+        shard_images: usize = (K::Int, D::Int(1024), "images per shard file").min(1.0);
+    }
+}
+
 pub const SPEC: StageSpec = StageSpec {
     name: "features",
     version: 2,
@@ -35,56 +76,7 @@ pub const SPEC: StageSpec = StageSpec {
         Input::files("ingest", &["images.parquet"]),
         Input::files("patches", &["grid.json"]),
     ],
-    params: &[
-        P::new(
-            "weights",
-            K::Str,
-            D::Str("weights/resnet50-imagenet-v1.safetensors"),
-            "torchvision-named ResNet-50 weights (.safetensors or .pth), or random:<seed>",
-        ),
-        P::new(
-            "convention",
-            K::Choice(&["v1", "v1.5"]),
-            D::Str("v1"),
-            "v1: Caffe/Keras/tf-slim ResNet (the npm weights); v1.5: torchvision",
-        ),
-        P::new(
-            "extractor",
-            K::Choice(&["patches", "grid"]),
-            D::Str("patches"),
-            "patches: each of the 8×8 patches through ResNet-50 (the guide); grid: one pass over the whole image, its 8×8 stride-32 cells",
-        ),
-        P::new(
-            "grid_scale",
-            K::Int,
-            D::Int(1),
-            "grid: feed the image at 32·grid·grid_scale px and average-pool the map down to grid×grid",
-        ).range(1.0, 8.0),
-        P::new(
-            "patch_input",
-            K::Int,
-            D::Int(0),
-            "patches: resize each patch to this side before the network (0 = native patch size)",
-        ).range(0.0, 1024.0),
-        P::new(
-            "batch_images",
-            K::Int,
-            D::Int(8),
-            "images per network batch (× 64 patches)",
-        ).min(1.0),
-        P::new(
-            "dtype",
-            K::Choice(&["f16", "f32"]),
-            D::Str("f16"),
-            "storage precision",
-        ),
-        P::new(
-            "shard_images",
-            K::Int,
-            D::Int(1024),
-            "images per shard file",
-        ).min(1.0),
-    ],
+    params: FeaturesParams::SPECS,
     outputs: &[
         "index.parquet",
         "meta.json",
@@ -102,7 +94,8 @@ impl Stage for Features {
     }
 
     fn raw_inputs(&self, p: &Params, base: &Path) -> Result<Vec<RawInput>, StageError> {
-        let w = p.str("weights")?;
+        let p = FeaturesParams::from_params(p)?;
+        let w = p.weights.as_str();
         Ok(if w.starts_with("random") {
             vec![]
         } else {
@@ -175,7 +168,7 @@ impl Stage for Features {
             first.meta.dtype,
             first.meta.patches,
             first.meta.dim,
-            ctx.params().usize("shard_images")?,
+            ctx.typed_params::<FeaturesParams>()?.shard_images,
             first.meta.extractor.clone(),
         )?;
         let mut rejects = Vec::new();
@@ -211,7 +204,7 @@ impl Stage for Features {
 
 /// The network batch size, and the unit of work a shard takes.
 fn batch_images(ctx: &RunContext) -> Result<usize, StageError> {
-    Ok(ctx.params().usize("batch_images")?.max(1))
+    Ok(ctx.typed_params::<FeaturesParams>()?.batch_images.max(1))
 }
 
 /// The shard (of `count`) a network batch belongs to: the hash of its first image id.
@@ -234,12 +227,12 @@ fn image_list(ctx: &RunContext) -> Result<Vec<(String, ImageRef)>, StageError> {
 /// Extracts the features of `images` into `ctx.out_dir()`: the feature store and the
 /// rejects. `run` gives it every image, `run_shard` its shard's.
 fn compute(ctx: &mut RunContext, images: &[(String, ImageRef)]) -> Result<(), StageError> {
-    let p = ctx.params().clone();
+    let p: FeaturesParams = ctx.typed_params()?;
     let grid = Grid::read(ctx.input_dir("patches")?)?;
-    let convention = Convention::parse(p.str("convention")?).expect("checked choice");
+    let convention = Convention::parse(p.convention.as_str()).expect("checked choice");
     let compute = crate::device::from_runtime(ctx.runtime())?;
     let model = crate::weights::load_resnet50(
-        p.str("weights")?,
+        p.weights.as_str(),
         &ctx.base_dir,
         convention,
         &compute.device,
@@ -247,21 +240,21 @@ fn compute(ctx: &mut RunContext, images: &[(String, ImageRef)]) -> Result<(), St
     .fold();
     let loader = ImageLoader::new(&ctx.base_dir, ctx.input_dir("ingest")?);
     let ex = crate::extract::build(
-        p.str("extractor")?,
+        p.extractor.as_str(),
         grid,
-        p.usize("patch_input")? as u32,
-        p.usize("grid_scale")? as u32,
+        p.patch_input,
+        p.grid_scale,
         convention,
     )?;
     let mut extractor = ex.describe();
-    extractor["weights"] = serde_json::json!(p.str("weights")?);
-    let dtype = FeatDType::parse(p.str("dtype")?).expect("checked choice");
+    extractor["weights"] = serde_json::json!(p.weights.as_str());
+    let dtype = FeatDType::parse(p.dtype.as_str()).expect("checked choice");
     let mut writer = Writer::create(
         ctx.out_dir(),
         dtype,
         grid.patches(),
         2048,
-        p.usize("shard_images")?,
+        p.shard_images,
         extractor,
     )?;
     let batch = batch_images(ctx)?;

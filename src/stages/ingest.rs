@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::dag::params::required;
 use crate::dag::{
-    ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
-    StageError, StageSpec,
+    ParamDefault as D, ParamKind as K, Params, RawInput, RunContext, Stage, StageError,
+    StageParams, StageSpec,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::images::{ImageLoader, ImageRef, ImageRoot};
@@ -20,123 +21,104 @@ use crate::sources::{
 };
 use crate::table::{self, col_i64, col_str};
 
+crate::stage_params! {
+    /// The params of `ingest`.
+    pub struct IngestParams {
+        source: String = (
+            K::Choice(&["synthetic", "csv", "fashiongen"]),
+            D::Str("synthetic"),
+            "where products come from",
+        );
+        text: String = (
+            K::Choice(&["title", "description", "title_description"]),
+            D::Str("title_description"),
+            "the text a product contributes (title first keeps what matters inside 64 tokens)",
+        );
+        limit: usize = (
+            K::Int,
+            D::Int(0),
+            "keep only the first N accepted products (0 = all)",
+        )
+        .min(0.0);
+        check_images: bool = (
+            K::Bool,
+            D::Bool(true),
+            "decode every image and reject those that fail (missing or unreadable files are rejected either way)",
+        );
+        products: usize = (K::Int, D::Int(2000), "synthetic: number of products").min(1.0);
+        seed: u64 = (
+            K::Int,
+            D::Int(1),
+            "synthetic: generator seed; also the split seed for CSVs without a split column",
+        )
+        .min(0.0);
+        image_size: usize = (
+            K::Int,
+            D::Int(256),
+            "synthetic: image side in pixels",
+        )
+        .range(8.0, 4096.0);
+        valid_fraction: f64 = (
+            K::Float,
+            D::Float(0.15),
+            "share of products in the valid split, where the source has no split",
+        )
+        .range(0.0, 0.95);
+        csv: Option<String> = (K::Str, D::None, "csv: the products CSV");
+        image_root: Option<String> = (
+            K::Str,
+            D::None,
+            "csv: folder the image column is relative to (default: the CSV's folder)",
+        );
+        id_column: String = (K::Str, D::Str("product_id"), "csv: the product id column");
+        image_column: String = (K::Str, D::Str("image"), "csv: the image path column");
+        title_column: String = (K::Str, D::Str("title"), "csv: the title column");
+        description_column: String = (
+            K::Str,
+            D::Str("description"),
+            "csv: the description column",
+        );
+        category_column: String = (K::Str, D::Str("category"), "csv: the category column");
+        subcategory_column: String = (
+            K::Str,
+            D::Str("subcategory"),
+            "csv: the subcategory column",
+        );
+        split_column: String = (
+            K::Str,
+            D::Str("split"),
+            "csv: the split column (empty: none; splits drawn by seed)",
+        );
+        eval_split: Option<String> = (
+            K::Str,
+            D::None,
+            "csv: evaluate another catalogue: rows whose split is this name (any name; `all` = every row) form the `valid` split that `evaluate` ranks; rows of other splits are skipped and counted",
+        );
+        groups_csv: Option<String> = (
+            K::Str,
+            D::None,
+            "csv: optional CSV with same-title groups, joined on the id column",
+        );
+        groups_column: String = (
+            K::Str,
+            D::Str("same_title_group"),
+            "csv: the group column of groups_csv",
+        );
+        train_h5: Option<String> = (K::Str, D::None, "fashiongen: fashiongen_256_256_train.h5");
+        valid_h5: Option<String> = (
+            K::Str,
+            D::None,
+            "fashiongen: fashiongen_256_256_validation.h5",
+        );
+    }
+}
+
 pub const SPEC: StageSpec = StageSpec {
     name: "ingest",
     version: 2,
     about: "read products from the source: one row per image, rejects with reasons",
     inputs: &[],
-    params: &[
-        P::new(
-            "source",
-            K::Choice(&["synthetic", "csv", "fashiongen"]),
-            D::Str("synthetic"),
-            "where products come from",
-        ),
-        P::new(
-            "text",
-            K::Choice(&["title", "description", "title_description"]),
-            D::Str("title_description"),
-            "the text a product contributes (title first keeps what matters inside 64 tokens)",
-        ),
-        P::new(
-            "limit",
-            K::Int,
-            D::Int(0),
-            "keep only the first N accepted products (0 = all)",
-        )
-        .min(0.0),
-        P::new(
-            "check_images",
-            K::Bool,
-            D::Bool(true),
-            "decode every image and reject those that fail (missing or unreadable files are rejected either way)",
-        ),
-        // synthetic
-        P::new(
-            "products",
-            K::Int,
-            D::Int(2000),
-            "synthetic: number of products",
-        )
-        .min(1.0),
-        P::new(
-            "seed",
-            K::Int,
-            D::Int(1),
-            "synthetic: generator seed; also the split seed for CSVs without a split column",
-        )
-        .min(0.0),
-        P::new(
-            "image_size",
-            K::Int,
-            D::Int(256),
-            "synthetic: image side in pixels",
-        )
-        .range(8.0, 4096.0),
-        P::new(
-            "valid_fraction",
-            K::Float,
-            D::Float(0.15),
-            "share of products in the valid split, where the source has no split",
-        )
-        .range(0.0, 0.95),
-        // csv
-        P::new("csv", K::Str, D::None, "csv: the products CSV"),
-        P::new(
-            "image_root",
-            K::Str,
-            D::None,
-            "csv: folder the image column is relative to (default: the CSV's folder)",
-        ),
-        P::new(
-            "id_column",
-            K::Str,
-            D::Str("product_id"),
-            "csv: column names",
-        ),
-        P::new("image_column", K::Str, D::Str("image"), ""),
-        P::new("title_column", K::Str, D::Str("title"), ""),
-        P::new("description_column", K::Str, D::Str("description"), ""),
-        P::new("category_column", K::Str, D::Str("category"), ""),
-        P::new("subcategory_column", K::Str, D::Str("subcategory"), ""),
-        P::new(
-            "split_column",
-            K::Str,
-            D::Str("split"),
-            "empty: no split column",
-        ),
-        P::new(
-            "eval_split",
-            K::Str,
-            D::None,
-            "csv: evaluate another catalogue: rows whose split is this name (any name; `all` = every row) form the `valid` split that `evaluate` ranks; rows of other splits are skipped and counted",
-        ),
-        P::new(
-            "groups_csv",
-            K::Str,
-            D::None,
-            "csv: optional CSV with same-title groups, joined on the id column",
-        ),
-        P::new(
-            "groups_column",
-            K::Str,
-            D::Str("same_title_group"),
-            "csv: the group column of groups_csv",
-        ),
-        // fashiongen
-        P::new(
-            "train_h5",
-            K::Str,
-            D::None,
-            "fashiongen: fashiongen_256_256_train.h5",
-        ),
-        P::new(
-            "valid_h5",
-            K::Str,
-            D::None,
-            "fashiongen: fashiongen_256_256_validation.h5",
-        ),
-    ],
+    params: IngestParams::SPECS,
     outputs: &["products.parquet", "images.parquet", "rejects.parquet"],
 };
 
@@ -148,22 +130,23 @@ impl Stage for Ingest {
     }
 
     fn raw_inputs(&self, p: &Params, base: &Path) -> Result<Vec<RawInput>, StageError> {
+        let p = IngestParams::from_params(p)?;
         let r = |s: &str| crate::dag::stage::resolve_path(base, s);
-        Ok(match p.str("source")? {
+        Ok(match p.source.as_str() {
             "csv" => {
-                let csv = r(p.str("csv")?);
+                let csv = r(required(&p.csv, "csv")?);
                 let mut v = vec![
                     RawInput::File(csv.clone()),
-                    RawInput::Dir(image_root(p, base)?),
+                    RawInput::Dir(image_root(&p, base)?),
                 ];
-                if let Some(g) = p.opt_str("groups_csv")? {
+                if let Some(g) = p.groups_csv.as_deref() {
                     v.push(RawInput::File(r(g)));
                 }
                 v
             }
             "fashiongen" => {
-                let mut v = vec![RawInput::File(r(p.str("train_h5")?))];
-                if let Some(h) = p.opt_str("valid_h5")? {
+                let mut v = vec![RawInput::File(r(required(&p.train_h5, "train_h5")?))];
+                if let Some(h) = p.valid_h5.as_deref() {
                     v.push(RawInput::File(r(h)));
                 }
                 v
@@ -173,15 +156,15 @@ impl Stage for Ingest {
     }
 
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
-        let p = ctx.params().clone();
-        let (mut products, mut rejects) = match p.str("source")? {
+        let p: IngestParams = ctx.typed_params()?;
+        let (mut products, mut rejects) = match p.source.as_str() {
             "synthetic" => synthetic_products(ctx, &p)?,
             "csv" => {
                 let (products, rejects, skipped) = csv_products(ctx, &p)?;
                 if skipped > 0 {
                     tracing::info!(
                         "ingest: {skipped} row(s) of other splits skipped (eval_split = {})",
-                        p.opt_str("eval_split")?.unwrap_or("")
+                        p.eval_split.as_deref().unwrap_or("")
                     );
                 }
                 ctx.count("other_split_skipped", skipped);
@@ -190,13 +173,13 @@ impl Stage for Ingest {
             "fashiongen" => fashiongen_products(ctx, &p)?,
             other => return Err(format!("unknown source {other}").into()),
         };
-        let limit = p.usize("limit")?;
+        let limit = p.limit;
         if limit > 0 && products.len() > limit {
             products.truncate(limit);
         }
         // Every image is read once here: hashed (features follow the hash) and, unless
         // `check_images = false` (or the images are our own), decoded to reject broken ones.
-        let decode = p.bool("check_images")? && p.str("source")? != "synthetic";
+        let decode = p.check_images && p.source.as_str() != "synthetic";
         let loader = ImageLoader::new(&ctx.base_dir, ctx.out_dir());
         let (images, bad) = fingerprint_images(&loader, &products, decode);
         let bad_ids: HashSet<String> = bad
@@ -267,27 +250,28 @@ fn reason_kind(reason: &str) -> &str {
     reason.split(':').next().unwrap_or(reason)
 }
 
-fn image_root(p: &Params, base: &Path) -> Result<PathBuf, StageError> {
-    Ok(match p.opt_str("image_root")? {
+fn image_root(p: &IngestParams, base: &Path) -> Result<PathBuf, StageError> {
+    Ok(match p.image_root.as_deref() {
         Some(r) => crate::dag::stage::resolve_path(base, r),
-        None => {
-            crate::dag::stage::parent_dir(&crate::dag::stage::resolve_path(base, p.str("csv")?))
-        }
+        None => crate::dag::stage::parent_dir(&crate::dag::stage::resolve_path(
+            base,
+            required(&p.csv, "csv")?,
+        )),
     })
 }
 
-fn synthetic_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Reject>)> {
+fn synthetic_products(ctx: &RunContext, p: &IngestParams) -> Result<(Vec<Product>, Vec<Reject>)> {
     let cfg = synthetic::SynthConfig {
-        products: p.usize("products")?,
-        seed: p.u64("seed")?,
-        image_size: p.usize("image_size")? as u32,
-        valid_fraction: p.float("valid_fraction")?,
+        products: p.products,
+        seed: p.seed,
+        image_size: p.image_size as u32,
+        valid_fraction: p.valid_fraction,
     };
     let items = synthetic::products(&cfg);
     let dir = ctx.out("images");
     std::fs::create_dir_all(&dir).at(&dir)?;
     let bar = Progress::new(items.len() as u64, "images");
-    let mode = p.str("text")?;
+    let mode = p.text.as_str();
     let out: Vec<Product> = items
         .par_iter()
         .map(|sp| -> Result<Product> {
@@ -326,20 +310,20 @@ fn store_root(ctx: &RunContext) -> Option<PathBuf> {
 }
 
 /// Products, rejects, and rows skipped because `eval_split` selects another split.
-fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Reject>, u64)> {
-    let csv_path = ctx.resolve(p.str("csv")?);
+fn csv_products(ctx: &RunContext, p: &IngestParams) -> Result<(Vec<Product>, Vec<Reject>, u64)> {
+    let csv_path = ctx.resolve(required(&p.csv, "csv")?);
     let cols = csvsrc::Columns {
-        id: p.str("id_column")?.into(),
-        image: p.str("image_column")?.into(),
-        title: p.str("title_column")?.into(),
-        description: p.str("description_column")?.into(),
-        category: p.str("category_column")?.into(),
-        subcategory: p.str("subcategory_column")?.into(),
-        split: p.str("split_column")?.into(),
+        id: p.id_column.as_str().into(),
+        image: p.image_column.as_str().into(),
+        title: p.title_column.as_str().into(),
+        description: p.description_column.as_str().into(),
+        category: p.category_column.as_str().into(),
+        subcategory: p.subcategory_column.as_str().into(),
+        split: p.split_column.as_str().into(),
     };
     let (rows, bad) = csvsrc::read(&csv_path, &cols)?;
-    let groups = match p.opt_str("groups_csv")? {
-        Some(g) => csvsrc::read_groups(&ctx.resolve(g), &cols.id, p.str("groups_column")?)?,
+    let groups = match p.groups_csv.as_deref() {
+        Some(g) => csvsrc::read_groups(&ctx.resolve(g), &cols.id, p.groups_column.as_str())?,
         None => HashMap::new(),
     };
     let root = image_root(p, &ctx.base_dir).map_err(|e| Error::msg(e.to_string()))?;
@@ -353,10 +337,10 @@ fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Rejec
     // Image paths are stored relative to the config directory, so artefacts do not depend on
     // where the checkout lives.
     let root_rel = crate::dag::stage::relative_to(&ctx.base_dir, &root);
-    let mode = p.str("text")?;
-    let seed = p.u64("seed")?;
-    let vf = p.float("valid_fraction")?;
-    let eval_split = p.opt_str("eval_split")?;
+    let mode = p.text.as_str();
+    let seed = p.seed;
+    let vf = p.valid_fraction;
+    let eval_split = p.eval_split.as_deref();
     if let Some(name) = eval_split {
         if name != "all" && cols.split.is_empty() {
             return Err(Error::msg(format!(
@@ -449,12 +433,12 @@ fn csv_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Rejec
     Ok((products, rejects, skipped))
 }
 
-fn fashiongen_products(ctx: &RunContext, p: &Params) -> Result<(Vec<Product>, Vec<Reject>)> {
-    let mut files = vec![("train", p.str("train_h5")?.to_string())];
-    if let Some(v) = p.opt_str("valid_h5")? {
+fn fashiongen_products(ctx: &RunContext, p: &IngestParams) -> Result<(Vec<Product>, Vec<Reject>)> {
+    let mut files = vec![("train", required(&p.train_h5, "train_h5")?.to_string())];
+    if let Some(v) = p.valid_h5.as_deref() {
         files.push(("valid", v.to_string()));
     }
-    let mode = p.str("text")?;
+    let mode = p.text.as_str();
     let mut products = Vec::new();
     let mut rejects = Vec::new();
     let mut seen_images = HashSet::new();

@@ -43,3 +43,31 @@ pub fn registry() -> Registry {
         .with(train::Train)
         .with(evaluate::Evaluate)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::dag::{Params, StageParams};
+
+    /// Every param says what it does (`fashionbert params` shows it), and each stage's typed
+    /// params read its defaults.
+    #[test]
+    fn every_param_is_documented_and_the_defaults_read_into_the_typed_params() {
+        for spec in super::registry().specs() {
+            for p in spec.params {
+                assert!(!p.doc.trim().is_empty(), "{}.{} has no doc", spec.name, p.name);
+            }
+        }
+        fn defaults<T: StageParams>() -> T {
+            T::from_params(&Params::with_defaults(T::specs(), BTreeMap::new())).unwrap()
+        }
+        assert_eq!(defaults::<super::negatives::NegativesParams>().seed, 7);
+        assert_eq!(defaults::<super::patches::PatchesParams>().grid, 8);
+        assert_eq!(defaults::<super::tokenize::TokenizeParams>().max_len, 64);
+        assert_eq!(defaults::<super::features::FeaturesParams>().dtype, "f16");
+        assert_eq!(defaults::<super::ingest::IngestParams>().csv, None);
+        assert_eq!(defaults::<super::train::TrainParams>().config, None);
+        assert_eq!(defaults::<super::evaluate::EvaluateParams>().score, "itm");
+    }
+}

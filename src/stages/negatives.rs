@@ -23,49 +23,49 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::dag::{
-    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError,
-    StageSpec,
+    Input, ParamDefault as D, ParamKind as K, RunContext, Stage, StageError, StageSpec,
 };
 use crate::sources::Product;
 
 use super::ingest::read_products;
 use super::pairs::{Pair, read_pairs, write_pairs};
 
+crate::stage_params! {
+    /// The params of `negatives`.
+    pub struct NegativesParams {
+        seed: u64 = (K::Int, D::Int(7), "sampling seed").min(0.0);
+        rounds: usize = (
+            K::Int,
+            D::Int(1),
+            "independent rounds of negatives; training uses round `epoch % rounds`",
+        )
+        .range(1.0, 1000.0);
+        strategy: String = (
+            K::Choice(&["subcategory", "random", "curriculum"]),
+            D::Str("subcategory"),
+            "same subcategory (the original), any other product, or random first then a rising share of same-subcategory ones",
+        );
+        hard_start: f64 = (
+            K::Float,
+            D::Float(0.0),
+            "curriculum: share of same-subcategory negatives in round 0",
+        )
+        .range(0.0, 1.0);
+        hard_end: f64 = (
+            K::Float,
+            D::Float(1.0),
+            "curriculum: share of same-subcategory negatives in the last round",
+        )
+        .range(0.0, 1.0);
+    }
+}
+
 pub const SPEC: StageSpec = StageSpec {
     name: "negatives",
     version: 1,
     about: "one same-subcategory negative per positive (label 0), 1:1 per split",
     inputs: &[Input::all("ingest"), Input::all("pairs")],
-    params: &[
-        P::new("seed", K::Int, D::Int(7), "sampling seed").min(0.0),
-        P::new(
-            "rounds",
-            K::Int,
-            D::Int(1),
-            "independent rounds of negatives; training uses round `epoch % rounds`",
-        )
-        .range(1.0, 1000.0),
-        P::new(
-            "strategy",
-            K::Choice(&["subcategory", "random", "curriculum"]),
-            D::Str("subcategory"),
-            "same subcategory (the original), any other product, or random first then a rising share of same-subcategory ones",
-        ),
-        P::new(
-            "hard_start",
-            K::Float,
-            D::Float(0.0),
-            "curriculum: share of same-subcategory negatives in round 0",
-        )
-        .range(0.0, 1.0),
-        P::new(
-            "hard_end",
-            K::Float,
-            D::Float(1.0),
-            "curriculum: share of same-subcategory negatives in the last round",
-        )
-        .range(0.0, 1.0),
-    ],
+    params: NegativesParams::SPECS,
     outputs: &["negatives.parquet"],
 };
 
@@ -163,16 +163,16 @@ impl Stage for Negatives {
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
         let products = read_products(&ctx.input("ingest", "products.parquet")?)?;
         let positives = read_pairs(&ctx.input("pairs", "pairs.parquet")?)?;
-        let p = ctx.params().clone();
-        let mut rng = ChaCha8Rng::seed_from_u64(p.u64("seed")?);
-        let rounds = p.usize("rounds")?;
+        let p: NegativesParams = ctx.typed_params()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+        let rounds = p.rounds;
         if rounds == 0 {
             return Err("negatives.rounds must be at least 1".into());
         }
-        let strategy = match p.str("strategy")? {
+        let strategy = match p.strategy.as_str() {
             "random" => Strategy::Random,
             "curriculum" => {
-                let (start, end) = (p.float("hard_start")?, p.float("hard_end")?);
+                let (start, end) = (p.hard_start, p.hard_end);
                 for (name, v) in [("hard_start", start), ("hard_end", end)] {
                     if !(0.0..=1.0).contains(&v) {
                         return Err(

@@ -13,49 +13,44 @@
 use rand::Rng;
 
 use crate::dag::{
-    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, RunContext, Stage, StageError,
-    StageSpec,
+    Input, ParamDefault as D, ParamKind as K, RunContext, Stage, StageError, StageSpec,
 };
 use crate::table::{self, col_i32_lists, col_str};
 
 use super::pairs::read_pairs;
 use super::tokenize::record_rng;
 
+crate::stage_params! {
+    /// The params of `patches`.
+    pub struct PatchesParams {
+        image_size: u32 = (
+            K::Int,
+            D::Int(256),
+            "images are resized to this square (Fashion-Gen: 256)",
+        )
+        .range(8.0, 4096.0);
+        grid: u32 = (K::Int, D::Int(8), "patches per side (8 → 64 patches)").range(1.0, 64.0);
+        fit: String = (
+            K::Choice(&["stretch", "pad"]),
+            D::Str("stretch"),
+            "non-square images: stretch to the square, or pad with white",
+        );
+        masked_patches: usize = (
+            K::Int,
+            D::Int(5),
+            "masked positions per record",
+        )
+        .range(1.0, 4096.0);
+        seed: u64 = (K::Int, D::Int(13), "masking seed").min(0.0);
+    }
+}
+
 pub const SPEC: StageSpec = StageSpec {
     name: "patches",
     version: 1,
     about: "patch grid geometry and seeded masked-patch positions per record",
     inputs: &[Input::all("pairs"), Input::all("negatives")],
-    params: &[
-        P::new(
-            "image_size",
-            K::Int,
-            D::Int(256),
-            "images are resized to this square (Fashion-Gen: 256)",
-        )
-        .range(8.0, 4096.0),
-        P::new(
-            "grid",
-            K::Int,
-            D::Int(8),
-            "patches per side (8 → 64 patches)",
-        )
-        .range(1.0, 64.0),
-        P::new(
-            "fit",
-            K::Choice(&["stretch", "pad"]),
-            D::Str("stretch"),
-            "non-square images: stretch to the square, or pad with white",
-        ),
-        P::new(
-            "masked_patches",
-            K::Int,
-            D::Int(5),
-            "masked positions per record",
-        )
-        .range(1.0, 4096.0),
-        P::new("seed", K::Int, D::Int(13), "masking seed").min(0.0),
-    ],
+    params: PatchesParams::SPECS,
     outputs: &["patch_masks.parquet", "grid.json"],
 };
 
@@ -110,16 +105,16 @@ impl Stage for Patches {
     }
 
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
-        let p = ctx.params().clone();
-        let image_size = p.usize("image_size")? as u32;
-        let grid = p.usize("grid")? as u32;
+        let p: PatchesParams = ctx.typed_params()?;
+        let image_size = p.image_size;
+        let grid = p.grid;
         if grid == 0 || image_size % grid != 0 {
             return Err(format!(
                 "image_size {image_size} must be a multiple of grid {grid} (patches are square, no pixels dropped)"
             )
             .into());
         }
-        let k = p.usize("masked_patches")?;
+        let k = p.masked_patches;
         let n = (grid * grid) as usize;
         if k >= n {
             return Err(
@@ -131,14 +126,14 @@ impl Stage for Patches {
             grid,
             patch_size: image_size / grid,
             masked_patches: k as u32,
-            fit_pad: p.str("fit")? == "pad",
+            fit_pad: p.fit.as_str() == "pad",
         };
         std::fs::write(
             ctx.out("grid.json"),
             serde_json::to_string_pretty(&g).unwrap(),
         )?;
 
-        let seed = p.u64("seed")?;
+        let seed = p.seed;
         let mut pairs = read_pairs(&ctx.input("pairs", "pairs.parquet")?)?;
         pairs.extend(read_pairs(&ctx.input("negatives", "negatives.parquet")?)?);
         let mut flat = Vec::with_capacity(pairs.len() * k);

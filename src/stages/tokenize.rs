@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::dag::{
-    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
-    StageError, StageSpec,
+    Input, ParamDefault as D, ParamKind as K, Params, RawInput, RunContext, Stage, StageError,
+    StageParams, StageSpec,
 };
 use crate::error::Result;
 use crate::table::{self, col_bool, col_f32_lists, col_i32, col_i32_lists, col_str};
@@ -19,6 +19,37 @@ use crate::text::{BertTokenizer, MaskConfig, mask_tokens};
 
 use super::ingest::read_products;
 use super::pairs::read_pairs;
+
+crate::stage_params! {
+    /// The params of `tokenize`.
+    pub struct TokenizeParams {
+        vocab: String = (
+            K::Str,
+            D::Str("weights/minilm/vocab.txt"),
+            "bert-base-uncased vocab.txt (`make weights` fetches it)",
+        );
+        max_len: usize = (
+            K::Int,
+            D::Int(64),
+            "text length in tokens, [CLS] and [SEP] included",
+        )
+        .range(3.0, 512.0);
+        mask_prob: f64 = (
+            K::Float,
+            D::Float(0.15),
+            "share of eligible tokens to predict",
+        )
+        .range(0.0, 1.0);
+        max_predictions: usize = (
+            K::Int,
+            D::Int(10),
+            "masked positions per record (the padded length)",
+        )
+        .range(1.0, 512.0);
+        whole_word: bool = (K::Bool, D::Bool(false), "mask all wordpieces of a word together");
+        seed: u64 = (K::Int, D::Int(11), "masking seed").min(0.0);
+    }
+}
 
 pub const SPEC: StageSpec = StageSpec {
     name: "tokenize",
@@ -29,42 +60,7 @@ pub const SPEC: StageSpec = StageSpec {
         Input::all("pairs"),
         Input::all("negatives"),
     ],
-    params: &[
-        P::new(
-            "vocab",
-            K::Str,
-            D::Str("weights/minilm/vocab.txt"),
-            "bert-base-uncased vocab.txt (`make weights` fetches it)",
-        ),
-        P::new(
-            "max_len",
-            K::Int,
-            D::Int(64),
-            "text length in tokens, [CLS] and [SEP] included",
-        )
-        .range(3.0, 512.0),
-        P::new(
-            "mask_prob",
-            K::Float,
-            D::Float(0.15),
-            "share of eligible tokens to predict",
-        )
-        .range(0.0, 1.0),
-        P::new(
-            "max_predictions",
-            K::Int,
-            D::Int(10),
-            "masked positions per record (the padded length)",
-        )
-        .range(1.0, 512.0),
-        P::new(
-            "whole_word",
-            K::Bool,
-            D::Bool(false),
-            "mask all wordpieces of a word together",
-        ),
-        P::new("seed", K::Int, D::Int(11), "masking seed").min(0.0),
-    ],
+    params: TokenizeParams::SPECS,
     outputs: &["texts.parquet", "tokens.parquet"],
 };
 
@@ -76,23 +72,24 @@ impl Stage for Tokenize {
     }
 
     fn raw_inputs(&self, p: &Params, base: &Path) -> Result<Vec<RawInput>, StageError> {
+        let p = TokenizeParams::from_params(p)?;
         Ok(vec![RawInput::File(crate::dag::stage::resolve_path(
             base,
-            p.str("vocab")?,
+            p.vocab.as_str(),
         ))])
     }
 
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
-        let p = ctx.params().clone();
-        let tok = BertTokenizer::from_vocab(&ctx.resolve(p.str("vocab")?))?;
-        let max_len = p.usize("max_len")?;
+        let p: TokenizeParams = ctx.typed_params()?;
+        let tok = BertTokenizer::from_vocab(&ctx.resolve(p.vocab.as_str()))?;
+        let max_len = p.max_len;
         let cfg = MaskConfig {
-            prob: p.float("mask_prob")?,
-            max_predictions: p.usize("max_predictions")?,
-            whole_word: p.bool("whole_word")?,
+            prob: p.mask_prob,
+            max_predictions: p.max_predictions,
+            whole_word: p.whole_word,
             vocab_size: tok.vocab_size() as u32,
         };
-        let seed = p.u64("seed")?;
+        let seed = p.seed;
 
         // Unmasked, once per product.
         let products = read_products(&ctx.input("ingest", "products.parquet")?)?;

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 
 use crate::dag::{
-    Input, ParamDefault as D, ParamKind as K, ParamSpec as P, Params, RawInput, RunContext, Stage,
-    StageError, StageSpec,
+    Input, ParamDefault as D, ParamKind as K, Params, RawInput, RunContext, Stage, StageError,
+    StageParams, StageSpec,
 };
 use crate::error::{Error, Result};
 use crate::featstore;
@@ -17,165 +17,124 @@ use crate::table::{self, col_f32, col_f64, col_i64, col_u32};
 use crate::training::{self, TrainConfig, data::Records};
 use crate::weights::tfload;
 
+crate::stage_params! {
+    /// The params of `train`.
+    pub struct TrainParams {
+        init: String = (
+            K::Str,
+            D::Str("weights/minilm"),
+            "a Hugging Face BERT folder (config.json + model.safetensors) to start from, a TensorFlow checkpoint prefix (EasyTransfer's `dir/model.ckpt-54198`, Google's `dir/bert_model.ckpt`; its bert_config.json beside it), or `random`",
+        );
+        config: Option<String> = (
+            K::Str,
+            D::None,
+            "a Hugging Face BERT config.json for the size (default: the init folder's; BERT-base for random)",
+        );
+        layers: usize = (
+            K::Int,
+            D::Int(0),
+            "keep only the first N encoder layers (0 = all)",
+        )
+        .min(0.0);
+        dropout: f64 = (
+            K::Float,
+            D::Float(-1.0),
+            "hidden and attention dropout (-1 = the config's)",
+        )
+        .range(-1.0, 0.99);
+        init_range: f64 = (
+            K::Float,
+            D::Float(-1.0),
+            "std of the random initialisation of every parameter not loaded from `init` (-1 = the config's initializer_range)",
+        )
+        .range(-1.0, 10.0);
+        epochs: usize = (K::Int, D::Int(2), "passes over the training records").min(1.0);
+        max_steps: usize = (
+            K::Int,
+            D::Int(0),
+            "stop after this many steps (0 = all epochs)",
+        )
+        .min(0.0);
+        batch_size: usize = (K::Int, D::Int(32), "records per step").min(1.0);
+        lr: f64 = (K::Float, D::Float(1e-4), "peak learning rate").range(0.0, 10.0);
+        lr_new: f64 = (
+            K::Float,
+            D::Float(0.0),
+            "peak learning rate of the parameters `init` does not provide (image embeddings, heads, ITC projections); 0 = `lr`",
+        )
+        .range(0.0, 10.0);
+        w_itc: f64 = (
+            K::Float,
+            D::Float(0.0),
+            "weight of the in-batch image–text contrastive loss (ITC, beyond the original) added to the total; 0 = off",
+        )
+        .min(0.0);
+        itm_negatives: String = (
+            K::Choice(&["records", "itc"]),
+            D::Str("records"),
+            "the alignment head's negatives: the records' (from `negatives`), or one per matched record mined from the ITC similarities (ALBEF; needs w_itc > 0)",
+        );
+        itc_dim: usize = (
+            K::Int,
+            D::Int(256),
+            "width of the ITC projections (used when w_itc > 0)",
+        )
+        .range(1.0, 65536.0);
+        itm_pair_dim: usize = (
+            K::Int,
+            D::Int(0),
+            "width of the alignment head's pair term (mean text token × mean image token of the joint pass, projected; beyond the original); 0 = the original head on the pooler alone",
+        )
+        .range(0.0, 65536.0);
+        warmup: f64 = (K::Float, D::Float(0.1), "share of steps of linear warm-up").range(0.0, 1.0);
+        clip_norm: f64 = (K::Float, D::Float(1.0), "global gradient norm clip").min(0.0);
+        seed: u64 = (K::Int, D::Int(17), "initialisation, order and dropout seed").min(0.0);
+        masked_patch_input: String = (
+            K::Choice(&["zero_patch", "zero_vector"]),
+            D::Str("zero_patch"),
+            "what the model sees at a masked patch: the all-zero patch's feature (the guide) or a zero vector (the original's code)",
+        );
+        loss_weights: String = (
+            K::Choice(&["adaptive", "fixed"]),
+            D::Str("adaptive"),
+            "the original's adaptive weights, or fixed w_mlm/w_tia/w_mpm",
+        );
+        detach_weights: bool = (
+            K::Bool,
+            D::Bool(true),
+            "adaptive: no gradient through the weights",
+        );
+        w_mlm: f64 = (K::Float, D::Float(1.0), "fixed weight of the masked-LM loss").min(0.0);
+        w_tia: f64 = (K::Float, D::Float(1.0), "fixed weight of the alignment loss").min(0.0);
+        w_mpm: f64 = (
+            K::Float,
+            D::Float(1.0),
+            "fixed weight of the masked-patch loss (0 = no MPM)",
+        )
+        .min(0.0);
+        checkpoint_every: usize = (
+            K::Int,
+            D::Int(200),
+            "steps between checkpoints (for --resume)",
+        )
+        .min(0.0);
+        validate_every: usize = (K::Int, D::Int(200), "steps between validations").min(0.0);
+        valid_records: usize = (
+            K::Int,
+            D::Int(1024),
+            "valid records per validation (0 = all)",
+        )
+        .min(0.0);
+        log_every: usize = (K::Int, D::Int(1), "read losses back every N steps").min(1.0);
+    }
+}
+
 pub const SPEC: StageSpec = StageSpec {
     name: "train",
     version: 1,
     about: "pretrain FashionBERT (masked LM, text–image alignment, masked patch modelling)",
     inputs: &[Input::all("records"), Input::all("features")],
-    params: &[
-        P::new(
-            "init",
-            K::Str,
-            D::Str("weights/minilm"),
-            "a Hugging Face BERT folder (config.json + model.safetensors) to start from, a TensorFlow checkpoint prefix (EasyTransfer's `dir/model.ckpt-54198`, Google's `dir/bert_model.ckpt`; its bert_config.json beside it), or `random`",
-        ),
-        P::new(
-            "config",
-            K::Str,
-            D::None,
-            "a Hugging Face BERT config.json for the size (default: the init folder's; BERT-base for random)",
-        ),
-        P::new(
-            "layers",
-            K::Int,
-            D::Int(0),
-            "keep only the first N encoder layers (0 = all)",
-        ).min(0.0),
-        P::new(
-            "dropout",
-            K::Float,
-            D::Float(-1.0),
-            "hidden and attention dropout (-1 = the config's)",
-        ).range(-1.0, 0.99),
-        P::new(
-            "init_range",
-            K::Float,
-            D::Float(-1.0),
-            "std of the random initialisation of every parameter not loaded from `init` (-1 = the config's initializer_range)",
-        ).range(-1.0, 10.0),
-        P::new(
-            "epochs",
-            K::Int,
-            D::Int(2),
-            "passes over the training records",
-        ).min(1.0),
-        P::new(
-            "max_steps",
-            K::Int,
-            D::Int(0),
-            "stop after this many steps (0 = all epochs)",
-        ).min(0.0),
-        P::new("batch_size", K::Int, D::Int(32), "records per step").min(1.0),
-        P::new("lr", K::Float, D::Float(1e-4), "peak learning rate").range(0.0, 10.0),
-        P::new(
-            "lr_new",
-            K::Float,
-            D::Float(0.0),
-            "peak learning rate of the parameters `init` does not provide (image embeddings, heads, ITC projections); 0 = `lr`",
-        ).range(0.0, 10.0),
-        P::new(
-            "w_itc",
-            K::Float,
-            D::Float(0.0),
-            "weight of the in-batch image–text contrastive loss (ITC, beyond the original) added to the total; 0 = off",
-        ).min(0.0),
-        P::new(
-            "itm_negatives",
-            K::Choice(&["records", "itc"]),
-            D::Str("records"),
-            "the alignment head's negatives: the records' (from `negatives`), or one per matched record mined from the ITC similarities (ALBEF; needs w_itc > 0)",
-        ),
-        P::new(
-            "itc_dim",
-            K::Int,
-            D::Int(256),
-            "width of the ITC projections (used when w_itc > 0)",
-        ).range(1.0, 65536.0),
-        P::new(
-            "itm_pair_dim",
-            K::Int,
-            D::Int(0),
-            "width of the alignment head's pair term (mean text token × mean image token of the joint pass, projected; beyond the original); 0 = the original head on the pooler alone",
-        ).range(0.0, 65536.0),
-        P::new(
-            "warmup",
-            K::Float,
-            D::Float(0.1),
-            "share of steps of linear warm-up",
-        ).range(0.0, 1.0),
-        P::new(
-            "clip_norm",
-            K::Float,
-            D::Float(1.0),
-            "global gradient norm clip",
-        ).min(0.0),
-        P::new(
-            "seed",
-            K::Int,
-            D::Int(17),
-            "initialisation, order and dropout seed",
-        ).min(0.0),
-        P::new(
-            "masked_patch_input",
-            K::Choice(&["zero_patch", "zero_vector"]),
-            D::Str("zero_patch"),
-            "what the model sees at a masked patch: the all-zero patch's feature (the guide) or a zero vector (the original's code)",
-        ),
-        P::new(
-            "loss_weights",
-            K::Choice(&["adaptive", "fixed"]),
-            D::Str("adaptive"),
-            "the original's adaptive weights, or fixed w_mlm/w_tia/w_mpm",
-        ),
-        P::new(
-            "detach_weights",
-            K::Bool,
-            D::Bool(true),
-            "adaptive: no gradient through the weights",
-        ),
-        P::new(
-            "w_mlm",
-            K::Float,
-            D::Float(1.0),
-            "fixed weight of the masked-LM loss",
-        ).min(0.0),
-        P::new(
-            "w_tia",
-            K::Float,
-            D::Float(1.0),
-            "fixed weight of the alignment loss",
-        ).min(0.0),
-        P::new(
-            "w_mpm",
-            K::Float,
-            D::Float(1.0),
-            "fixed weight of the masked-patch loss (0 = no MPM)",
-        ).min(0.0),
-        P::new(
-            "checkpoint_every",
-            K::Int,
-            D::Int(200),
-            "steps between checkpoints (for --resume)",
-        ).min(0.0),
-        P::new(
-            "validate_every",
-            K::Int,
-            D::Int(200),
-            "steps between validations",
-        ).min(0.0),
-        P::new(
-            "valid_records",
-            K::Int,
-            D::Int(1024),
-            "valid records per validation (0 = all)",
-        ).min(0.0),
-        P::new(
-            "log_every",
-            K::Int,
-            D::Int(1),
-            "read losses back every N steps",
-        ).min(1.0),
-    ],
+    params: TrainParams::SPECS,
     outputs: &[
         "model.safetensors",
         "config.json",
@@ -248,8 +207,8 @@ enum Init {
     Tf(PathBuf),
 }
 
-fn init_source(p: &Params, base: &Path) -> Result<Init> {
-    let init = p.str("init")?;
+fn init_source(p: &TrainParams, base: &Path) -> Result<Init> {
+    let init = p.init.as_str();
     if init == "random" {
         return Ok(Init::Random);
     }
@@ -271,9 +230,10 @@ fn init_source(p: &Params, base: &Path) -> Result<Init> {
     })
 }
 
-fn model_config(p: &Params, base: &Path) -> Result<FashionBertConfig> {
+fn model_config(p: &TrainParams, base: &Path) -> Result<FashionBertConfig> {
     let explicit = p
-        .opt_str("config")?
+        .config
+        .as_deref()
         .map(|c| crate::dag::stage::resolve_path(base, c));
     let mut bert = match (init_source(p, base)?, explicit) {
         // A TensorFlow checkpoint: `config`, else the one beside it, else its shapes.
@@ -284,7 +244,7 @@ fn model_config(p: &Params, base: &Path) -> Result<FashionBertConfig> {
         (_, Some(c)) | (Init::Hf { config: c, .. }, None) => io::read_bert_config(&c)?,
         (Init::Random, None) => BertConfig::new(),
     };
-    let layers = p.usize("layers")?;
+    let layers = p.layers;
     if layers > 0 {
         if layers > bert.num_hidden_layers {
             return Err(Error::msg(format!(
@@ -294,20 +254,20 @@ fn model_config(p: &Params, base: &Path) -> Result<FashionBertConfig> {
         }
         bert.num_hidden_layers = layers;
     }
-    let range = p.float("init_range")?;
+    let range = p.init_range;
     if range > 0.0 {
         bert.initializer_range = range;
     }
-    let dropout = p.float("dropout")?;
+    let dropout = p.dropout;
     if dropout >= 0.0 {
         bert.hidden_dropout_prob = dropout;
         bert.attention_probs_dropout_prob = dropout;
     }
     let mut c = FashionBertConfig::new(bert);
-    if p.float("w_itc")? > 0.0 {
-        c.itc_dim = p.usize("itc_dim")?.max(1);
+    if p.w_itc > 0.0 {
+        c.itc_dim = p.itc_dim.max(1);
     }
-    c.itm_pair_dim = p.usize("itm_pair_dim")?;
+    c.itm_pair_dim = p.itm_pair_dim;
     Ok(c)
 }
 
@@ -317,8 +277,9 @@ impl Stage for Train {
     }
 
     fn raw_inputs(&self, p: &Params, base: &Path) -> Result<Vec<RawInput>, StageError> {
+        let p = TrainParams::from_params(p)?;
         let mut v = Vec::new();
-        match init_source(p, base)? {
+        match init_source(&p, base)? {
             Init::Tf(prefix) => v.extend(
                 tfload::checkpoint_files(&prefix)?
                     .into_iter()
@@ -329,14 +290,14 @@ impl Stage for Train {
             }
             Init::Random => {}
         }
-        if let Some(c) = p.opt_str("config")? {
+        if let Some(c) = p.config.as_deref() {
             v.push(RawInput::File(crate::dag::stage::resolve_path(base, c)));
         }
         Ok(v)
     }
 
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
-        let p = ctx.params().clone();
+        let p: TrainParams = ctx.typed_params()?;
         let mut config = model_config(&p, &ctx.base_dir)?;
         let store = featstore::Store::open(ctx.input_dir("features")?)?;
         let recs_dir = ctx.input_dir("records")?;
@@ -370,7 +331,7 @@ impl Stage for Train {
 
         let compute = crate::device::from_runtime(ctx.runtime())?;
         let device = compute.device.clone().autodiff();
-        let seed = p.u64("seed")?;
+        let seed = p.seed;
         device.seed(seed);
         let mut model = config.init(&device);
         let loaded = match init_source(&p, &ctx.base_dir)? {
@@ -392,37 +353,33 @@ impl Stage for Train {
             r
         });
         let cfg = TrainConfig {
-            epochs: p.usize("epochs")?,
-            batch_size: p.usize("batch_size")?.max(1),
-            max_steps: p.usize("max_steps")?,
-            lr: p.float("lr")?,
-            lr_new: match p.float("lr_new")? {
+            epochs: p.epochs,
+            batch_size: p.batch_size.max(1),
+            max_steps: p.max_steps,
+            lr: p.lr,
+            lr_new: match p.lr_new {
                 x if x > 0.0 && init_report.is_some() => Some(x),
                 _ => None,
             },
-            w_itc: p.float("w_itc")? as f32,
-            itm_mined: p.str("itm_negatives")? == "itc",
-            warmup: p.float("warmup")?,
-            clip_norm: p.float("clip_norm")? as f32,
+            w_itc: p.w_itc as f32,
+            itm_mined: p.itm_negatives.as_str() == "itc",
+            warmup: p.warmup,
+            clip_norm: p.clip_norm as f32,
             seed,
-            weighting: match p.str("loss_weights")? {
-                "fixed" => LossWeighting::Fixed([
-                    p.float("w_mlm")? as f32,
-                    p.float("w_tia")? as f32,
-                    p.float("w_mpm")? as f32,
-                ]),
+            weighting: match p.loss_weights.as_str() {
+                "fixed" => LossWeighting::Fixed([p.w_mlm as f32, p.w_tia as f32, p.w_mpm as f32]),
                 _ => LossWeighting::Adaptive {
-                    detach: p.bool("detach_weights")?,
+                    detach: p.detach_weights,
                 },
             },
-            masked_input: match p.str("masked_patch_input")? {
+            masked_input: match p.masked_patch_input.as_str() {
                 "zero_vector" => MaskedPatchInput::ZeroVector,
                 _ => MaskedPatchInput::ZeroPatch(store.zero_patch().to_vec()),
             },
-            checkpoint_every: p.usize("checkpoint_every")?,
-            validate_every: p.usize("validate_every")?,
-            valid_records: p.usize("valid_records")?,
-            log_every: p.usize("log_every")?.max(1),
+            checkpoint_every: p.checkpoint_every,
+            validate_every: p.validate_every,
+            valid_records: p.valid_records,
+            log_every: p.log_every.max(1),
             stop_after: 0,
         };
         if cfg.itm_mined && cfg.w_itc <= 0.0 {
