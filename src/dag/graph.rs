@@ -2,19 +2,23 @@
 
 use std::collections::BTreeSet;
 
-use super::config::StageConfig;
+/// A node of the stage graph: its name and the names of the nodes it depends on.
+pub trait Node {
+    fn name(&self) -> &str;
+    fn deps(&self) -> &[String];
+}
 
 /// Indices of `stages` in topological order, ties broken by position (file order). On a cycle,
 /// returns the stage names along it, first repeated at the end.
-pub fn topo_order(stages: &[StageConfig]) -> Result<Vec<usize>, Vec<String>> {
-    let idx = |name: &str| stages.iter().position(|s| s.name == name);
+pub fn topo_order<N: Node>(stages: &[N]) -> Result<Vec<usize>, Vec<String>> {
+    let idx = |name: &str| stages.iter().position(|s| s.name() == name);
     let n = stages.len();
     let mut state = vec![0u8; n]; // 0 new, 1 on stack, 2 done
     let mut order = Vec::with_capacity(n);
 
-    fn visit(
+    fn visit<N: Node>(
         i: usize,
-        stages: &[StageConfig],
+        stages: &[N],
         idx: &dyn Fn(&str) -> Option<usize>,
         state: &mut [u8],
         stack: &mut Vec<usize>,
@@ -26,16 +30,16 @@ pub fn topo_order(stages: &[StageConfig]) -> Result<Vec<usize>, Vec<String>> {
                 let start = stack.iter().position(|&s| s == i).unwrap_or(0);
                 let mut cycle: Vec<String> = stack[start..]
                     .iter()
-                    .map(|&s| stages[s].name.clone())
+                    .map(|&s| stages[s].name().to_string())
                     .collect();
-                cycle.push(stages[i].name.clone());
+                cycle.push(stages[i].name().to_string());
                 return Err(cycle);
             }
             _ => {}
         }
         state[i] = 1;
         stack.push(i);
-        for d in &stages[i].deps {
+        for d in stages[i].deps() {
             if let Some(j) = idx(d) {
                 visit(j, stages, idx, state, stack, order)?;
             }
@@ -54,13 +58,13 @@ pub fn topo_order(stages: &[StageConfig]) -> Result<Vec<usize>, Vec<String>> {
 }
 
 /// The named stages and everything upstream of them.
-pub fn with_upstream(stages: &[StageConfig], targets: &[String]) -> BTreeSet<String> {
+pub fn with_upstream<N: Node>(stages: &[N], targets: &[String]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut todo: Vec<String> = targets.to_vec();
     while let Some(t) = todo.pop() {
         if out.insert(t.clone()) {
-            if let Some(s) = stages.iter().find(|s| s.name == t) {
-                todo.extend(s.deps.iter().cloned());
+            if let Some(s) = stages.iter().find(|s| s.name() == t) {
+                todo.extend(s.deps().iter().cloned());
             }
         }
     }
@@ -68,12 +72,12 @@ pub fn with_upstream(stages: &[StageConfig], targets: &[String]) -> BTreeSet<Str
 }
 
 /// The named stages and everything downstream of them.
-pub fn with_downstream(stages: &[StageConfig], targets: &[String]) -> BTreeSet<String> {
+pub fn with_downstream<N: Node>(stages: &[N], targets: &[String]) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = targets.iter().cloned().collect();
     // `stages` is in topological order, so one forward pass suffices.
     for s in stages {
-        if s.deps.iter().any(|d| out.contains(d)) {
-            out.insert(s.name.clone());
+        if s.deps().iter().any(|d| out.contains(d)) {
+            out.insert(s.name().to_string());
         }
     }
     out
@@ -82,6 +86,7 @@ pub fn with_downstream(stages: &[StageConfig], targets: &[String]) -> BTreeSet<S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dag::config::StageConfig;
     use crate::dag::params::Params;
 
     fn s(name: &str, deps: &[&str]) -> StageConfig {

@@ -6,3 +6,4 @@ pub mod predfile;
 pub mod probe;
 pub mod report;
 pub mod scoring;
+pub mod sets;

@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::error::{Error, IoContext, Result};
 
 use super::metrics::PredRow;
-use crate::stages::evaluate::EvalSet;
+use super::sets::EvalSet;
 
 fn bytes_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
     let v: Vec<String> = items.map(|s| format!("b'{s}'")).collect();

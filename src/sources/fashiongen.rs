@@ -10,7 +10,7 @@ use std::path::Path;
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::images::ImageError;
+use crate::images::decode::ImageError;
 
 /// One row (image) of a Fashion-Gen file.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,12 +9,8 @@
 //! query keeps 1 + `negatives` candidates; `fill = "none"` keeps the smaller set instead.
 //! Records are not masked. Each product is represented by its first image.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write as _;
-
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 
 use crate::dag::{
     Input, ParamDefault as D, ParamKind as K, RunContext, Stage, StageError, StageSpec,
@@ -24,6 +20,7 @@ use crate::eval::metrics::{self, Metrics, Scored};
 use crate::eval::predfile;
 use crate::eval::report::{self, Series};
 use crate::eval::scoring::{RERANK_OFFSET, ScoreKind, Texts, check_layout, itc_embed, score_pairs};
+use crate::eval::sets::{EvalSet, build_sets};
 use crate::featstore;
 use crate::models::io;
 use crate::sources::Product;
@@ -104,122 +101,6 @@ pub const SPEC: StageSpec = StageSpec {
 };
 
 pub struct Evaluate;
-
-/// One query's candidates: `(image_id, text_id, label)`.
-pub struct EvalSet {
-    pub direction: &'static str,
-    pub rows: Vec<(String, String, String, bool)>, // (query, image_id, text_id, label)
-}
-
-/// Builds both directions' eval sets.
-pub fn build_sets(
-    products: &[Product],
-    has_features: &dyn Fn(&str) -> bool,
-    queries: usize,
-    negatives: usize,
-    fill: bool,
-    seed: u64,
-) -> (Vec<EvalSet>, u64, u64) {
-    // One representative (first) image per valid product with features.
-    let mut seen = HashSet::new();
-    let valid: Vec<&Product> = products
-        .iter()
-        .filter(|p| {
-            p.split == "valid" && has_features(&p.image_id) && seen.insert(p.product_id.as_str())
-        })
-        .collect();
-    let mut by_sub: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut by_cat: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, p) in valid.iter().enumerate() {
-        by_sub.entry(&p.subcategory).or_default().push(i);
-        by_cat.entry(&p.category).or_default().push(i);
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut order: Vec<usize> = (0..valid.len()).collect();
-    order.shuffle(&mut rng);
-    order.truncate(queries);
-    let all: Vec<usize> = (0..valid.len()).collect();
-    let (mut i2t, mut t2i) = (Vec::new(), Vec::new());
-    let (mut filled, mut short) = (0u64, 0u64);
-    for &qi in &order {
-        let q = valid[qi];
-        let ok =
-            |&j: &usize| valid[j].product_id != q.product_id && valid[j].title_key != q.title_key;
-        let mut chosen: Vec<usize> = Vec::new();
-        let mut used: HashSet<usize> = HashSet::new();
-        let pools: Vec<&Vec<usize>> = if fill {
-            vec![
-                &by_sub[q.subcategory.as_str()],
-                &by_cat[q.category.as_str()],
-                &all,
-            ]
-        } else {
-            vec![&by_sub[q.subcategory.as_str()]]
-        };
-        for (level, pool) in pools.into_iter().enumerate() {
-            if chosen.len() >= negatives {
-                break;
-            }
-            let mut cand: Vec<usize> = pool
-                .iter()
-                .copied()
-                .filter(|j| ok(j) && !used.contains(j))
-                .collect();
-            cand.shuffle(&mut rng);
-            for j in cand.into_iter().take(negatives - chosen.len()) {
-                used.insert(j);
-                chosen.push(j);
-                if level > 0 {
-                    filled += 1;
-                }
-            }
-        }
-        if chosen.len() < negatives {
-            short += 1;
-        }
-        i2t.push((
-            q.image_id.clone(),
-            q.image_id.clone(),
-            q.product_id.clone(),
-            true,
-        ));
-        t2i.push((
-            q.product_id.clone(),
-            q.image_id.clone(),
-            q.product_id.clone(),
-            true,
-        ));
-        for &j in &chosen {
-            let c = valid[j];
-            i2t.push((
-                q.image_id.clone(),
-                q.image_id.clone(),
-                c.product_id.clone(),
-                false,
-            ));
-            t2i.push((
-                q.product_id.clone(),
-                c.image_id.clone(),
-                q.product_id.clone(),
-                false,
-            ));
-        }
-    }
-    (
-        vec![
-            EvalSet {
-                direction: "img2txt",
-                rows: i2t,
-            },
-            EvalSet {
-                direction: "txt2img",
-                rows: t2i,
-            },
-        ],
-        filled,
-        short,
-    )
-}
 
 impl Stage for Evaluate {
     fn spec(&self) -> &'static StageSpec {

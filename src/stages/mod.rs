@@ -56,7 +56,12 @@ mod tests {
     fn every_param_is_documented_and_the_defaults_read_into_the_typed_params() {
         for spec in super::registry().specs() {
             for p in spec.params {
-                assert!(!p.doc.trim().is_empty(), "{}.{} has no doc", spec.name, p.name);
+                assert!(
+                    !p.doc.trim().is_empty(),
+                    "{}.{} has no doc",
+                    spec.name,
+                    p.name
+                );
             }
         }
         fn defaults<T: StageParams>() -> T {
