@@ -181,7 +181,7 @@ pub fn check_complete(format: image::ImageFormat, bytes: &[u8]) -> Result<(), St
 /// fill bytes included) and requires the end-of-image marker (FFD9). Segments are skipped by
 /// their lengths, so an FFD9 inside metadata (an EXIF thumbnail) does not count. Bytes after
 /// the end-of-image marker are ignored, as libjpeg and Pillow ignore them.
-fn jpeg_complete(b: &[u8]) -> Result<(), String> {
+pub(super) fn jpeg_complete(b: &[u8]) -> Result<(), String> {
     let truncated = |at: usize, what: &str| {
         Err(format!(
             "truncated JPEG: the file ends at byte {} {what}, before the end-of-image marker (FFD9)",

@@ -124,7 +124,9 @@ impl ImageLoader {
 
 #[cfg(test)]
 mod tests {
+    use super::decode::jpeg_complete;
     use super::*;
+    use image::DynamicImage;
 
     #[test]
     fn refs_round_trip() {
