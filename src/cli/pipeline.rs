@@ -276,11 +276,7 @@ pub fn inspect(config_file: &Path, what: &str, view: &InspectView) -> Result<(),
             println!("  {name}: {dtype}");
         }
         if !view.columns.is_empty() {
-            let have: Vec<String> = df
-                .get_column_names()
-                .iter()
-                .map(|n| n.to_string())
-                .collect();
+            let have = super::view::column_names(&df);
             if let Some(missing) = view.columns.iter().find(|c| !have.contains(c)) {
                 return Err(Error::msg(format!(
                     "{}: no column `{missing}`; it has: {}",

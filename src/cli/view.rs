@@ -98,15 +98,19 @@ fn layout(natural: &[usize], width: usize) -> Vec<usize> {
     natural.iter().map(|&n| n.min(lo.max(floor(n)))).collect()
 }
 
+/// The names of `df`'s columns, in order.
+pub fn column_names(df: &DataFrame) -> Vec<String> {
+    df.get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect()
+}
+
 /// The first `rows` rows of `df` as lines of at most `width` characters: a header, a rule and
 /// one line per row; a last line names the columns left out for want of width.
 pub fn table(df: &DataFrame, rows: usize, width: usize) -> Vec<String> {
     let rows = rows.min(df.height());
-    let names: Vec<String> = df
-        .get_column_names()
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
+    let names = column_names(df);
     let cells: Vec<Vec<String>> = df
         .get_columns()
         .iter()
@@ -165,11 +169,7 @@ pub fn table(df: &DataFrame, rows: usize, width: usize) -> Vec<String> {
 /// line per column, each at most `width` characters.
 pub fn vertical(df: &DataFrame, rows: usize, width: usize) -> Vec<String> {
     let rows = rows.min(df.height());
-    let names: Vec<String> = df
-        .get_column_names()
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
+    let names = column_names(df);
     let name_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
     let value_width = width.saturating_sub(name_width + GAP).max(MIN_WIDTH);
     let mut out = Vec::new();
