@@ -138,8 +138,7 @@ pub fn evaluate_catalogue(a: &CatalogueArgs) -> Result<serde_json::Value> {
             .map(|k| store.entry_dir(stage, &k))
             .ok_or_else(|| Error::msg(format!("no `{stage}` entry after the run")))
     };
-    let products =
-        crate::stages::ingest::read_products(&latest("ingest")?.join("products.parquet"))?;
+    let products = crate::schema::read_products(&latest("ingest")?.join("products.parquet"))?;
     let texts = crate::eval::scoring::Texts::read(&latest("tokenize")?.join("texts.parquet"))?;
     let feats = crate::featstore::Store::open(&latest("features")?)?;
     let compute = crate::device::select(&a.device, 0)?;

@@ -11,6 +11,31 @@ pub enum Error {
     #[error(transparent)]
     Param(#[from] crate::dag::params::ParamError),
     #[error(transparent)]
+    Image(#[from] crate::images::decode::ImageError),
+    #[error(transparent)]
+    Tfjs(#[from] crate::weights::tfjs::TfjsError),
+    /// Reading a tensor back from the compute device (what was being read, and why it failed).
+    #[error("reading {what} back from the device: {source}")]
+    ReadBack {
+        what: &'static str,
+        source: burn::tensor::TensorReadError,
+    },
+    /// Model weights that cannot be read or written (safetensors or a PyTorch file, through
+    /// burn's stores).
+    #[error("{}: {source}", path.display())]
+    Weights {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A training checkpoint (model or optimiser state) that cannot be read or written.
+    #[error("checkpoint {}: {source}", path.display())]
+    Checkpoint {
+        path: PathBuf,
+        source: burn::store::RecordError,
+    },
+    #[error("safetensors: {0}")]
+    Safetensors(#[from] safetensors::SafeTensorError),
+    #[error(transparent)]
     TfCheckpoint(#[from] crate::weights::tfckpt::TfCkptError),
     #[error("{}: {source}", path.display())]
     Io {
@@ -38,6 +63,11 @@ impl Error {
             path: path.to_path_buf(),
             source,
         }
+    }
+
+    /// For `tensor.try_into_vec_as::<E>().map_err(Error::read_back("logits"))`.
+    pub fn read_back(what: &'static str) -> impl FnOnce(burn::tensor::TensorReadError) -> Error {
+        move |source| Error::ReadBack { what, source }
     }
 
     pub fn msg(m: impl Into<String>) -> Self {

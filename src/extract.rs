@@ -18,7 +18,7 @@ use burn::tensor::{Tensor, TensorData};
 use crate::error::{Error, Result};
 use crate::images::{Fit, square};
 use crate::models::resnet::{Convention, FoldedResNet50};
-use crate::stages::patches::Grid;
+use crate::schema::Grid;
 
 /// The width of a ResNet-50 feature.
 pub const FEATURE_DIM: usize = 2048;
@@ -110,7 +110,7 @@ pub fn run_net(
     let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, s, s]), device);
     let y = model.pooled(x);
     y.try_into_vec_as::<f32>()
-        .map_err(|e| Error::Model(format!("reading features back: {e:?}")))
+        .map_err(Error::read_back("features"))
 }
 
 /// Cuts an image into preprocessed patch tensors (the `patches` extractor).
@@ -269,7 +269,7 @@ impl FeatureExtractor for GridExtractor {
         map.reshape([n, c, h * w])
             .swap_dims(1, 2)
             .try_into_vec_as::<f32>()
-            .map_err(|e| Error::Model(format!("reading features back: {e:?}")))
+            .map_err(Error::read_back("features"))
     }
 
     fn masked_feature(

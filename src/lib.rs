@@ -16,6 +16,8 @@ pub mod featstore;
 pub mod images;
 pub mod models;
 pub mod progress;
+pub mod schema;
+pub mod show;
 pub mod sources;
 pub mod stages;
 pub mod table;

@@ -221,6 +221,13 @@ macro_rules! list_reader {
     };
 }
 
+/// The width of a fixed-width list column (from its first row; 0 for an empty table).
+pub fn list_width(df: &DataFrame, name: &str) -> Result<usize, TableError> {
+    let c = column(df, name)?;
+    let l = c.list().map_err(|e| col_err(name, e))?;
+    Ok(l.into_iter().next().flatten().map(|s| s.len()).unwrap_or(0))
+}
+
 list_reader!(i32_lists, i32, i32);
 list_reader!(f32_lists, f32, f32);
 

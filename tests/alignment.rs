@@ -7,8 +7,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use fashionbert::stages::ingest::read_products;
-use fashionbert::stages::pairs::read_pairs;
+use fashionbert::schema::{read_pairs, read_products};
 
 /// Checks the rules every round of negatives must keep; returns the share of train negatives
 /// drawn from their positive's subcategory, per round (valid ones are always same-subcategory).

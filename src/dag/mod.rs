@@ -9,12 +9,15 @@
 //! content hashes of the raw files it reads.
 
 pub mod config;
+pub mod execute;
 pub mod graph;
 pub mod hash;
+pub mod latest;
 pub mod lock;
 pub mod manifest;
 pub mod params;
 pub mod parts;
+pub mod plan;
 pub mod runner;
 pub mod stage;
 pub mod store;
@@ -22,9 +25,12 @@ pub mod store;
 use std::path::{Path, PathBuf};
 
 pub use config::{ConfigError, PipelineConfig, Registry, StageConfig};
+pub use execute::Outcome;
+pub use latest::Latest;
 pub use manifest::Manifest;
 pub use params::{ParamDefault, ParamKind, ParamSpec, ParamValue, Params, StageParams};
-pub use runner::{Outcome, PlanItem, RunOptions, Runner, ShardOutcome, State, Why};
+pub use plan::{PlanItem, State, Why};
+pub use runner::{RunOptions, Runner, ShardOutcome};
 pub use stage::{Input, RawInput, RunContext, ShardId, Stage, StageError, StageSpec};
 pub use store::Store;
 
@@ -81,6 +87,21 @@ pub enum DagError {
         done: usize,
         count: usize,
         missing: Vec<usize>,
+    },
+    #[error(
+        "stage `{stage}` has no outputs in {}: run `fashionbert run {stage} --config {}` first",
+        artifacts.display(),
+        config.display()
+    )]
+    NotRun {
+        stage: String,
+        artifacts: PathBuf,
+        config: PathBuf,
+    },
+    #[error("stage `{stage}`'s recorded params: {source}")]
+    Param {
+        stage: String,
+        source: params::ParamError,
     },
     #[error("no stage `{name}` in this pipeline (stages: {})", known.join(", "))]
     UnknownTarget { name: String, known: Vec<String> },

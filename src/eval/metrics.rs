@@ -36,8 +36,10 @@ impl Scored {
     }
 }
 
+/// Accuracy, AUC and Rank@K at [`KS`]: what the corrected and the compatible metrics both
+/// report (JSON keys `acc`, `auc`, `rank@1`, …, flattened into each).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Compat {
+pub struct Scores {
     pub acc: f64,
     pub auc: f64,
     #[serde(rename = "rank@1")]
@@ -48,6 +50,27 @@ pub struct Compat {
     pub rank10: f64,
     #[serde(rename = "rank@100")]
     pub rank100: f64,
+}
+
+impl Scores {
+    /// `rank_at(k)` for each k of [`KS`].
+    fn new(acc: f64, auc: f64, rank_at: impl Fn(usize) -> f64) -> Scores {
+        let [rank1, rank5, rank10, rank100] = KS.map(rank_at);
+        Scores {
+            acc,
+            auc,
+            rank1,
+            rank5,
+            rank10,
+            rank100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Compat {
+    #[serde(flatten)]
+    pub scores: Scores,
     /// The number of groups the buggy grouping makes (about twice the queries).
     pub groups: usize,
     pub batch_size: usize,
@@ -55,16 +78,8 @@ pub struct Compat {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Metrics {
-    pub acc: f64,
-    pub auc: f64,
-    #[serde(rename = "rank@1")]
-    pub rank1: f64,
-    #[serde(rename = "rank@5")]
-    pub rank5: f64,
-    #[serde(rename = "rank@10")]
-    pub rank10: f64,
-    #[serde(rename = "rank@100")]
-    pub rank100: f64,
+    #[serde(flatten)]
+    pub scores: Scores,
     pub mrr: f64,
     pub queries: usize,
     pub candidates_per_query: f64,
@@ -186,12 +201,11 @@ pub fn compute(pairs: &[Scored], batch_size: usize) -> Metrics {
     let scores: Vec<f64> = pairs.iter().map(|p| p.score()).collect();
     let labels: Vec<bool> = pairs.iter().map(|p| p.label).collect();
     Metrics {
-        acc: accuracy(pairs),
-        auc: auc(&scores, &labels).unwrap_or(f64::NAN),
-        rank1: at(1),
-        rank5: at(5),
-        rank10: at(10),
-        rank100: at(100),
+        scores: Scores::new(
+            accuracy(pairs),
+            auc(&scores, &labels).unwrap_or(f64::NAN),
+            at,
+        ),
         mrr: ranks.iter().map(|r| r.rr).sum::<f64>() / nq,
         queries: ranks.len(),
         candidates_per_query: ranks.iter().map(|r| r.candidates).sum::<usize>() as f64 / nq,
@@ -265,14 +279,16 @@ pub fn compat_from_lines(lines: &[Vec<PredRow>], batch_size: usize) -> Compat {
             }
         }
     }
-    let r = |h: usize| h as f64 / (ng as f64 + 1e-5);
+    let rank_at = |k: usize| {
+        let i = KS.iter().position(|&x| x == k).expect("k is one of KS");
+        hits[i] as f64 / (ng as f64 + 1e-5)
+    };
     Compat {
-        acc: correct as f64 / (n as f64 + 1e-5),
-        auc: auc(&scores, &labels).unwrap_or(f64::NAN),
-        rank1: r(hits[0]),
-        rank5: r(hits[1]),
-        rank10: r(hits[2]),
-        rank100: r(hits[3]),
+        scores: Scores::new(
+            correct as f64 / (n as f64 + 1e-5),
+            auc(&scores, &labels).unwrap_or(f64::NAN),
+            rank_at,
+        ),
         groups: ng,
         batch_size,
     }
@@ -304,14 +320,14 @@ mod tests {
         ];
         let m = compute(&pairs, 64);
         assert_eq!(m.queries, 2);
-        assert!((m.rank1 - 0.5).abs() < 1e-12);
-        assert!((m.rank5 - 1.0).abs() < 1e-12);
+        assert!((m.scores.rank1 - 0.5).abs() < 1e-12);
+        assert!((m.scores.rank5 - 1.0).abs() < 1e-12);
         assert!((m.mrr - 0.75).abs() < 1e-12);
         assert!((m.candidates_per_query - 2.5).abs() < 1e-12);
         // AUC: positives 0.5, 2.0; negatives 0.9, 0.1, 1.0 → pairs won: 0.5>0.1 (1), 2.0>all (3) = 4/6.
-        assert!((m.auc - 4.0 / 6.0).abs() < 1e-12);
+        assert!((m.scores.auc - 4.0 / 6.0).abs() < 1e-12);
         // ACC: logit1 > logit0 (0) for all → predicts 1 everywhere → 2/5 correct.
-        assert!((m.acc - 0.4).abs() < 1e-12);
+        assert!((m.scores.acc - 0.4).abs() < 1e-12);
     }
 
     #[test]
@@ -342,11 +358,18 @@ mod tests {
             }
         }
         let m = compute(&pairs, 64);
-        for v in [m.rank1, m.rank5, m.rank10, m.rank100, m.mrr, m.auc] {
+        for v in [
+            m.scores.rank1,
+            m.scores.rank5,
+            m.scores.rank10,
+            m.scores.rank100,
+            m.mrr,
+            m.scores.auc,
+        ] {
             assert!((v - 1.0).abs() < 1e-12, "{m:?}");
         }
         let c = &m.easytransfer_compatible;
         assert!(c.groups > 1500, "the bug splits queries: {}", c.groups);
-        assert!(c.rank100 <= 0.51 && c.rank1 <= 0.51, "{c:?}");
+        assert!(c.scores.rank100 <= 0.51 && c.scores.rank1 <= 0.51, "{c:?}");
     }
 }

@@ -2,8 +2,10 @@
 //! model, the original's prediction-file format, and the report's plots.
 
 pub mod metrics;
+pub mod original;
 pub mod predfile;
 pub mod probe;
+pub mod rank;
 pub mod report;
 pub mod scoring;
 pub mod sets;

@@ -17,6 +17,27 @@ fn bytes_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
     format!("[{}]", v.join(", "))
 }
 
+/// Writes one line: a predict batch's text product ids, image product ids, image ids, labels and
+/// flattened logits (`l0, l1` per row).
+pub fn write_line<'a>(
+    w: &mut impl Write,
+    rows: impl Iterator<Item = (&'a str, &'a str, &'a str)> + Clone,
+    labels: impl Iterator<Item = i64>,
+    logits: &[f32],
+) -> std::io::Result<()> {
+    let labels: Vec<String> = labels.map(|l| l.to_string()).collect();
+    let logits: Vec<String> = logits.iter().map(|l| l.to_string()).collect();
+    writeln!(
+        w,
+        "{}\x01{}\x01{}\x01[{}]\x01[{}]",
+        bytes_list(rows.clone().map(|r| r.0)),
+        bytes_list(rows.clone().map(|r| r.1)),
+        bytes_list(rows.map(|r| r.2)),
+        labels.join(", "),
+        logits.join(", ")
+    )
+}
+
 /// Writes an eval set's scored rows in batches of `batch` lines.
 pub fn write(
     path: &Path,
@@ -26,22 +47,17 @@ pub fn write(
 ) -> Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).at(path)?);
     for chunk in set.rows.chunks(batch.max(1)) {
-        let text_ids = bytes_list(chunk.iter().map(|r| r.2.as_str()));
-        let image_ids = bytes_list(chunk.iter().map(|r| r.1.as_str()));
-        let img_ids = bytes_list(chunk.iter().map(|r| r.1.as_str()));
-        let labels: Vec<String> = chunk.iter().map(|r| (r.3 as i32).to_string()).collect();
-        let logits: Vec<String> = chunk
+        let logits: Vec<f32> = chunk
             .iter()
-            .flat_map(|r| {
-                let l = scores[&(r.1.clone(), r.2.clone())];
-                [format!("{}", l[0]), format!("{}", l[1])]
-            })
+            .flat_map(|r| scores[&(r.1.clone(), r.2.clone())])
             .collect();
-        writeln!(
-            f,
-            "{text_ids}\x01{image_ids}\x01{img_ids}\x01[{}]\x01[{}]",
-            labels.join(", "),
-            logits.join(", ")
+        write_line(
+            &mut f,
+            chunk
+                .iter()
+                .map(|r| (r.2.as_str(), r.1.as_str(), r.1.as_str())),
+            chunk.iter().map(|r| r.3 as i64),
+            &logits,
         )
         .at(path)?;
     }

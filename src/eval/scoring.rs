@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use burn::tensor::Device;
 
+use super::sets::EvalSet;
 use crate::error::{Error, Result};
 use crate::featstore;
 use crate::models::fashionbert::{FashionBert, FashionBertConfig};
@@ -23,8 +24,7 @@ impl Texts {
     /// Reads `tokenize`'s `texts.parquet`.
     pub fn read(path: &std::path::Path) -> Result<Texts> {
         let df = crate::table::read_parquet(path)?;
-        let t = crate::stages::records::list_width(&df, "input_ids")
-            .map_err(|e| Error::msg(e.to_string()))?;
+        let t = crate::table::list_width(&df, "input_ids")?;
         let pids = crate::table::strings(&df, "product_id")?;
         Ok(Texts {
             t,
@@ -71,6 +71,15 @@ pub fn check_layout(cfg: &FashionBertConfig, t: usize, store: &featstore::Store)
     }
 }
 
+/// The alignment head's logits `[l0, l1]` for each row of `hb`, read back to the host.
+pub fn align_logits(model: &FashionBert, hb: &HostBatch, device: &Device) -> Result<Vec<[f32; 2]>> {
+    let flat: Vec<f32> = model
+        .align_logits(&hb.to_device(device))
+        .try_into_vec_as::<f32>()
+        .map_err(Error::read_back("alignment logits"))?;
+    Ok(flat.chunks_exact(2).map(|l| [l[0], l[1]]).collect())
+}
+
 /// Logits `[l0, l1]` for each `(image_id, text_id)`; duplicates are scored once.
 pub fn score_pairs(
     model: &FashionBert,
@@ -94,12 +103,9 @@ pub fn score_pairs(
                 .ok_or_else(|| Error::msg(format!("no tokens for text `{txt}`")))?;
             hb.push(ids, mask, &seg, store, img, None, None, 0)?;
         }
-        let logits: Vec<f32> = model
-            .align_logits(&hb.to_device(device))
-            .try_into_vec_as::<f32>()
-            .map_err(|e| Error::Model(format!("{e:?}")))?;
-        for (i, key) in chunk.iter().enumerate() {
-            out.insert((*key).clone(), [logits[2 * i], logits[2 * i + 1]]);
+        let logits = align_logits(model, &hb, device)?;
+        for (key, l) in chunk.iter().zip(logits) {
+            out.insert((*key).clone(), l);
         }
         bar.inc(chunk.len() as u64);
     }
@@ -192,7 +198,7 @@ pub fn itc_embed(
         let d = x.dims()[1];
         let v: Vec<f32> = x
             .try_into_vec_as::<f32>()
-            .map_err(|e| Error::Model(format!("{e:?}")))?;
+            .map_err(Error::read_back("ITC embeddings"))?;
         Ok((0..n).map(|i| v[i * d..(i + 1) * d].to_vec()).collect())
     };
     let mut uniq_t: Vec<&str> = text_ids.to_vec();
@@ -245,11 +251,120 @@ pub fn itc_embed(
     let scale: Vec<f32> = model
         .itc_scale()
         .try_into_vec_as::<f32>()
-        .map_err(|e| Error::Model(format!("{e:?}")))?;
+        .map_err(Error::read_back("the ITC temperature"))?;
     Ok(ItcEmbeddings {
         dim: text.values().next().map(|v| v.len()).unwrap_or(0),
         scale: scale[0],
         text,
         image,
     })
+}
+
+/// The scores of one eval set's pairs: `(image_id, text_id) → [l0, l1]`.
+pub type PairScores = HashMap<(String, String), [f32; 2]>;
+
+/// Every eval set's `(image_id, text_id) → [l0, l1]`, as `kind` scores them (the final score of
+/// a pair can depend on its query, so each set has its own map).
+pub fn score_sets(
+    model: &FashionBert,
+    compute: &crate::device::Compute,
+    texts: &Texts,
+    store: &featstore::Store,
+    sets: &[EvalSet],
+    kind: ScoreKind,
+    batch: usize,
+) -> crate::Result<Vec<PairScores>> {
+    let all_pairs = || {
+        sets.iter()
+            .flat_map(|s| s.rows.iter().map(|r| (r.1.clone(), r.2.clone())))
+            .collect::<Vec<_>>()
+    };
+    if kind == ScoreKind::Itm {
+        let wanted = all_pairs();
+        tracing::info!(
+            "evaluate: scoring {} pairs on {}",
+            wanted.len(),
+            compute.kind
+        );
+        let s = score_pairs(model, &compute.device, texts, store, &wanted, batch)?;
+        // Each set keeps its own rows' scores (no copy of the other direction's).
+        return Ok(sets
+            .iter()
+            .map(|set| {
+                set.rows
+                    .iter()
+                    .map(|r| {
+                        let key = (r.1.clone(), r.2.clone());
+                        let v = s[&key];
+                        (key, v)
+                    })
+                    .collect()
+            })
+            .collect());
+    }
+    let text_ids: Vec<&str> = sets
+        .iter()
+        .flat_map(|s| s.rows.iter().map(|r| r.2.as_str()))
+        .collect();
+    let image_ids: Vec<&str> = sets
+        .iter()
+        .flat_map(|s| s.rows.iter().map(|r| r.1.as_str()))
+        .collect();
+    let emb = itc_embed(
+        model,
+        &compute.device,
+        texts,
+        store,
+        &text_ids,
+        &image_ids,
+        batch,
+    )?;
+    let mut out: Vec<PairScores> = Vec::with_capacity(sets.len());
+    for set in sets {
+        let mut m = PairScores::with_capacity(set.rows.len());
+        for r in &set.rows {
+            m.insert((r.1.clone(), r.2.clone()), [0.0, emb.score(&r.1, &r.2)?]);
+        }
+        out.push(m);
+    }
+    let ScoreKind::ItcThenItm { k } = kind else {
+        return Ok(out);
+    };
+    // Each query's top k by ITC, re-ranked by the alignment head.
+    let mut top: Vec<Vec<(String, String)>> = Vec::with_capacity(sets.len());
+    for (set, m) in sets.iter().zip(&out) {
+        let mut by_query: Vec<(&str, Vec<(String, String)>)> = Vec::new();
+        for r in &set.rows {
+            if by_query.last().is_none_or(|(q, _)| *q != r.0.as_str()) {
+                by_query.push((r.0.as_str(), Vec::new()));
+            }
+            by_query
+                .last_mut()
+                .unwrap()
+                .1
+                .push((r.1.clone(), r.2.clone()));
+        }
+        let mut chosen = Vec::new();
+        for (_, mut cands) in by_query {
+            // Stable order: score descending, then ids, so ties break the same way every run.
+            cands.sort_by(|a, b| m[b][1].total_cmp(&m[a][1]).then_with(|| a.cmp(b)));
+            cands.truncate(k);
+            chosen.extend(cands);
+        }
+        top.push(chosen);
+    }
+    let wanted: Vec<(String, String)> = top.iter().flatten().cloned().collect();
+    tracing::info!(
+        "evaluate: re-ranking {} pairs (top {k} per query) with the alignment head on {}",
+        wanted.len(),
+        compute.kind
+    );
+    let itm = score_pairs(model, &compute.device, texts, store, &wanted, batch)?;
+    for (m, chosen) in out.iter_mut().zip(&top) {
+        for key in chosen {
+            let l = itm[key];
+            m.insert(key.clone(), [0.0, RERANK_OFFSET + (l[1] - l[0])]);
+        }
+    }
+    Ok(out)
 }

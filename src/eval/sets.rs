@@ -8,12 +8,32 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use super::metrics::Scored;
 use crate::sources::Product;
 
 /// One query's candidates: `(image_id, text_id, label)`.
 pub struct EvalSet {
     pub direction: &'static str,
     pub rows: Vec<(String, String, String, bool)>, // (query, image_id, text_id, label)
+}
+
+impl EvalSet {
+    /// A set's rows as scored pairs, the candidate being the text (img2txt) or the image (txt2img).
+    pub fn scored(&self, logits: impl Fn(&str, &str) -> [f32; 2]) -> Vec<Scored> {
+        self.rows
+            .iter()
+            .map(|(q, img, txt, label)| Scored {
+                query: q.clone(),
+                candidate: if self.direction == "img2txt" {
+                    txt.clone()
+                } else {
+                    img.clone()
+                },
+                label: *label,
+                logits: logits(img, txt),
+            })
+            .collect()
+    }
 }
 
 /// Builds both directions' eval sets.

@@ -32,7 +32,10 @@ fn apply_hf<M: ModuleSnapshot>(
     let mut store = store.allow_partial(true);
     module
         .load_from(&mut store)
-        .map_err(|e| Error::Model(format!("{}: {e}", path.display())))
+        .map_err(|source| Error::Weights {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
 }
 
 /// What an initialisation from a BERT checkpoint loaded.
@@ -105,7 +108,10 @@ pub fn save(model: &FashionBert, config: &FashionBertConfig, dir: &Path) -> Resu
         .overwrite(true);
     model
         .save_into(&mut store)
-        .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        .map_err(|source| Error::Weights {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
     crate::weights::canonicalize_safetensors(&path)?;
     let cp = dir.join(CONFIG);
     std::fs::write(&cp, serde_json::to_string_pretty(config).unwrap()).at(&cp)?;

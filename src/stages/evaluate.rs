@@ -9,24 +9,23 @@
 //! query keeps 1 + `negatives` candidates; `fill = "none"` keeps the smaller set instead.
 //! Records are not masked. Each product is represented by its first image.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::dag::{
     Input, ParamDefault as D, ParamKind as K, RunContext, Stage, StageError, StageSpec,
 };
 use crate::error::IoContext;
-use crate::eval::metrics::{self, Metrics, Scored};
+use crate::eval::metrics::{self, Metrics};
 use crate::eval::predfile;
 use crate::eval::report::{self, Series};
-use crate::eval::scoring::{RERANK_OFFSET, ScoreKind, Texts, check_layout, itc_embed, score_pairs};
+use crate::eval::scoring::{ScoreKind, Texts, check_layout, score_sets};
 use crate::eval::sets::{EvalSet, build_sets};
 use crate::featstore;
 use crate::models::io;
 use crate::sources::Product;
 use crate::table::{self, col_bool, col_f32, col_f64, col_i64, col_str};
 
-use super::ingest::read_products;
+use crate::schema::read_products;
 
 crate::stage_params! {
     /// The params of `evaluate`.
@@ -174,7 +173,7 @@ pub fn evaluate_into(
     let mut curves = Vec::new();
     let mut table_md = String::new();
     for (set, scores) in sets.iter().zip(&set_scores) {
-        let scored = scored_rows(set, |img, txt| scores[&(img.to_string(), txt.to_string())]);
+        let scored = set.scored(|img, txt| scores[&(img.to_string(), txt.to_string())]);
         let m = metrics::compute(&scored, compat_batch);
         let ranks = metrics::rank_queries(&scored);
         curves.push((set.direction, ranks.clone()));
@@ -192,7 +191,7 @@ pub fn evaluate_into(
         }
         let file = out(&format!("predictions_{}.txt", set.direction));
         predfile::write(&file, set, scores, compat_batch)?;
-        let _ = writeln!(table_md, "{}", md_row(set.direction, &m));
+        let _ = writeln!(table_md, "{}", report::metrics_row(set.direction, &m));
         all_metrics.insert(set.direction.to_string(), serde_json::to_value(&m).unwrap());
     }
     all_metrics.insert(
@@ -211,7 +210,11 @@ pub fn evaluate_into(
     if let Some((pm, n)) = &probe_metrics {
         let mut o = serde_json::Map::new();
         for (dir, m) in pm {
-            let _ = writeln!(probe_md, "{}", md_row(&format!("{dir} (probe)"), m));
+            let _ = writeln!(
+                probe_md,
+                "{}",
+                report::metrics_row(&format!("{dir} (probe)"), m)
+            );
             o.insert(dir.to_string(), serde_json::to_value(m).unwrap());
         }
         o.insert("fit_products".into(), serde_json::json!(n));
@@ -363,32 +366,13 @@ pub fn evaluate_into(
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
-    let report = render_report(&all_metrics, &table_md, &probe_md, &summary, filled, short);
+    let report = report::render(&all_metrics, &table_md, &probe_md, &summary, filled, short);
     std::fs::write(out("report.md"), report).at(&out("report.md"))?;
     crate::progress::println(format!(
         "retrieval on the valid split:\n{}",
         table_md.trim_end()
     ));
     Ok((n as u64, filled))
-}
-
-type PairScores = HashMap<(String, String), [f32; 2]>;
-
-/// A set's rows as scored pairs, the candidate being the text (img2txt) or the image (txt2img).
-fn scored_rows(set: &EvalSet, logits: impl Fn(&str, &str) -> [f32; 2]) -> Vec<Scored> {
-    set.rows
-        .iter()
-        .map(|(q, img, txt, label)| Scored {
-            query: q.clone(),
-            candidate: if set.direction == "img2txt" {
-                txt.clone()
-            } else {
-                img.clone()
-            },
-            label: *label,
-            logits: logits(img, txt),
-        })
-        .collect()
 }
 
 /// The linear probe's metrics on the same eval sets, and the products it was fitted on.
@@ -426,9 +410,7 @@ fn run_probe(
     let out = sets
         .iter()
         .map(|set| {
-            let scored = scored_rows(set, |img, txt| {
-                [0.0, scores[&(img.to_string(), txt.to_string())]]
-            });
+            let scored = set.scored(|img, txt| [0.0, scores[&(img.to_string(), txt.to_string())]]);
             (set.direction, metrics::compute(&scored, compat_batch))
         })
         .collect();
@@ -438,211 +420,4 @@ fn run_probe(
         t0.elapsed().as_secs_f64()
     );
     Ok(Some((out, probe.fit_products())))
-}
-
-/// Every eval set's `(image_id, text_id) → [l0, l1]`, as `kind` scores them (the final score of
-/// a pair can depend on its query, so each set has its own map).
-fn score_sets(
-    model: &crate::models::fashionbert::FashionBert,
-    compute: &crate::device::Compute,
-    texts: &Texts,
-    store: &featstore::Store,
-    sets: &[EvalSet],
-    kind: ScoreKind,
-    batch: usize,
-) -> crate::Result<Vec<PairScores>> {
-    let all_pairs = || {
-        sets.iter()
-            .flat_map(|s| s.rows.iter().map(|r| (r.1.clone(), r.2.clone())))
-            .collect::<Vec<_>>()
-    };
-    if kind == ScoreKind::Itm {
-        let wanted = all_pairs();
-        tracing::info!(
-            "evaluate: scoring {} pairs on {}",
-            wanted.len(),
-            compute.kind
-        );
-        let s = score_pairs(model, &compute.device, texts, store, &wanted, batch)?;
-        // Each set keeps its own rows' scores (no copy of the other direction's).
-        return Ok(sets
-            .iter()
-            .map(|set| {
-                set.rows
-                    .iter()
-                    .map(|r| {
-                        let key = (r.1.clone(), r.2.clone());
-                        let v = s[&key];
-                        (key, v)
-                    })
-                    .collect()
-            })
-            .collect());
-    }
-    let text_ids: Vec<&str> = sets
-        .iter()
-        .flat_map(|s| s.rows.iter().map(|r| r.2.as_str()))
-        .collect();
-    let image_ids: Vec<&str> = sets
-        .iter()
-        .flat_map(|s| s.rows.iter().map(|r| r.1.as_str()))
-        .collect();
-    let emb = itc_embed(
-        model,
-        &compute.device,
-        texts,
-        store,
-        &text_ids,
-        &image_ids,
-        batch,
-    )?;
-    let mut out: Vec<PairScores> = Vec::with_capacity(sets.len());
-    for set in sets {
-        let mut m = PairScores::with_capacity(set.rows.len());
-        for r in &set.rows {
-            m.insert((r.1.clone(), r.2.clone()), [0.0, emb.score(&r.1, &r.2)?]);
-        }
-        out.push(m);
-    }
-    let ScoreKind::ItcThenItm { k } = kind else {
-        return Ok(out);
-    };
-    // Each query's top k by ITC, re-ranked by the alignment head.
-    let mut top: Vec<Vec<(String, String)>> = Vec::with_capacity(sets.len());
-    for (set, m) in sets.iter().zip(&out) {
-        let mut by_query: Vec<(&str, Vec<(String, String)>)> = Vec::new();
-        for r in &set.rows {
-            if by_query.last().is_none_or(|(q, _)| *q != r.0.as_str()) {
-                by_query.push((r.0.as_str(), Vec::new()));
-            }
-            by_query
-                .last_mut()
-                .unwrap()
-                .1
-                .push((r.1.clone(), r.2.clone()));
-        }
-        let mut chosen = Vec::new();
-        for (_, mut cands) in by_query {
-            // Stable order: score descending, then ids, so ties break the same way every run.
-            cands.sort_by(|a, b| m[b][1].total_cmp(&m[a][1]).then_with(|| a.cmp(b)));
-            cands.truncate(k);
-            chosen.extend(cands);
-        }
-        top.push(chosen);
-    }
-    let wanted: Vec<(String, String)> = top.iter().flatten().cloned().collect();
-    tracing::info!(
-        "evaluate: re-ranking {} pairs (top {k} per query) with the alignment head on {}",
-        wanted.len(),
-        compute.kind
-    );
-    let itm = score_pairs(model, &compute.device, texts, store, &wanted, batch)?;
-    for (m, chosen) in out.iter_mut().zip(&top) {
-        for key in chosen {
-            let l = itm[key];
-            m.insert(key.clone(), [0.0, RERANK_OFFSET + (l[1] - l[0])]);
-        }
-    }
-    Ok(out)
-}
-
-fn md_row(dir: &str, m: &Metrics) -> String {
-    format!(
-        "| {dir} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} × {:.1} |",
-        m.rank1,
-        m.rank5,
-        m.rank10,
-        m.rank100,
-        m.mrr,
-        m.acc,
-        m.auc,
-        m.queries,
-        m.candidates_per_query
-    )
-}
-
-fn render_report(
-    all: &serde_json::Map<String, serde_json::Value>,
-    table_md: &str,
-    probe_md: &str,
-    summary: &serde_json::Value,
-    filled: u64,
-    short: u64,
-) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "# FashionBERT retrieval report\n");
-    let _ = writeln!(s, "## Corrected metrics (valid split)\n");
-    let _ = writeln!(
-        s,
-        "| direction | Rank@1 | Rank@5 | Rank@10 | Rank@100 | MRR | ACC | AUC | queries × candidates |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
-    s.push_str(table_md);
-    s.push_str(probe_md);
-    let score = all
-        .get("eval_set")
-        .and_then(|e| e.get("score"))
-        .and_then(|v| v.as_str())
-        .unwrap_or("");
-    let _ = writeln!(
-        s,
-        "\nScore: {score}. Ties count as their expected rank. Chance Rank@1 is 1 / candidates. \
-         {filled} negatives came from outside their query's subcategory (fallback), {short} queries had fewer negatives than asked.\n"
-    );
-    if !probe_md.is_empty() {
-        let _ = writeln!(
-            s,
-            "The (probe) rows are a linear two-tower baseline on the same queries and candidates: TF-IDF of the text's WordPiece ids, \
-             the standardised log1p mean of the image's cell features, a ridge map from image to text fitted on train products, cosine score.\n"
-        );
-    }
-    let _ = writeln!(
-        s,
-        "## As the original EasyTransfer script would report them\n"
-    );
-    let _ = writeln!(
-        s,
-        "The original groups candidates by an id string that keeps a leading space for all but the first row of each batch line, so each query splits into two groups and every Rank@K is capped near 0.5 (compare the published Rank@100 ≈ 0.55). These figures reproduce that, for comparison with the published table only.\n"
-    );
-    let _ = writeln!(
-        s,
-        "| direction | Rank@1 | Rank@5 | Rank@10 | Rank@100 | ACC | AUC | groups |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for dir in ["img2txt", "txt2img"] {
-        if let Some(c) = all.get(dir).and_then(|m| m.get("easytransfer_compatible")) {
-            let f = |k: &str| c.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
-            let _ = writeln!(
-                s,
-                "| {dir} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} |",
-                f("rank@1"),
-                f("rank@5"),
-                f("rank@10"),
-                f("rank@100"),
-                f("acc"),
-                f("auc"),
-                c.get("groups").and_then(|v| v.as_u64()).unwrap_or(0)
-            );
-        }
-    }
-    let _ = writeln!(s, "\n![Rank@K](rank_at_k.png)\n");
-    let _ = writeln!(s, "## Training\n");
-    if let Some(o) = summary.as_object() {
-        for k in [
-            "device",
-            "steps",
-            "seconds",
-            "samples_per_second",
-            "train_records",
-            "loss_first_20_steps",
-            "loss_last_20_steps",
-            "valid",
-        ] {
-            if let Some(v) = o.get(k) {
-                let _ = writeln!(s, "- {k}: `{v}`");
-            }
-        }
-    }
-    let _ = writeln!(s, "\n![training losses](train_loss.png)");
-    s
 }

@@ -15,15 +15,14 @@ use crate::dag::{
     StageError, StageParams, StageSpec,
 };
 use crate::error::Result;
-use crate::extract::FeatureExtractor;
+use crate::extract::{FEATURE_DIM, FeatureExtractor};
 use crate::featstore::{self, FeatDType, Writer};
 use crate::images::{ImageLoader, ImageRef};
 use crate::models::resnet::{Convention, FoldedResNet50};
 use crate::progress::Progress;
 use crate::table::{self, col_str};
 
-use super::ingest::read_images;
-use super::patches::Grid;
+use crate::schema::{Grid, read_images};
 
 crate::stage_params! {
     /// The params of `features`.
@@ -253,7 +252,7 @@ fn compute(ctx: &mut RunContext, images: &[(String, ImageRef)]) -> Result<(), St
         ctx.out_dir(),
         dtype,
         grid.patches(),
-        2048,
+        FEATURE_DIM,
         p.shard_images,
         extractor,
     )?;
@@ -296,8 +295,6 @@ fn write_rejects(ctx: &RunContext, rejects: &Rejects) -> Result<()> {
     table::write_parquet(&mut df, &ctx.out("rejects.parquet"))?;
     Ok(())
 }
-
-pub use crate::extract::{PatchExtractor as PatchCutter, run_net};
 
 type Rejects = Vec<(String, ImageRef, String)>;
 
@@ -351,7 +348,7 @@ fn extract(
             let n = ids.len();
             if n > 0 {
                 let feats = ex.features(model, device, pixels, n)?;
-                let per = patches * 2048;
+                let per = patches * FEATURE_DIM;
                 for (i, id) in ids.iter().enumerate() {
                     writer.push(id, &feats[i * per..(i + 1) * per])?;
                 }

@@ -27,8 +27,7 @@ use crate::dag::{
 };
 use crate::sources::Product;
 
-use super::ingest::read_products;
-use super::pairs::{Pair, read_pairs, write_pairs};
+use crate::schema::{Pair, read_pairs, read_products, write_pairs};
 
 crate::stage_params! {
     /// The params of `negatives`.

@@ -8,7 +8,7 @@ use crate::featstore;
 use crate::table;
 use crate::training::data::Records;
 
-use super::pairs::read_pairs;
+use crate::schema::read_pairs;
 
 pub const SPEC: StageSpec = StageSpec {
     name: "records",
@@ -39,9 +39,9 @@ impl Stage for RecordsStage {
         let masks = table::read_parquet(&ctx.input("patches", "patch_masks.parquet")?)?;
         let store = featstore::Store::open(ctx.input_dir("features")?)?;
 
-        let t = list_width(&tokens, "input_ids")?;
-        let k = list_width(&tokens, "masked_lm_positions")?;
-        let m = list_width(&masks, "masked_patch_positions")?;
+        let t = table::list_width(&tokens, "input_ids")?;
+        let k = table::list_width(&tokens, "masked_lm_positions")?;
+        let m = table::list_width(&masks, "masked_patch_positions")?;
         let tok_ids = table::strings(&tokens, "pair_id")?;
         let tok_row: HashMap<&str, usize> = tok_ids
             .iter()
@@ -127,11 +127,4 @@ impl Stage for RecordsStage {
         ctx.count("dropped_no_features", dropped);
         Ok(())
     }
-}
-
-/// The width of a fixed-width list column (from its first row).
-pub fn list_width(df: &polars::prelude::DataFrame, col: &str) -> Result<usize, StageError> {
-    let c = df.column(col).map_err(|e| format!("column {col}: {e}"))?;
-    let l = c.list().map_err(|e| format!("column {col}: {e}"))?;
-    Ok(l.into_iter().next().flatten().map(|s| s.len()).unwrap_or(0))
 }

@@ -5,8 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::dag::{
@@ -17,8 +15,7 @@ use crate::error::Result;
 use crate::table::{self, col_bool, col_f32_lists, col_i32, col_i32_lists, col_str};
 use crate::text::{BertTokenizer, MaskConfig, mask_tokens};
 
-use super::ingest::read_products;
-use super::pairs::read_pairs;
+use crate::schema::{read_pairs, read_products, record_rng};
 
 crate::stage_params! {
     /// The params of `tokenize`.
@@ -191,11 +188,4 @@ impl Stage for Tokenize {
         ctx.note("masking", serde_json::to_value(note).unwrap());
         Ok(())
     }
-}
-
-/// A per-record RNG from the seed and the record id: masking does not depend on record order
-/// or thread scheduling.
-pub fn record_rng(seed: u64, id: &str) -> ChaCha8Rng {
-    let h = blake3::hash(format!("{seed}\0{id}").as_bytes());
-    ChaCha8Rng::from_seed(*h.as_bytes())
 }

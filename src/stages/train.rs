@@ -302,9 +302,9 @@ impl Stage for Train {
         let store = featstore::Store::open(ctx.input_dir("features")?)?;
         let recs_dir = ctx.input_dir("records")?;
         let probe = table::read_parquet(&recs_dir.join("train.parquet"))?;
-        let t = super::records::list_width(&probe, "input_ids")?;
-        let k = super::records::list_width(&probe, "masked_lm_positions")?;
-        let m = super::records::list_width(&probe, "masked_patch_positions")?;
+        let t = crate::table::list_width(&probe, "input_ids")?;
+        let k = crate::table::list_width(&probe, "masked_lm_positions")?;
+        let m = crate::table::list_width(&probe, "masked_patch_positions")?;
         drop(probe);
         let train_recs = Records::read(&recs_dir.join("train.parquet"), t, k, m)?;
         let valid_recs = Records::read(&recs_dir.join("valid.parquet"), t, k, m)?;

@@ -7,13 +7,20 @@
 //! computes exactly the steps an uninterrupted run would.
 
 pub mod data;
+mod grads;
+mod mining;
 pub mod schedule;
+mod validate;
 
-use std::collections::HashSet;
+pub use grads::clip_global_norm;
+use grads::{new_param_ids, split_grads};
+use mining::mine_negatives;
+pub use validate::validate;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
@@ -140,172 +147,6 @@ fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     v
 }
 
-// ---- global-norm clipping (tf.clip_by_global_norm), without a host sync -------------------
-
-struct SqNorm<'a> {
-    g: &'a GradientsParams,
-    seen: HashSet<ParamId>,
-    parts: Vec<Tensor<1>>,
-}
-
-impl ModuleVisitor for SqNorm<'_> {
-    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        if self.seen.insert(p.id) {
-            if let Some(g) = self.g.get::<D>(p.id) {
-                self.parts.push(g.square().sum());
-            }
-        }
-    }
-}
-
-struct Scale<'a> {
-    g: &'a mut GradientsParams,
-    seen: HashSet<ParamId>,
-    coef: Tensor<1>,
-}
-
-impl ModuleVisitor for Scale<'_> {
-    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        if self.seen.insert(p.id) {
-            if let Some(g) = self.g.remove::<D>(p.id) {
-                let c = self.coef.clone().reshape([1usize; D]);
-                self.g.register::<D>(p.id, g * c);
-            }
-        }
-    }
-}
-
-/// Scales all gradients by `min(1, max_norm / ‖g‖)`; returns the global norm (on device).
-pub fn clip_global_norm<M: Module>(
-    m: &M,
-    mut g: GradientsParams,
-    max_norm: f32,
-) -> (GradientsParams, Tensor<1>) {
-    let mut v = SqNorm {
-        g: &g,
-        seen: HashSet::new(),
-        parts: vec![],
-    };
-    m.visit(&mut v);
-    let norm = Tensor::cat(v.parts, 0).sum().sqrt();
-    let coef = (norm.clone().add_scalar(1e-6).recip() * max_norm).clamp_max(1.0);
-    let mut s = Scale {
-        g: &mut g,
-        seen: HashSet::new(),
-        coef,
-    };
-    m.visit(&mut s);
-    (g, norm)
-}
-
-// ---- negatives mined from ITC similarities (ALBEF) ------------------------------------------
-
-/// One unmatched pair per matched record, drawn with probability ∝ softmax of its ITC
-/// similarities over the unmatched candidates: even rows get a negative text for their image,
-/// odd rows a negative image for their text. Returns (batch rows of the images, ITC rows of the
-/// texts). Seeded by `(seed, step)`.
-fn mine_negatives(
-    sim: &Tensor<2>,
-    hb: &HostBatch,
-    seed: u64,
-    step: usize,
-) -> Result<(Vec<i64>, Vec<i64>)> {
-    use rand::Rng;
-    let n = hb.itc_rows.len();
-    let v: Vec<f32> = sim
-        .clone()
-        .detach()
-        .try_into_vec_as::<f32>()
-        .map_err(|e| Error::Model(format!("reading ITC similarities: {e:?}")))?;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
-        seed.wrapping_mul(0x9e37_79b9).wrapping_add(step as u64),
-    );
-    let (mut imgs, mut txts) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in 0..n {
-        // Row i of sim (image i → texts) or column i (text i → images).
-        let cand: Vec<(usize, f32)> = (0..n)
-            .filter(|&j| hb.itc_products[j] != hb.itc_products[i])
-            .map(|j| {
-                (
-                    j,
-                    if i % 2 == 0 {
-                        v[i * n + j]
-                    } else {
-                        v[j * n + i]
-                    },
-                )
-            })
-            .collect();
-        if cand.is_empty() {
-            continue;
-        }
-        let max = cand.iter().map(|c| c.1).fold(f32::MIN, f32::max);
-        let w: Vec<f64> = cand.iter().map(|c| ((c.1 - max) as f64).exp()).collect();
-        let mut u = rng.random::<f64>() * w.iter().sum::<f64>();
-        let mut pick = cand[cand.len() - 1].0;
-        for (c, wi) in cand.iter().zip(&w) {
-            if u < *wi {
-                pick = c.0;
-                break;
-            }
-            u -= wi;
-        }
-        let (img, txt) = if i % 2 == 0 { (i, pick) } else { (pick, i) };
-        imgs.push(hb.itc_rows[img]);
-        txts.push(txt as i64);
-    }
-    Ok((imgs, txts))
-}
-
-// ---- separate learning rates for new parameters --------------------------------------------
-
-/// The parameters a pretrained BERT checkpoint does not provide: image embeddings, every head
-/// and the ITC and ITM-pair projections (the text backbone — embeddings, encoder, pooler — is pretrained).
-fn new_param_ids(model: &FashionBert) -> HashSet<ParamId> {
-    struct Ids(HashSet<ParamId>);
-    impl ModuleVisitor for Ids {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            self.0.insert(p.id);
-        }
-    }
-    let mut ids = Ids(HashSet::new());
-    model.bert.image_embeddings.visit(&mut ids);
-    model.cls.visit(&mut ids);
-    model.itc.visit(&mut ids);
-    model.itm.visit(&mut ids);
-    ids.0
-}
-
-/// Splits gradients into (pretrained, new) by parameter id.
-fn split_grads(
-    model: &FashionBert,
-    mut grads: GradientsParams,
-    new: &HashSet<ParamId>,
-) -> (GradientsParams, GradientsParams) {
-    struct Split<'a> {
-        from: &'a mut GradientsParams,
-        to: GradientsParams,
-        new: &'a HashSet<ParamId>,
-    }
-    impl ModuleVisitor for Split<'_> {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            if self.new.contains(&p.id) {
-                if let Some(g) = self.from.remove::<D>(p.id) {
-                    self.to.register::<D>(p.id, g);
-                }
-            }
-        }
-    }
-    let mut s = Split {
-        from: &mut grads,
-        to: GradientsParams::new(),
-        new,
-    };
-    model.visit(&mut s);
-    let new_grads = s.to;
-    (grads, new_grads)
-}
-
 // ---- the loop -----------------------------------------------------------------------------
 
 fn ckpt_dir(work: &Path) -> PathBuf {
@@ -344,10 +185,16 @@ pub fn train(
         state = serde_json::from_str(&text).map_err(|e| Error::input(&ck, e.to_string()))?;
         model = model
             .try_load_file(ck.join("model.bpk"))
-            .map_err(|e| Error::Model(format!("{}: {e}", ck.display())))?;
+            .map_err(|source| Error::Checkpoint {
+                path: ck.join("model.bpk"),
+                source,
+            })?;
         optim = optim
             .load(ck.join("optim.bpk"))
-            .map_err(|e| Error::Model(format!("{}: {e}", ck.display())))?;
+            .map_err(|source| Error::Checkpoint {
+                path: ck.join("optim.bpk"),
+                source,
+            })?;
         crate::progress::println(format!(
             "resuming from the checkpoint at step {} ({})",
             state.step,
@@ -471,7 +318,7 @@ pub fn train(
                 for (s, stats, lr) in pending.drain(..) {
                     let v: Vec<f32> = stats
                         .try_into_vec_as::<f32>()
-                        .map_err(|e| Error::Model(format!("reading losses: {e:?}")))?;
+                        .map_err(Error::read_back("losses"))?;
                     if v.iter().any(|x| !x.is_finite()) {
                         return Err(Error::Model(format!(
                             "a loss became non-finite at step {} (total {}, mlm {}, alignment {}, mpm {}, grad norm {}); the last good checkpoint (step {}) is in {} — lower the learning rate and run again with --resume",
@@ -560,7 +407,10 @@ fn save_checkpoint<O: Saveable>(
     model
         .clone()
         .save_file(tmp.join("model.bpk"))
-        .map_err(|e| Error::Model(format!("saving checkpoint: {e}")))?;
+        .map_err(|source| Error::Checkpoint {
+            path: tmp.join("model.bpk"),
+            source,
+        })?;
     optim.save_to(&tmp.join("optim.bpk"))?;
     std::fs::write(tmp.join("state.json"), serde_json::to_vec(state).unwrap()).at(&tmp)?;
     let _ = std::fs::remove_dir_all(ck);
@@ -576,105 +426,9 @@ pub trait Saveable {
 
 impl Saveable for burn::optim::ModuleOptimizer {
     fn save_to(&self, path: &Path) -> Result<()> {
-        self.save(path)
-            .map_err(|e| Error::Model(format!("saving optimiser state: {e}")))
+        self.save(path).map_err(|source| Error::Checkpoint {
+            path: path.to_path_buf(),
+            source,
+        })
     }
-}
-
-/// Validation on (up to `valid_records`) valid records: losses and accuracies, no dropout.
-pub fn validate(
-    model: &FashionBert,
-    device: &Device,
-    recs: &Records,
-    store: &featstore::Store,
-    cfg: &TrainConfig,
-    step: u64,
-) -> Result<ValidLog> {
-    let device = device.clone().without_autodiff();
-    let round0 = recs.round_indices(0);
-    let n = if cfg.valid_records > 0 {
-        round0.len().min(cfg.valid_records)
-    } else {
-        round0.len()
-    };
-    // A fixed, seeded sample: the table lists positives before negatives, so a prefix would not do.
-    let mut pick: Vec<usize> = epoch_order(round0.len(), 0x5eed, 0)
-        .into_iter()
-        .map(|i| round0[i])
-        .collect();
-    pick.truncate(n);
-    pick.sort_unstable();
-    let (mut itc_sum, mut itc_hit, mut itc_n, mut itc_batches) = (0f64, 0f64, 0f64, 0f64);
-    let (p, f) = (store.meta.patches, store.meta.dim);
-    let mut sums = [0f64; 3];
-    let (mut mlm_hit, mut mlm_w, mut tia_hit) = (0f64, 0f64, 0f64);
-    let mut batches = 0f64;
-    for start in (0..n).step_by(cfg.batch_size.max(1)) {
-        let end = (start + cfg.batch_size).min(n);
-        let mut hb = HostBatch::new(recs.t, p, f, recs.k, recs.m);
-        hb.with_itc = cfg.w_itc > 0.0;
-        for &i in &pick[start..end] {
-            hb.push_record(recs, i, store)?;
-        }
-        let batch = hb.to_device(&device);
-        let out = model.forward(&batch, &cfg.masked_input);
-        let l = losses(&out, &batch, &cfg.weighting);
-        if let (Some(itc), true) = (&batch.itc, cfg.w_itc > 0.0) {
-            let (li, sim) = model.itc_forward(&batch, itc);
-            let [nn, _] = sim.dims();
-            let targets: Vec<f32> = itc
-                .targets
-                .clone()
-                .try_into_vec_as::<f32>()
-                .map_err(|e| Error::Model(format!("{e:?}")))?;
-            let best: Vec<i64> = sim
-                .argmax(1)
-                .try_into_vec_as::<i64>()
-                .map_err(|e| Error::Model(format!("{e:?}")))?;
-            itc_hit += best
-                .iter()
-                .enumerate()
-                .filter(|&(i, &j)| targets[i * nn + j as usize] > 0.0)
-                .count() as f64;
-            itc_n += nn as f64;
-            itc_sum += li.into_scalar::<f32>() as f64;
-            itc_batches += 1.0;
-        }
-        let v: Vec<f32> = Tensor::cat(vec![l.mlm, l.tia, l.mpm], 0)
-            .try_into_vec_as::<f32>()
-            .map_err(|e| Error::Model(format!("{e:?}")))?;
-        for (s, x) in sums.iter_mut().zip(&v) {
-            *s += *x as f64;
-        }
-        batches += 1.0;
-        let pred: Vec<i64> = out
-            .mlm_logits
-            .argmax(1)
-            .try_into_vec_as::<i64>()
-            .map_err(|e| Error::Model(format!("{e:?}")))?;
-        for (j, &pr) in pred.iter().enumerate() {
-            let w = hb.masked_lm_weights[j] as f64;
-            mlm_w += w;
-            if pr == hb.masked_lm_ids[j] {
-                mlm_hit += w;
-            }
-        }
-        let pred: Vec<i64> = out
-            .tia_logits
-            .argmax(1)
-            .try_into_vec_as::<i64>()
-            .map_err(|e| Error::Model(format!("{e:?}")))?;
-        tia_hit += pred.iter().zip(&hb.labels).filter(|(a, b)| a == b).count() as f64;
-    }
-    Ok(ValidLog {
-        step,
-        records: n as u64,
-        loss_mlm: (sums[0] / batches) as f32,
-        loss_tia: (sums[1] / batches) as f32,
-        loss_mpm: (sums[2] / batches) as f32,
-        mlm_accuracy: (mlm_hit / mlm_w.max(1e-9)) as f32,
-        tia_accuracy: (tia_hit / n.max(1) as f64) as f32,
-        loss_itc: (itc_sum / itc_batches.max(1.0)) as f32,
-        itc_accuracy: (itc_hit / itc_n.max(1.0)) as f32,
-    })
 }

