@@ -53,9 +53,9 @@ pub struct Scores {
 }
 
 impl Scores {
-    /// `rank_at(k)` for each k of [`KS`].
-    fn new(acc: f64, auc: f64, rank_at: impl Fn(usize) -> f64) -> Scores {
-        let [rank1, rank5, rank10, rank100] = KS.map(rank_at);
+    /// `ranks`: Rank@K for each K of [`KS`], in order.
+    fn new(acc: f64, auc: f64, ranks: [f64; 4]) -> Scores {
+        let [rank1, rank5, rank10, rank100] = ranks;
         Scores {
             acc,
             auc,
@@ -204,7 +204,7 @@ pub fn compute(pairs: &[Scored], batch_size: usize) -> Metrics {
         scores: Scores::new(
             accuracy(pairs),
             auc(&scores, &labels).unwrap_or(f64::NAN),
-            at,
+            KS.map(at),
         ),
         mrr: ranks.iter().map(|r| r.rr).sum::<f64>() / nq,
         queries: ranks.len(),
@@ -279,15 +279,11 @@ pub fn compat_from_lines(lines: &[Vec<PredRow>], batch_size: usize) -> Compat {
             }
         }
     }
-    let rank_at = |k: usize| {
-        let i = KS.iter().position(|&x| x == k).expect("k is one of KS");
-        hits[i] as f64 / (ng as f64 + 1e-5)
-    };
     Compat {
         scores: Scores::new(
             correct as f64 / (n as f64 + 1e-5),
             auc(&scores, &labels).unwrap_or(f64::NAN),
-            rank_at,
+            hits.map(|h| h as f64 / (ng as f64 + 1e-5)),
         ),
         groups: ng,
         batch_size,

@@ -88,11 +88,10 @@ pub fn score_files(
         }
         let mut hb = HostBatch::new(t, p, f, 1, 1);
         for v in pending.iter() {
-            let i32s = |x: &tsv::Value| x.ints().iter().map(|&a| a as i32).collect::<Vec<i32>>();
             hb.push_with_features(
-                &i32s(&v[2]),
-                &i32s(&v[3]),
-                &i32s(&v[4]),
+                &v[2].ints_i32(),
+                &v[3].ints_i32(),
+                &v[4].ints_i32(),
                 v[0].floats(),
                 None,
                 None,

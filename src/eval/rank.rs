@@ -67,6 +67,7 @@ impl Scorer {
     /// Log-odds of "matched" for each (features, text).
     pub fn score(&self, items: &[(&[f32], &str)]) -> Result<Vec<f64>> {
         let p = self.ex.cells();
+        let segments = vec![0; self.t];
         let mut out = Vec::new();
         for chunk in items.chunks(64) {
             let mut hb = HostBatch::new(self.t, p, self.zero.len(), 1, 1);
@@ -74,7 +75,7 @@ impl Scorer {
                 let e = self.tokenizer.encode(text, self.t)?;
                 let ids: Vec<i32> = e.ids.iter().map(|&i| i as i32).collect();
                 let mask: Vec<i32> = e.mask.iter().map(|&m| m as i32).collect();
-                hb.push_with_features(&ids, &mask, &vec![0; self.t], feats, None, None, 0);
+                hb.push_with_features(&ids, &mask, &segments, feats, None, None, 0);
             }
             let logits = crate::eval::scoring::align_logits(&self.model, &hb, &self.device)?;
             out.extend(logits.iter().map(|l| l[1] as f64 - l[0] as f64));

@@ -301,12 +301,8 @@ impl Stage for Train {
         let mut config = model_config(&p, &ctx.base_dir)?;
         let store = featstore::Store::open(ctx.input_dir("features")?)?;
         let recs_dir = ctx.input_dir("records")?;
-        let probe = table::read_parquet(&recs_dir.join("train.parquet"))?;
-        let t = crate::table::list_width(&probe, "input_ids")?;
-        let k = crate::table::list_width(&probe, "masked_lm_positions")?;
-        let m = crate::table::list_width(&probe, "masked_patch_positions")?;
-        drop(probe);
-        let train_recs = Records::read(&recs_dir.join("train.parquet"), t, k, m)?;
+        let train_recs = Records::read_inferring_widths(&recs_dir.join("train.parquet"))?;
+        let (t, k, m) = (train_recs.t, train_recs.k, train_recs.m);
         let valid_recs = Records::read(&recs_dir.join("valid.parquet"), t, k, m)?;
         config.text_len = t;
         config.masked_text_num = k;

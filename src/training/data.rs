@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use polars::prelude::DataFrame;
 
 use crate::error::{Error, Result};
 use crate::featstore;
@@ -74,8 +75,24 @@ impl Records {
     }
 
     pub fn read(path: &Path, t: usize, k: usize, m: usize) -> Result<Records> {
+        Self::from_frame(&table::read_parquet(path)?, path, t, k, m)
+    }
+
+    /// Reads a records table whose list widths (text length, masked tokens, masked patches)
+    /// are taken from its own first row.
+    pub fn read_inferring_widths(path: &Path) -> Result<Records> {
         let df = table::read_parquet(path)?;
-        let s = |c: &str| table::strings(&df, c);
+        let w = |c: &str| table::list_width(&df, c);
+        let (t, k, m) = (
+            w("input_ids")?,
+            w("masked_lm_positions")?,
+            w("masked_patch_positions")?,
+        );
+        Self::from_frame(&df, path, t, k, m)
+    }
+
+    fn from_frame(df: &DataFrame, path: &Path, t: usize, k: usize, m: usize) -> Result<Records> {
+        let s = |c: &str| table::strings(df, c);
         let ctx = |e: table::TableError| Error::input(path, e.to_string());
         Ok(Records {
             record_id: s("record_id").map_err(ctx)?,
@@ -83,15 +100,15 @@ impl Records {
             text_product_id: s("text_product_id").map_err(ctx)?,
             image_product_id: s("image_product_id").map_err(ctx)?,
             subcategory: s("subcategory").map_err(ctx)?,
-            label: table::i32s(&df, "label").map_err(ctx)?,
-            round: table::i32s(&df, "round").map_err(ctx)?,
-            input_ids: table::i32_lists(&df, "input_ids", t).map_err(ctx)?,
-            input_mask: table::i32_lists(&df, "input_mask", t).map_err(ctx)?,
-            segment_ids: table::i32_lists(&df, "segment_ids", t).map_err(ctx)?,
-            masked_lm_positions: table::i32_lists(&df, "masked_lm_positions", k).map_err(ctx)?,
-            masked_lm_ids: table::i32_lists(&df, "masked_lm_ids", k).map_err(ctx)?,
-            masked_lm_weights: table::f32_lists(&df, "masked_lm_weights", k).map_err(ctx)?,
-            masked_patch_positions: table::i32_lists(&df, "masked_patch_positions", m)
+            label: table::i32s(df, "label").map_err(ctx)?,
+            round: table::i32s(df, "round").map_err(ctx)?,
+            input_ids: table::i32_lists(df, "input_ids", t).map_err(ctx)?,
+            input_mask: table::i32_lists(df, "input_mask", t).map_err(ctx)?,
+            segment_ids: table::i32_lists(df, "segment_ids", t).map_err(ctx)?,
+            masked_lm_positions: table::i32_lists(df, "masked_lm_positions", k).map_err(ctx)?,
+            masked_lm_ids: table::i32_lists(df, "masked_lm_ids", k).map_err(ctx)?,
+            masked_lm_weights: table::f32_lists(df, "masked_lm_weights", k).map_err(ctx)?,
+            masked_patch_positions: table::i32_lists(df, "masked_patch_positions", m)
                 .map_err(ctx)?,
             t,
             k,

@@ -138,6 +138,10 @@ impl Value {
             _ => &[],
         }
     }
+    /// The integers as `i32`, the width records and batches use (the schema bounds them).
+    pub fn ints_i32(&self) -> Vec<i32> {
+        self.ints().iter().map(|&a| a as i32).collect()
+    }
     pub fn floats(&self) -> &[f32] {
         match self {
             Value::Floats(v) => v,

@@ -2,7 +2,7 @@
 //! in EasyTransfer's format (with a `.list_csv` and a `.schema`), and original training files
 //! read back into records and a feature store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::dag::Latest;
@@ -29,15 +29,7 @@ pub fn export(l: &Latest, split: &str, out: &Path, per_file: usize) -> Result<Ex
         return export_eval(l, direction, out, per_file);
     }
     let store = featstore::Store::open(&l.dir("features")?)?;
-    let path = l.dir("records")?.join(format!("{split}.parquet"));
-    let df = table::read_parquet(&path)?;
-    let w = |c: &str| table::list_width(&df, c);
-    let recs = Records::read(
-        &path,
-        w("input_ids")?,
-        w("masked_lm_positions")?,
-        w("masked_patch_positions")?,
-    )?;
+    let recs = Records::read_inferring_widths(&l.dir("records")?.join(format!("{split}.parquet")))?;
     let mut writer = Writer::create(out, split, per_file)?;
     write_records(&recs, &store, &mut writer)?;
     let list = writer.finish()?;
@@ -159,7 +151,7 @@ pub fn import(
         1024,
         serde_json::json!({"imported_from": list.display().to_string()}),
     )?;
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
     let mut recs = Records {
         t,
         k,
@@ -172,10 +164,9 @@ pub fn import(
             "h:{}",
             &blake3::hash(bytemuck::cast_slice(feats)).to_hex()[..20]
         );
-        if seen.insert(id.clone(), ()).is_none() {
+        if seen.insert(id.clone()) {
             writer.push(&id, feats)?;
         }
-        let i32s = |x: &tsv::Value| x.ints().iter().map(|&a| a as i32).collect::<Vec<i32>>();
         recs.record_id.push(format!(
             "{}:{line}",
             file.file_name().unwrap().to_string_lossy()
@@ -184,12 +175,12 @@ pub fn import(
         recs.text_product_id.push(String::new());
         recs.image_product_id.push(String::new());
         recs.subcategory.push(String::new());
-        recs.masked_patch_positions.extend(i32s(&v[2]));
-        recs.input_ids.extend(i32s(&v[3]));
-        recs.input_mask.extend(i32s(&v[4]));
-        recs.segment_ids.extend(i32s(&v[5]));
-        recs.masked_lm_positions.extend(i32s(&v[6]));
-        recs.masked_lm_ids.extend(i32s(&v[7]));
+        recs.masked_patch_positions.extend(v[2].ints_i32());
+        recs.input_ids.extend(v[3].ints_i32());
+        recs.input_mask.extend(v[4].ints_i32());
+        recs.segment_ids.extend(v[5].ints_i32());
+        recs.masked_lm_positions.extend(v[6].ints_i32());
+        recs.masked_lm_ids.extend(v[7].ints_i32());
         recs.masked_lm_weights.extend_from_slice(v[8].floats());
         let label = v[9].ints()[0] as i32;
         recs.label.push(label);
