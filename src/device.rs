@@ -103,6 +103,42 @@ pub fn select(kind: &str, threads: usize) -> Result<Compute> {
     }
 }
 
+/// The devices of `n` data-parallel replicas after the first (which is `compute.device`): CUDA
+/// GPUs 1..n with `tch-cuda`; on a CPU device, the same device again (the data-parallel path
+/// runs, without a speed-up: for tests and for checking a recipe before a GPU run).
+#[allow(deprecated)]
+pub fn replica_devices(compute: &Compute, n: usize) -> Result<Vec<Device>> {
+    if n <= 1 {
+        return Ok(vec![]);
+    }
+    if compute.is_cuda() {
+        let have = cuda_devices();
+        if n > have {
+            return Err(Error::msg(format!(
+                "runtime.replicas = {n}, but libtorch sees {have} CUDA GPU(s): lower replicas, or make more GPUs visible (CUDA_VISIBLE_DEVICES)"
+            )));
+        }
+        #[cfg(feature = "tch")]
+        return Ok((1..n).map(|i| Device::libtorch_cuda(i)).collect());
+    }
+    tracing::warn!(
+        "runtime.replicas = {n} on the CPU device `{}`: the replicas share its cores (data-parallel path, no speed-up)",
+        compute.kind
+    );
+    Ok(vec![compute.device.clone(); n - 1])
+}
+
+/// How many CUDA GPUs libtorch sees.
+pub fn cuda_devices() -> usize {
+    #[cfg(feature = "tch")]
+    {
+        if cuda_available() {
+            return tch::Cuda::device_count().max(0) as usize;
+        }
+    }
+    0
+}
+
 /// The device from a stage's runtime params.
 pub fn from_runtime(rt: &crate::dag::Params) -> Result<Compute> {
     let c = select(rt.str("device")?, rt.usize("threads")?)?;

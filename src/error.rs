@@ -37,6 +37,24 @@ pub enum Error {
     Safetensors(#[from] safetensors::SafeTensorError),
     #[error(transparent)]
     TfCheckpoint(#[from] crate::weights::tfckpt::TfCkptError),
+    /// A Hugging Face `config.json` that is not a BERT config this crate can build.
+    #[error("{}: {source}", path.display())]
+    BertConfig {
+        path: PathBuf,
+        source: crate::models::bert::BertConfigError,
+    },
+    /// An image or a drawing that cannot be written.
+    #[error("writing {}: {source}", path.display())]
+    Render {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The tokenizer failed on a text.
+    #[error("tokenizing {text:?}: {source}")]
+    Tokenize {
+        text: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -53,6 +71,24 @@ pub enum Error {
     /// A model, checkpoint or weights problem.
     #[error("{0}")]
     Model(String),
+    /// Weights that do not fit the model's config (the config saved beside them, most likely).
+    #[error("{source} (does {} match these weights?)", config.display())]
+    WeightsMismatch { config: PathBuf, source: Box<Error> },
+    /// Training stopped at a non-finite loss.
+    #[error(
+        "a loss became non-finite at step {step} (total {total}, mlm {mlm}, alignment {alignment}, mpm {mpm}, grad norm {grad_norm}); the last good checkpoint (step {last_good}) is in {} — lower the learning rate and run again with --resume",
+        checkpoint.display()
+    )]
+    NonFiniteLoss {
+        step: usize,
+        total: f32,
+        mlm: f32,
+        alignment: f32,
+        mpm: f32,
+        grad_norm: f32,
+        last_good: u64,
+        checkpoint: PathBuf,
+    },
     #[error("{0}")]
     Msg(String),
 }
@@ -68,6 +104,16 @@ impl Error {
     /// For `tensor.try_into_vec_as::<E>().map_err(Error::read_back("logits"))`.
     pub fn read_back(what: &'static str) -> impl FnOnce(burn::tensor::TensorReadError) -> Error {
         move |source| Error::ReadBack { what, source }
+    }
+
+    /// For `image.save(&path).map_err(Error::render(&path))` and drawing backends.
+    pub fn render<E: std::error::Error + Send + Sync + 'static>(
+        path: &Path,
+    ) -> impl FnOnce(E) -> Error + '_ {
+        move |e| Error::Render {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        }
     }
 
     pub fn msg(m: impl Into<String>) -> Self {

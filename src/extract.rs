@@ -15,6 +15,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
+use crate::dag::params::Choice;
 use crate::error::{Error, Result};
 use crate::images::{Fit, square};
 use crate::models::resnet::{Convention, FoldedResNet50};
@@ -49,16 +50,26 @@ pub trait FeatureExtractor: Send + Sync {
     fn describe(&self) -> serde_json::Value;
 }
 
-/// The extractor named `kind` ("patches" or "grid").
+crate::param_choice! {
+    /// The feature extractors (`features.extractor`).
+    pub enum ExtractorKind {
+        /// Each of the grid's patches through ResNet-50 (the guide's recipe).
+        Patches = "patches",
+        /// One pass over the whole image, the cells of its stride-32 map.
+        Grid = "grid",
+    }
+}
+
+/// The extractor of `kind`.
 pub fn build(
-    kind: &str,
+    kind: ExtractorKind,
     grid: Grid,
     patch_input: u32,
     grid_scale: u32,
     convention: Convention,
 ) -> Result<Box<dyn FeatureExtractor>> {
     match kind {
-        "patches" => Ok(Box::new(PatchExtractor {
+        ExtractorKind::Patches => Ok(Box::new(PatchExtractor {
             grid,
             input: if patch_input == 0 {
                 grid.patch_size
@@ -67,7 +78,7 @@ pub fn build(
             },
             convention,
         })),
-        "grid" => {
+        ExtractorKind::Grid => {
             if grid_scale == 0 {
                 return Err(Error::msg("features.grid_scale must be at least 1"));
             }
@@ -77,9 +88,6 @@ pub fn build(
                 convention,
             }))
         }
-        other => Err(Error::msg(format!(
-            "unknown feature extractor `{other}` (patches, grid)"
-        ))),
     }
 }
 
@@ -88,7 +96,12 @@ pub fn build(
 pub fn from_meta(ex: &serde_json::Value, grid: Grid) -> Result<Box<dyn FeatureExtractor>> {
     let convention = Convention::parse(ex["convention"].as_str().unwrap_or("v1"))
         .ok_or_else(|| Error::msg(format!("feature store: unknown convention in {ex}")))?;
-    let kind = ex["extractor"].as_str().unwrap_or("patches");
+    let name = ex["extractor"].as_str().unwrap_or("patches");
+    let kind = ExtractorKind::from_choice(name).ok_or_else(|| {
+        Error::msg(format!(
+            "feature store: unknown extractor `{name}` (patches, grid): made by a newer fashionbert?"
+        ))
+    })?;
     build(
         kind,
         grid,

@@ -117,7 +117,6 @@ fn draw_record(
             buf[o..o + 3].copy_from_slice(&px);
         }
     }
-    let perr = |e: &dyn std::fmt::Display| Error::msg(format!("drawing {}: {e}", out.display()));
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         for i in 0..=grid.grid {
@@ -127,12 +126,12 @@ fn draw_record(
                 vec![(v, 10), (v, s)],
                 RGBColor(0, 200, 255).stroke_width(1),
             ))
-            .map_err(|e| perr(&e))?;
+            .map_err(Error::render(out))?;
             root.draw(&PathElement::new(
                 vec![(10, v), (s, v)],
                 RGBColor(0, 200, 255).stroke_width(1),
             ))
-            .map_err(|e| perr(&e))?;
+            .map_err(Error::render(out))?;
         }
         let x0 = side as i32 + 30;
         let label = if pair.label == 1 {
@@ -156,7 +155,7 @@ fn draw_record(
                 (x0, 14 + 22 * i as i32),
                 ("sans-serif", 16).into_font().color(&BLACK),
             ))
-            .map_err(|e| perr(&e))?;
+            .map_err(Error::render(out))?;
         }
         // Wrap tokens; masked ones in red.
         let (mut x, mut y) = (x0, 14 + 22 * head.len() as i32 + 16);
@@ -177,13 +176,13 @@ fn draw_record(
                 (x, y),
                 ("sans-serif", 14).into_font().color(&color),
             ))
-            .map_err(|e| perr(&e))?;
+            .map_err(Error::render(out))?;
             x += wpx;
         }
-        root.present().map_err(|e| perr(&e))?;
+        root.present().map_err(Error::render(out))?;
     }
     image::RgbImage::from_raw(w, h, buf)
         .expect("buffer size")
         .save(out)
-        .map_err(|e| Error::msg(format!("{}: {e}", out.display())))
+        .map_err(Error::render(out))
 }

@@ -50,6 +50,7 @@ fn tcfg(store: &featstore::Store, epochs: usize) -> TrainConfig {
         valid_records: 16,
         log_every: 1,
         stop_after: 0,
+        replicas: vec![],
     }
 }
 
@@ -346,5 +347,116 @@ fn itc_mined_negatives_and_separate_lrs_resume_exactly() {
     assert!(
         max_abs_diff(&before_enc, &after_enc) > 1e-6,
         "the encoder must train at lr > 0"
+    );
+}
+
+/// Data parallel over replicas (here on the one CPU device) computes the whole batch's loss and
+/// gradients: without dropout, the same run as one device up to float rounding — also with the
+/// contrastive loss, whose in-batch negatives span the replicas, and negatives mined from it.
+#[test]
+fn data_parallel_replicas_train_as_one_device() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (train, valid, store, mut cfg) = prepare(dir.path());
+    cfg.bert.hidden_dropout_prob = 0.0;
+    cfg.bert.attention_probs_dropout_prob = 0.0;
+    cfg.itc_dim = 16;
+    let dev = device();
+    let init = || {
+        dev.seed(3);
+        cfg.init(&dev)
+    };
+    let mut c = tcfg(&store, 1);
+    c.w_itc = 1.0;
+    c.itm_mined = true;
+    c.max_steps = 4;
+    c.checkpoint_every = 0;
+    let run = |c: &TrainConfig, name: &str| {
+        training::train(
+            init(),
+            &dev,
+            &train,
+            &valid,
+            &store,
+            c,
+            &dir.path().join(name),
+            false,
+        )
+        .unwrap()
+    };
+    let one = run(&c, "one");
+    let differs = |m: &training::Outcome| -> f32 {
+        weights(&m.model)
+            .iter()
+            .zip(&weights(&one.model))
+            .map(|(a, b)| max_abs_diff(a, b))
+            .fold(0.0, f32::max)
+    };
+    // The yardstick: a 5 % larger learning rate on one device, a different run.
+    let mut lr = c.clone();
+    lr.lr *= 1.05;
+    let control = differs(&run(&lr, "lr"));
+    eprintln!("lr × 1.05 on one device: weights differ by {control:.2e}");
+    assert!(control > 1e-4, "the control run hardly differs ({control})");
+    // 2 replicas (4 + 4 records) and 3 (3 + 3 + 2).
+    for n in [2, 3] {
+        let mut cn = c.clone();
+        cn.replicas = vec![dev.clone(); n - 1];
+        let dp = run(&cn, &format!("dp{n}"));
+        assert_eq!(dp.steps.len(), one.steps.len());
+        for (x, y) in one.steps.iter().zip(&dp.steps) {
+            for (what, a, b) in [
+                ("loss", x.loss, y.loss),
+                ("mlm", x.loss_mlm, y.loss_mlm),
+                ("alignment", x.loss_tia, y.loss_tia),
+                ("mpm", x.loss_mpm, y.loss_mpm),
+                ("itc", x.loss_itc, y.loss_itc),
+                ("grad norm", x.grad_norm, y.grad_norm),
+            ] {
+                assert!(
+                    (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+                    "{n} replicas, step {}: {what} {b} vs one device {a}",
+                    x.step
+                );
+            }
+        }
+        let e = differs(&dp);
+        eprintln!("{n} replicas: weights within {e:.2e} of one device's");
+        assert!(
+            e <= control / 100.0,
+            "{n} replicas: weights differ from one device's by {e}, not far below a 5 % learning-rate change ({control})"
+        );
+    }
+}
+
+/// `runtime.replicas` reaches training through the CLI: the `train` stage runs data parallel
+/// and says so; too many replicas for the batch is an error that says what to change.
+#[test]
+fn replicas_from_the_runtime_section() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 48, "tch");
+    let out = ok(d, &["run", "train", "--set", "runtime.replicas=2"]);
+    assert!(out.contains("data parallel: 2 replicas"), "{out}");
+    assert!(d.join("artifacts/train/latest/model.safetensors").is_file());
+    let out = run(
+        d,
+        &[
+            "run",
+            "train",
+            "--set",
+            "runtime.replicas=64",
+            "--set",
+            "train.batch_size=6",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(
+            "64 data-parallel replicas need a batch of at least as many records (batch_size = 6)"
+        ),
+        "{err}"
     );
 }

@@ -2,7 +2,8 @@
 //! canonical form (the bytes that go into a stage's cache key).
 //!
 //! Over 600 lines with its tests on purpose: the spec, the value types, their canonical bytes and
-//! the `stage_params!` macro that ties a typed struct to its specs change together.
+//! the `stage_params!` and `param_choice!` macros that tie typed structs and enums to their specs
+//! change together.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -481,24 +482,106 @@ impl FromParam for Vec<String> {
     }
 }
 
+/// The values of a choice param as an enum (declare one with [`param_choice!`](crate::param_choice)):
+/// a typed param struct's field of such a type reads the param's value as a variant.
+pub trait Choice: Sized + Copy + 'static {
+    /// The values a pipeline file may give, in declaration order (for `ParamKind::Choice`).
+    const CHOICES: &'static [&'static str];
+    /// The variant named `s`.
+    fn from_choice(s: &str) -> Option<Self>;
+    /// The name of this variant in pipeline files.
+    fn as_str(self) -> &'static str;
+}
+
+impl<T: Choice> FromParam for T {
+    fn from_param(p: &Params, name: &str) -> Result<Self, ParamError> {
+        let s = p.str(name)?;
+        T::from_choice(s).ok_or_else(|| ParamError {
+            name: name.into(),
+            problem: format!("must be one of {}, is `{s}`", T::CHOICES.join(", ")),
+        })
+    }
+}
+
+/// Declares an enum whose variants are a choice param's values, with [`Choice`] (its
+/// `CHOICES` go into the param's `ParamKind::Choice`) and `Display`.
+///
+/// ```
+/// use fashionbert::dag::params::Choice;
+/// fashionbert::param_choice! {
+///     /// How images become squares.
+///     pub enum Fit {
+///         /// Squash to a square.
+///         Stretch = "stretch",
+///         /// Pad the short side.
+///         Pad = "pad",
+///     }
+/// }
+/// assert_eq!(Fit::CHOICES, &["stretch", "pad"]);
+/// assert_eq!(Fit::from_choice("pad"), Some(Fit::Pad));
+/// assert_eq!(Fit::Stretch.to_string(), "stretch");
+/// ```
+#[macro_export]
+macro_rules! param_choice {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant ),+
+        }
+
+        impl $crate::dag::params::Choice for $name {
+            const CHOICES: &'static [&'static str] = &[$($text),+];
+
+            fn from_choice(s: &str) -> ::std::option::Option<Self> {
+                match s {
+                    $( $text => ::std::option::Option::Some(Self::$variant), )+
+                    _ => ::std::option::Option::None,
+                }
+            }
+
+            fn as_str(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $text ),+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str($crate::dag::params::Choice::as_str(*self))
+            }
+        }
+    };
+}
+
 /// Declares a stage's params: a struct with one documented field per param, its
 /// [`ParamSpec`]s (`NAME::SPECS`, for the stage's `StageSpec::params`) and
 /// [`StageParams`]. Each field gives its type, then `(kind, default, doc)` and optionally
 /// `.min(x)` or `.range(lo, hi)`; the param's name is the field's name.
 ///
 /// ```
-/// use fashionbert::dag::{ParamDefault as D, ParamKind as K, Params, params::StageParams};
+/// use fashionbert::dag::{ParamDefault as D, ParamKind as K, Params, params::{Choice, StageParams}};
+/// fashionbert::param_choice! {
+///     /// How images become squares.
+///     pub enum Fit { Stretch = "stretch", Pad = "pad" }
+/// }
 /// fashionbert::stage_params! {
 ///     /// The params of a toy stage.
 ///     pub struct ToyParams {
 ///         seed: u64 = (K::Int, D::Int(7), "sampling seed").min(0.0);
-///         fit: String = (K::Choice(&["stretch", "pad"]), D::Str("pad"), "how images become squares");
+///         fit: Fit = (K::Choice(Fit::CHOICES), D::Str("pad"), "how images become squares");
 ///         csv: Option<String> = (K::Str, D::None, "the products CSV");
 ///     }
 /// }
 /// let p = Params::with_defaults(ToyParams::SPECS, Default::default());
 /// let t = ToyParams::from_params(&p).unwrap();
-/// assert_eq!((t.seed, t.fit.as_str(), t.csv), (7, "pad", None));
+/// assert_eq!((t.seed, t.fit, t.csv), (7, Fit::Pad, None));
 /// assert_eq!(ToyParams::SPECS[0].name, "seed");
 /// assert_eq!(ToyParams::SPECS[0].doc, "sampling seed");
 /// ```

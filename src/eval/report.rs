@@ -24,10 +24,6 @@ pub fn fonts() {
     });
 }
 
-fn perr(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::msg(format!("drawing {}: {e}", path.display()))
-}
-
 /// One named line of (x, y) points.
 pub struct Series<'a> {
     pub name: &'a str,
@@ -46,7 +42,7 @@ pub fn line_chart(
 ) -> Result<()> {
     fonts();
     let root = BitMapBackend::new(path, (900, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| perr(path, e))?;
+    root.fill(&WHITE).map_err(Error::render(path))?;
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
     let (y0, y1) = y_range.unwrap_or_else(|| {
@@ -62,7 +58,7 @@ pub fn line_chart(
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(|e| perr(path, e))?;
+        .map_err(Error::render(path))?;
     chart
         .configure_mesh()
         .x_desc(x_label)
@@ -71,7 +67,7 @@ pub fn line_chart(
         .y_label_formatter(&|y| format!("{y:.2}"))
         .label_style(("sans-serif", 14))
         .draw()
-        .map_err(|e| perr(path, e))?;
+        .map_err(Error::render(path))?;
     for s in series {
         let color = s.color;
         chart
@@ -79,7 +75,7 @@ pub fn line_chart(
                 s.points.iter().copied(),
                 color.stroke_width(2),
             ))
-            .map_err(|e| perr(path, e))?
+            .map_err(Error::render(path))?
             .label(s.name)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
@@ -92,8 +88,8 @@ pub fn line_chart(
         .label_font(("sans-serif", 14))
         .position(SeriesLabelPosition::LowerRight)
         .draw()
-        .map_err(|e| perr(path, e))?;
-    root.present().map_err(|e| perr(path, e))?;
+        .map_err(Error::render(path))?;
+    root.present().map_err(Error::render(path))?;
     Ok(())
 }
 

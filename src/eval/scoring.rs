@@ -125,13 +125,22 @@ pub enum ScoreKind {
     ItcThenItm { k: usize },
 }
 
+crate::param_choice! {
+    /// The `score` param's values (see [`ScoreKind`], which adds the re-ranking depth).
+    pub enum ScoreName {
+        Itm = "itm",
+        Itc = "itc",
+        ItcThenItm = "itc_then_itm",
+    }
+}
+
 impl ScoreKind {
-    pub fn parse(name: &str, k: usize) -> Option<ScoreKind> {
+    /// The score named `name`, re-ranking the top `k` where it re-ranks.
+    pub fn new(name: ScoreName, k: usize) -> ScoreKind {
         match name {
-            "itm" => Some(ScoreKind::Itm),
-            "itc" => Some(ScoreKind::Itc),
-            "itc_then_itm" => Some(ScoreKind::ItcThenItm { k: k.max(1) }),
-            _ => None,
+            ScoreName::Itm => ScoreKind::Itm,
+            ScoreName::Itc => ScoreKind::Itc,
+            ScoreName::ItcThenItm => ScoreKind::ItcThenItm { k: k.max(1) },
         }
     }
 

@@ -2,7 +2,7 @@
 //! `negatives` candidates of the same category (then split) — the original's 1 + 100 — in both
 //! directions. Shared by the `evaluate` stage, `fashionbert evaluate` and the prediction files.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::metrics::Scored;
 use crate::sources::Product;
+use crate::sources::pool::Pool;
 
 /// One query's candidates: `(image_id, text_id, label)`.
 pub struct EvalSet {
@@ -46,40 +47,29 @@ pub fn build_sets(
     seed: u64,
 ) -> (Vec<EvalSet>, u64, u64) {
     // One representative (first) image per valid product with features.
-    let mut seen = HashSet::new();
-    let valid: Vec<&Product> = products
-        .iter()
-        .filter(|p| {
-            p.split == "valid" && has_features(&p.image_id) && seen.insert(p.product_id.as_str())
-        })
-        .collect();
-    let mut by_sub: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut by_cat: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, p) in valid.iter().enumerate() {
-        by_sub.entry(&p.subcategory).or_default().push(i);
-        by_cat.entry(&p.category).or_default().push(i);
-    }
+    let pool = Pool::new(products, |p| {
+        p.split == "valid" && has_features(&p.image_id)
+    });
+    let valid = &pool.products;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..valid.len()).collect();
     order.shuffle(&mut rng);
     order.truncate(queries);
-    let all: Vec<usize> = (0..valid.len()).collect();
     let (mut i2t, mut t2i) = (Vec::new(), Vec::new());
     let (mut filled, mut short) = (0u64, 0u64);
     for &qi in &order {
         let q = valid[qi];
-        let ok =
-            |&j: &usize| valid[j].product_id != q.product_id && valid[j].title_key != q.title_key;
+        let ok = |&j: &usize| pool.eligible(j, &q.product_id, &q.title_key);
         let mut chosen: Vec<usize> = Vec::new();
         let mut used: HashSet<usize> = HashSet::new();
         let pools: Vec<&Vec<usize>> = if fill {
             vec![
-                &by_sub[q.subcategory.as_str()],
-                &by_cat[q.category.as_str()],
-                &all,
+                &pool.by_sub[q.subcategory.as_str()],
+                &pool.by_cat[q.category.as_str()],
+                &pool.all,
             ]
         } else {
-            vec![&by_sub[q.subcategory.as_str()]]
+            vec![&pool.by_sub[q.subcategory.as_str()]]
         };
         for (level, pool) in pools.into_iter().enumerate() {
             if chosen.len() >= negatives {

@@ -41,51 +41,40 @@ pub struct BertConfig {
     pub initializer_range: f64,
     /// `gelu` (erf, as Hugging Face's "gelu") or `gelu_new` (tanh approximation, as the
     /// original FashionBERT and Google's BERT code).
-    #[config(default = "String::from(\"gelu_new\")")]
-    pub hidden_act: String,
+    #[config(default = "Activation::GeluNew")]
+    pub hidden_act: Activation,
 }
 
 impl BertConfig {
-    /// Reads the BERT fields of a Hugging Face `config.json`.
-    pub fn from_hf_json(text: &str) -> Result<BertConfig, String> {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let mut c = BertConfig::new();
-        let get_usize = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
-        let get_f64 = |k: &str| v.get(k).and_then(|x| x.as_f64());
-        macro_rules! set {
-            ($field:ident, $get:ident) => {
-                if let Some(x) = $get(stringify!($field)) {
-                    c.$field = x;
-                }
-            };
-        }
-        set!(vocab_size, get_usize);
-        set!(hidden_size, get_usize);
-        set!(num_hidden_layers, get_usize);
-        set!(num_attention_heads, get_usize);
-        set!(intermediate_size, get_usize);
-        set!(max_position_embeddings, get_usize);
-        set!(type_vocab_size, get_usize);
-        set!(layer_norm_eps, get_f64);
-        set!(hidden_dropout_prob, get_f64);
-        set!(attention_probs_dropout_prob, get_f64);
-        set!(initializer_range, get_f64);
-        if let Some(a) = v.get("hidden_act").and_then(|x| x.as_str()) {
-            c.hidden_act = a.to_string();
-        }
-        if c.hidden_size % c.num_attention_heads != 0 {
-            return Err(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                c.hidden_size, c.num_attention_heads
-            ));
-        }
-        match c.hidden_act.as_str() {
-            "gelu" | "gelu_new" | "gelu_pytorch_tanh" => {}
-            other => {
-                return Err(format!(
-                    "hidden_act `{other}` is not supported (gelu, gelu_new)"
-                ));
+    /// Reads the BERT fields of a Hugging Face `config.json` (other fields are ignored; a
+    /// field it lacks keeps BERT-base's default).
+    pub fn from_hf_json(text: &str) -> Result<BertConfig, BertConfigError> {
+        let given: serde_json::Value = serde_json::from_str(text).map_err(BertConfigError::Json)?;
+        let given = given.as_object().ok_or(BertConfigError::NotAnObject)?;
+        // The defaults with each of this struct's fields the file has, checked one at a time
+        // so that an error names its field.
+        let mut merged = serde_json::to_value(BertConfig::new()).expect("a config serialises");
+        let fields: Vec<String> = merged
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect();
+        for field in fields {
+            if let Some(v) = given.get(&field) {
+                let mut trial = merged.clone();
+                trial[&field] = v.clone();
+                serde_json::from_value::<BertConfig>(trial.clone())
+                    .map_err(|source| BertConfigError::Field { field, source })?;
+                merged = trial;
             }
+        }
+        let c: BertConfig = serde_json::from_value(merged).expect("every field was checked");
+        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+            return Err(BertConfigError::Heads {
+                hidden: c.hidden_size,
+                heads: c.num_attention_heads,
+            });
         }
         Ok(c)
     }
@@ -117,13 +106,64 @@ impl BertConfig {
     }
 }
 
-/// The activation named by `hidden_act`.
-pub fn act<const D: usize>(name: &str, x: Tensor<D>) -> Tensor<D> {
-    if name == "gelu" {
-        gelu(x)
-    } else {
-        gelu_approximate(x)
+/// BERT's feed-forward activation (`hidden_act` in a Hugging Face config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// The exact, erf-based GELU (Hugging Face's `gelu`).
+    Gelu,
+    /// The tanh approximation (the original FashionBERT's and Google's BERT code).
+    GeluNew,
+    /// PyTorch's name for the tanh approximation (computed as `gelu_new`).
+    GeluPytorchTanh,
+}
+
+impl Activation {
+    /// The name in a Hugging Face config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activation::Gelu => "gelu",
+            Activation::GeluNew => "gelu_new",
+            Activation::GeluPytorchTanh => "gelu_pytorch_tanh",
+        }
     }
+
+    pub fn forward<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Activation::Gelu => gelu(x),
+            Activation::GeluNew | Activation::GeluPytorchTanh => gelu_approximate(x),
+        }
+    }
+}
+
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `config.hidden_act == "gelu_new"` reads as the config file does.
+impl PartialEq<&str> for Activation {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Why a Hugging Face `config.json` is not a BERT config this crate can build.
+#[derive(Debug, thiserror::Error)]
+pub enum BertConfigError {
+    #[error("not JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("field `{field}`: {source}")]
+    Field {
+        field: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("hidden_size {hidden} is not a multiple of num_attention_heads {heads}")]
+    Heads { hidden: usize, heads: usize },
 }
 
 /// Renames from Hugging Face tensor names to this module tree (regex, replacement).
@@ -217,7 +257,8 @@ pub struct BertLayer {
     pub attention: Attention,
     pub intermediate: Intermediate,
     pub output: DenseLayerNorm,
-    pub hidden_act: String,
+    #[module(skip)]
+    pub hidden_act: Activation,
 }
 
 impl BertLayer {
@@ -237,7 +278,7 @@ impl BertLayer {
                 dense: c.linear(c.hidden_size, c.intermediate_size, true, device),
             },
             output: DenseLayerNorm::new(c, c.intermediate_size, device),
-            hidden_act: c.hidden_act.clone(),
+            hidden_act: c.hidden_act,
         }
     }
 
@@ -255,10 +296,9 @@ impl BertLayer {
         let probs = sa.dropout.forward(softmax(scores, 3));
         let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, l, h]);
         let attn = self.attention.output.forward(ctx, x);
-        let inter = act(
-            &self.hidden_act,
-            self.intermediate.dense.forward(attn.clone()),
-        );
+        let inter = self
+            .hidden_act
+            .forward(self.intermediate.dense.forward(attn.clone()));
         self.output.forward(inter, attn)
     }
 }

@@ -17,10 +17,17 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
-use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor};
 
-use super::bert::{BertConfig, BertEmbeddings, BertEncoder, Pooler, act, mask_bias, zeros_param};
+use super::batch::gather_rows;
+pub use super::batch::{Batch, ItcBatch, MaskedPatchInput, Output};
+pub use super::losses::{
+    LossTerms, LossWeighting, Losses, combine, itc_loss, loss_terms, losses, mined_alignment_loss,
+};
+
+use super::bert::{
+    Activation, BertConfig, BertEmbeddings, BertEncoder, Pooler, mask_bias, zeros_param,
+};
 
 /// FashionBERT's size: a BERT config plus the image side.
 #[derive(Config, Debug, PartialEq)]
@@ -127,95 +134,8 @@ pub struct FashionBert {
     pub itc: Option<ItcHead>,
     /// The alignment head's pair term, where the config asks for one (`itm_pair_dim > 0`).
     pub itm: Option<ItmPairHead>,
-    pub hidden_act: String,
-}
-
-/// One batch of records on the device.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    /// `[B, T]` (masked ids for training records).
-    pub input_ids: Tensor<2, Int>,
-    /// `[B, T]` 1/0 as floats.
-    pub input_mask: Tensor<2>,
-    pub segment_ids: Tensor<2, Int>,
-    /// `[B, P, 2048]` raw, unmasked patch features.
-    pub image_feature: Tensor<3>,
-    /// `[B, P]` 1/0 as floats (all ones for FashionBERT).
-    pub image_mask: Tensor<2>,
-    /// `[B, P, 1]`: 1 where the patch is masked (boolean, from the positions).
-    pub patch_masked: Tensor<3>,
-    /// `[B, M]` masked patch positions, and a weight per slot (1/multiplicity, so a repeated
-    /// position counts once).
-    pub masked_patch_positions: Tensor<2, Int>,
-    pub masked_patch_weights: Tensor<2>,
-    /// `[B, K]` masked text positions, target ids, weights (0 for padding slots).
-    pub masked_lm_positions: Tensor<2, Int>,
-    pub masked_lm_ids: Tensor<2, Int>,
-    pub masked_lm_weights: Tensor<2>,
-    /// `[B]` 1 = matched.
-    pub labels: Tensor<1, Int>,
-    /// The matched records' unmasked texts, for the contrastive loss (None when the batch has
-    /// fewer than two).
-    pub itc: Option<ItcBatch>,
-}
-
-/// The matched records of a batch, for ITC.
-#[derive(Debug, Clone)]
-pub struct ItcBatch {
-    /// `[N]` their rows in the batch (their images are `image_feature[rows]`).
-    pub rows: Tensor<1, Int>,
-    /// `[N, T]` unmasked ids, mask (1/0 floats) and segment ids of their texts.
-    pub input_ids: Tensor<2, Int>,
-    pub input_mask: Tensor<2>,
-    pub segment_ids: Tensor<2, Int>,
-    /// `[N, N]` 1 where image i and text j are of the same product.
-    pub targets: Tensor<2>,
-}
-
-/// What a masked patch looks like to the model.
-#[derive(Debug, Clone)]
-pub enum MaskedPatchInput {
-    /// The feature of an all-zero patch (pixels zeroed before extraction, as the guide says).
-    ZeroPatch(Vec<f32>),
-    /// A zero vector (as the original's code does).
-    ZeroVector,
-}
-
-/// The outputs of a forward pass.
-#[derive(Debug, Clone)]
-pub struct Output {
-    /// `[B, T + P, H]`
-    pub sequence: Tensor<3>,
-    /// `[B, H]`
-    pub pooled: Tensor<2>,
-    /// `[B·K, V]`
-    pub mlm_logits: Tensor<2>,
-    /// `[B, 2]`
-    pub tia_logits: Tensor<2>,
-    /// `[B·M, 2048]`
-    pub mpm_logits: Tensor<2>,
-}
-
-/// The three losses, their weights and the total.
-#[derive(Debug, Clone)]
-pub struct Losses {
-    pub mlm: Tensor<1>,
-    pub tia: Tensor<1>,
-    pub mpm: Tensor<1>,
-    /// `[3]`: weights of (mlm, tia, mpm).
-    pub weights: Tensor<1>,
-    pub total: Tensor<1>,
-}
-
-/// How the three losses combine.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LossWeighting {
-    /// EasyTransfer's: `w_i ∝ 1 / (3 − softmax(L)_i²)`, normalised; `detach` stops gradients
-    /// through the weights (the original does not).
-    Adaptive {
-        detach: bool,
-    },
-    Fixed([f32; 3]),
+    #[module(skip)]
+    pub hidden_act: Activation,
 }
 
 impl FashionBertConfig {
@@ -262,7 +182,7 @@ impl FashionBertConfig {
                 image_proj: c.linear(h, self.itm_pair_dim, true, device),
                 classifier: c.linear(self.itm_pair_dim, 2, true, device),
             }),
-            hidden_act: c.hidden_act.clone(),
+            hidden_act: c.hidden_act,
         }
     }
 }
@@ -279,14 +199,6 @@ fn masked_mean(seq: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
 fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let n = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
     x / n
-}
-
-/// Gathers rows of `seq` `[B, L, H]` at `pos` `[B, K]` → `[B·K, H]`.
-fn gather_rows(seq: Tensor<3>, pos: Tensor<2, Int>) -> Tensor<2> {
-    let [b, _, h] = seq.dims();
-    let [_, k] = pos.dims();
-    let idx = pos.reshape([b, k, 1]).expand([b, k, h]);
-    seq.gather(1, idx).reshape([b * k, h])
 }
 
 impl FashionBert {
@@ -382,16 +294,25 @@ impl FashionBert {
             .exp()
     }
 
-    /// The contrastive loss `[1]` of a batch's matched records, and their scaled
-    /// image→text similarities `[N, N]`.
-    pub fn itc_forward(&self, batch: &Batch, itc: &ItcBatch) -> (Tensor<1>, Tensor<2>) {
-        let images = batch.image_feature.clone().select(0, itc.rows.clone());
-        let img = self.itc_image(images);
+    /// The ITC embeddings (image, text), `[N, D]` each, of a batch's matched records.
+    pub fn itc_embeddings(
+        &self,
+        image_feature: &Tensor<3>,
+        itc: &ItcBatch,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let img = self.itc_image(image_feature.clone().select(0, itc.rows.clone()));
         let txt = self.itc_text(
             itc.input_ids.clone(),
             itc.input_mask.clone(),
             itc.segment_ids.clone(),
         );
+        (img, txt)
+    }
+
+    /// The contrastive loss `[1]` of a batch's matched records, and their scaled
+    /// image→text similarities `[N, N]`.
+    pub fn itc_forward(&self, batch: &Batch, itc: &ItcBatch) -> (Tensor<1>, Tensor<2>) {
+        let (img, txt) = self.itc_embeddings(&batch.image_feature, itc);
         itc_loss(img, txt, self.itc_scale(), itc.targets.clone())
     }
 
@@ -399,19 +320,19 @@ impl FashionBert {
     /// text `texts[i]` of the batch's ITC rows): unmasked joint passes, for mined negatives.
     pub fn mined_logits(
         &self,
-        batch: &Batch,
+        image_feature: &Tensor<3>,
         itc: &ItcBatch,
         images: Tensor<1, Int>,
         texts: Tensor<1, Int>,
     ) -> Tensor<2> {
         let n = images.dims()[0];
-        let device = batch.image_feature.device();
-        let p = batch.image_feature.dims()[1];
+        let device = image_feature.device();
+        let p = image_feature.dims()[1];
         let mined = Batch {
             input_ids: itc.input_ids.clone().select(0, texts.clone()),
             input_mask: itc.input_mask.clone().select(0, texts.clone()),
             segment_ids: itc.segment_ids.clone().select(0, texts),
-            image_feature: batch.image_feature.clone().select(0, images),
+            image_feature: image_feature.clone().select(0, images),
             image_mask: Tensor::<2>::ones([n, p], &device),
             patch_masked: Tensor::<3>::zeros([n, p, 1], &device),
             masked_patch_positions: Tensor::<2, Int>::zeros([n, 1], &device),
@@ -456,7 +377,7 @@ impl FashionBert {
 
         let pr = &self.cls.predictions;
         let x = gather_rows(text, batch.masked_lm_positions.clone());
-        let x = act(&self.hidden_act, pr.transform.dense.forward(x));
+        let x = self.hidden_act.forward(pr.transform.dense.forward(x));
         let x = pr.transform.layer_norm.forward(x);
         let decoder = self.bert.embeddings.word_embeddings.weight.val(); // [V, H]
         let v = decoder.dims()[0];
@@ -475,107 +396,4 @@ impl FashionBert {
             mpm_logits,
         }
     }
-}
-
-/// The three losses as the original computes them (see the module docs for the fixes).
-pub fn losses(out: &Output, batch: &Batch, weighting: &LossWeighting) -> Losses {
-    // MLM: Σ w·CE / (Σ w + 1e-5).
-    let logp = log_softmax(out.mlm_logits.clone(), 1);
-    let [n, _] = logp.dims();
-    let ids = batch.masked_lm_ids.clone().reshape([n, 1]);
-    let nll = logp.gather(1, ids).reshape([n]).neg();
-    let w = batch.masked_lm_weights.clone().reshape([n]);
-    let mlm = (nll * w.clone()).sum() / (w.sum() + 1e-5);
-
-    // Alignment: mean CE, label 1 = matched.
-    let logp = log_softmax(out.tia_logits.clone(), 1);
-    let [b, _] = logp.dims();
-    let tia = logp
-        .gather(1, batch.labels.clone().reshape([b, 1]))
-        .neg()
-        .mean();
-
-    // MPM: KL(softmax(raw feature) ‖ softmax(prediction)), both clipped to [1e-7, 1] as Keras'
-    // KLD, averaged over the distinct masked positions.
-    let [_, p, f] = batch.image_feature.dims();
-    let target = gather_rows(
-        batch.image_feature.clone(),
-        batch.masked_patch_positions.clone(),
-    );
-    let t = softmax(target, 1).clamp(1e-7, 1.0);
-    let q = softmax(out.mpm_logits.clone(), 1).clamp(1e-7, 1.0);
-    let kl = (t.clone() * (t.log() - q.log())).sum_dim(1); // [B·M, 1]
-    let [m, _] = kl.dims();
-    let pw = batch.masked_patch_weights.clone().reshape([m, 1]);
-    let mpm = (kl * pw.clone()).sum() / pw.sum().clamp_min(1e-12);
-    let _ = (p, f);
-
-    let (weights, total) = combine(&mlm, &tia, &mpm, weighting);
-    Losses {
-        mlm,
-        tia,
-        mpm,
-        weights,
-        total,
-    }
-}
-
-/// The three losses' weights `[3]` and their weighted sum, as `weighting` says.
-pub fn combine(
-    mlm: &Tensor<1>,
-    tia: &Tensor<1>,
-    mpm: &Tensor<1>,
-    weighting: &LossWeighting,
-) -> (Tensor<1>, Tensor<1>) {
-    let g = Tensor::cat(vec![mlm.clone(), tia.clone(), mpm.clone()], 0); // [3]
-    let weights = match weighting {
-        LossWeighting::Adaptive { detach } => {
-            let src = if *detach {
-                g.clone().detach()
-            } else {
-                g.clone()
-            };
-            let s = softmax(src, 0);
-            let inv = (s.powf_scalar(2.0).neg() + 3.0).recip();
-            inv.clone() / inv.sum()
-        }
-        LossWeighting::Fixed(w) => Tensor::<1>::from_floats(w.as_slice(), &g.device()),
-    };
-    let total = (g * weights.clone()).sum();
-    (weights, total)
-}
-
-/// The alignment loss with negatives mined from ITC (as ALBEF): the matched records' logits
-/// `pos` `[N, 2]` (label 1) and the logits of the mined unmatched pairs `neg` `[M, 2]` (label 0),
-/// mean cross-entropy over all N + M.
-pub fn mined_alignment_loss(pos: Tensor<2>, neg: Tensor<2>) -> Tensor<1> {
-    let [n, _] = pos.dims();
-    let [m, _] = neg.dims();
-    let lp = log_softmax(pos, 1).narrow(1, 1, 1).sum();
-    let ln = log_softmax(neg, 1).narrow(1, 0, 1).sum();
-    (lp + ln).neg() / (n + m) as f64
-}
-
-/// The in-batch contrastive loss (InfoNCE both ways, averaged) of ITC embeddings `image` and
-/// `text` (`[N, D]`, row i of each from the same matched pair) at inverse temperature `scale`
-/// `[1]`. `targets` `[N, N]` is 1 where image i and text j match (at least the diagonal; also
-/// where two pairs share a product, so a duplicate is never pushed away), each direction's
-/// target distribution being its row (column) normalised. Returns the loss `[1]` and the
-/// image→text similarities `[N, N]` (scaled).
-pub fn itc_loss(
-    image: Tensor<2>,
-    text: Tensor<2>,
-    scale: Tensor<1>,
-    targets: Tensor<2>,
-) -> (Tensor<1>, Tensor<2>) {
-    let sim = image.matmul(text.transpose()) * scale.reshape([1, 1]);
-    let t_i2t = targets.clone() / targets.clone().sum_dim(1);
-    let t_t2i = targets.clone().transpose() / targets.transpose().sum_dim(1);
-    let [n, _] = sim.dims();
-    let i2t = (log_softmax(sim.clone(), 1) * t_i2t).sum().neg() / n as f64;
-    let t2i = (log_softmax(sim.clone().transpose(), 1) * t_t2i)
-        .sum()
-        .neg()
-        / n as f64;
-    ((i2t + t2i) / 2.0, sim)
 }

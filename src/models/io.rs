@@ -129,11 +129,9 @@ pub fn read_config(dir: &Path) -> Result<FashionBertConfig> {
 pub fn load(dir: &Path, device: &Device) -> Result<(FashionBert, FashionBertConfig)> {
     let config = read_config(dir)?;
     let mut model = config.init(device);
-    load_weights(&mut model, &dir.join(WEIGHTS)).map_err(|e| {
-        Error::Model(format!(
-            "{e} (does {} match these weights?)",
-            dir.join(CONFIG).display()
-        ))
+    load_weights(&mut model, &dir.join(WEIGHTS)).map_err(|e| Error::WeightsMismatch {
+        config: dir.join(CONFIG),
+        source: Box::new(e),
     })?;
     Ok((model, config))
 }
@@ -169,7 +167,10 @@ pub fn load_bert(
 /// A BERT config from a Hugging Face `config.json`.
 pub fn read_bert_config(path: &Path) -> Result<BertConfig> {
     let text = std::fs::read_to_string(path).at(path)?;
-    BertConfig::from_hf_json(&text).map_err(|e| Error::input(path, e))
+    BertConfig::from_hf_json(&text).map_err(|source| Error::BertConfig {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

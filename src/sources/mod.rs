@@ -3,6 +3,7 @@
 
 pub mod csv;
 pub mod fashiongen;
+pub mod pool;
 pub mod synthetic;
 
 /// One image of a product, as the `ingest` stage writes it.
@@ -53,13 +54,25 @@ pub fn title_key(title: &str) -> String {
     format!("t:{}", normalize_text(title).to_lowercase())
 }
 
+crate::param_choice! {
+    /// The text a product contributes (`ingest.text`).
+    pub enum TextMode {
+        /// The title alone.
+        Title = "title",
+        /// The description alone.
+        Description = "description",
+        /// "Title. Description" (the title alone where the description is empty or repeats it).
+        TitleDescription = "title_description",
+    }
+}
+
 /// Which text a product contributes.
-pub fn product_text(mode: &str, title: &str, description: &str) -> String {
+pub fn product_text(mode: TextMode, title: &str, description: &str) -> String {
     let (t, d) = (normalize_text(title), normalize_text(description));
     match mode {
-        "title" => t,
-        "description" => d,
-        _ => {
+        TextMode::Title => t,
+        TextMode::Description => d,
+        TextMode::TitleDescription => {
             if d.is_empty() || d == t {
                 t
             } else if t.is_empty() {

@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 
+use crate::dag::params::Choice;
 use crate::dag::{
     Input, ParamDefault as D, ParamKind as K, RunContext, Stage, StageError, StageSpec,
 };
@@ -18,7 +19,7 @@ use crate::error::IoContext;
 use crate::eval::metrics::{self, Metrics};
 use crate::eval::predfile;
 use crate::eval::report::{self, Series};
-use crate::eval::scoring::{ScoreKind, Texts, check_layout, score_sets};
+use crate::eval::scoring::{ScoreKind, ScoreName, Texts, check_layout, score_sets};
 use crate::eval::sets::{EvalSet, build_sets};
 use crate::featstore;
 use crate::models::io;
@@ -26,6 +27,16 @@ use crate::sources::Product;
 use crate::table::{self, col_bool, col_f32, col_f64, col_i64, col_str};
 
 use crate::schema::read_products;
+
+crate::param_choice! {
+    /// Where a query's subcategory has too few other products (`fill`).
+    pub enum Fill {
+        /// Draw the rest from its category, then from the whole split.
+        CategoryThenSplit = "category_then_split",
+        /// Keep the smaller candidate set.
+        NoFill = "none",
+    }
+}
 
 crate::stage_params! {
     /// The params of `evaluate`.
@@ -37,14 +48,14 @@ crate::stage_params! {
         )
         .min(1.0);
         negatives: usize = (K::Int, D::Int(100), "negatives per query (101 candidates)").min(1.0);
-        fill: String = (
-            K::Choice(&["category_then_split", "none"]),
+        fill: Fill = (
+            K::Choice(Fill::CHOICES),
             D::Str("category_then_split"),
             "where a subcategory is too small",
         );
         seed: u64 = (K::Int, D::Int(19), "eval-set seed").min(0.0);
-        score: String = (
-            K::Choice(&["itm", "itc", "itc_then_itm"]),
+        score: ScoreName = (
+            K::Choice(ScoreName::CHOICES),
             D::Str("itm"),
             "rank by the alignment head (the original), the contrastive similarity, or ITC then the alignment head re-ranking the top `rerank_k`",
         );
@@ -150,10 +161,10 @@ pub fn evaluate_into(
         &|id| store.contains(id),
         p.queries,
         p.negatives,
-        p.fill.as_str() != "none",
+        p.fill == Fill::CategoryThenSplit,
         p.seed,
     );
-    let kind = ScoreKind::parse(p.score.as_str(), p.rerank_k).expect("checked choice");
+    let kind = ScoreKind::new(p.score, p.rerank_k);
     let set_scores = score_sets(&model, &compute, &texts, &store, &sets, kind, p.batch_size)?;
 
     let probe_metrics = run_probe(&p, &products, &texts, &store, &sets)?;

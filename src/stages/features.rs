@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::dag::params::Choice;
 use crate::dag::{
     Input, ParamDefault as D, ParamKind as K, Params, RawInput, RunContext, ShardId, Stage,
     StageError, StageParams, StageSpec,
 };
 use crate::error::Result;
-use crate::extract::{FEATURE_DIM, FeatureExtractor};
+use crate::extract::{ExtractorKind, FEATURE_DIM, FeatureExtractor};
 use crate::featstore::{self, FeatDType, Writer};
 use crate::images::{ImageLoader, ImageRef};
 use crate::models::resnet::{Convention, FoldedResNet50};
@@ -23,6 +24,29 @@ use crate::progress::Progress;
 use crate::table::{self, col_str};
 
 use crate::schema::{Grid, read_images};
+
+impl Choice for Convention {
+    const CHOICES: &'static [&'static str] = &["v1", "v1.5"];
+    fn from_choice(s: &str) -> Option<Self> {
+        Convention::parse(s)
+    }
+    fn as_str(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl Choice for FeatDType {
+    const CHOICES: &'static [&'static str] = &["f16", "f32"];
+    fn from_choice(s: &str) -> Option<Self> {
+        FeatDType::parse(s)
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            FeatDType::F16 => "f16",
+            FeatDType::F32 => "f32",
+        }
+    }
+}
 
 crate::stage_params! {
     /// The params of `features`.
@@ -32,13 +56,13 @@ crate::stage_params! {
             D::Str("weights/resnet50-imagenet-v1.safetensors"),
             "torchvision-named ResNet-50 weights (.safetensors or .pth), or random:<seed>",
         );
-        convention: String = (
-            K::Choice(&["v1", "v1.5"]),
+        convention: Convention = (
+            K::Choice(Convention::CHOICES),
             D::Str("v1"),
             "v1: Caffe/Keras/tf-slim ResNet (the npm weights); v1.5: torchvision",
         );
-        extractor: String = (
-            K::Choice(&["patches", "grid"]),
+        extractor: ExtractorKind = (
+            K::Choice(ExtractorKind::CHOICES),
             D::Str("patches"),
             "patches: each of the 8×8 patches through ResNet-50 (the guide); grid: one pass over the whole image, its 8×8 stride-32 cells",
         );
@@ -60,7 +84,7 @@ crate::stage_params! {
             "images per network batch (× 64 patches)",
         )
         .min(1.0);
-        dtype: String = (K::Choice(&["f16", "f32"]), D::Str("f16"), "storage precision");
+        dtype: FeatDType = (K::Choice(FeatDType::CHOICES), D::Str("f16"), "storage precision");
         shard_images: usize = (K::Int, D::Int(1024), "images per shard file").min(1.0);
     }
 }
@@ -228,7 +252,7 @@ fn image_list(ctx: &RunContext) -> Result<Vec<(String, ImageRef)>, StageError> {
 fn compute(ctx: &mut RunContext, images: &[(String, ImageRef)]) -> Result<(), StageError> {
     let p: FeaturesParams = ctx.typed_params()?;
     let grid = Grid::read(ctx.input_dir("patches")?)?;
-    let convention = Convention::parse(p.convention.as_str()).expect("checked choice");
+    let convention = p.convention;
     let compute = crate::device::from_runtime(ctx.runtime())?;
     let model = crate::weights::load_resnet50(
         p.weights.as_str(),
@@ -238,16 +262,10 @@ fn compute(ctx: &mut RunContext, images: &[(String, ImageRef)]) -> Result<(), St
     )?
     .fold();
     let loader = ImageLoader::new(&ctx.base_dir, ctx.input_dir("ingest")?);
-    let ex = crate::extract::build(
-        p.extractor.as_str(),
-        grid,
-        p.patch_input,
-        p.grid_scale,
-        convention,
-    )?;
+    let ex = crate::extract::build(p.extractor, grid, p.patch_input, p.grid_scale, convention)?;
     let mut extractor = ex.describe();
     extractor["weights"] = serde_json::json!(p.weights.as_str());
-    let dtype = FeatDType::parse(p.dtype.as_str()).expect("checked choice");
+    let dtype = p.dtype;
     let mut writer = Writer::create(
         ctx.out_dir(),
         dtype,

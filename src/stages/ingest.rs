@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::dag::params::required;
+use crate::dag::params::{Choice, required};
 use crate::dag::{
     ParamDefault as D, ParamKind as K, Params, RawInput, RunContext, Stage, StageError,
     StageParams, StageSpec,
@@ -17,20 +17,32 @@ use crate::images::{ImageLoader, ImageRef, ImageRoot};
 use crate::progress::Progress;
 use crate::schema::{ImageRow, write_images, write_products, write_rejects};
 use crate::sources::{
-    self, Product, Reject, csv as csvsrc, fashiongen, normalize_split, normalize_text,
+    self, Product, Reject, TextMode, csv as csvsrc, fashiongen, normalize_split, normalize_text,
     product_text, synthetic, title_key,
 };
+
+crate::param_choice! {
+    /// Where `ingest` reads products from.
+    pub enum Source {
+        /// The built-in generator.
+        Synthetic = "synthetic",
+        /// A CSV with an image folder.
+        Csv = "csv",
+        /// Fashion-Gen's HDF5 release.
+        Fashiongen = "fashiongen",
+    }
+}
 
 crate::stage_params! {
     /// The params of `ingest`.
     pub struct IngestParams {
-        source: String = (
-            K::Choice(&["synthetic", "csv", "fashiongen"]),
+        source: Source = (
+            K::Choice(Source::CHOICES),
             D::Str("synthetic"),
             "where products come from",
         );
-        text: String = (
-            K::Choice(&["title", "description", "title_description"]),
+        text: TextMode = (
+            K::Choice(TextMode::CHOICES),
             D::Str("title_description"),
             "the text a product contributes (title first keeps what matters inside 64 tokens)",
         );
@@ -132,8 +144,8 @@ impl Stage for Ingest {
     fn raw_inputs(&self, p: &Params, base: &Path) -> Result<Vec<RawInput>, StageError> {
         let p = IngestParams::from_params(p)?;
         let r = |s: &str| crate::dag::stage::resolve_path(base, s);
-        Ok(match p.source.as_str() {
-            "csv" => {
+        Ok(match p.source {
+            Source::Csv => {
                 let csv = r(required(&p.csv, "csv")?);
                 let mut v = vec![
                     RawInput::File(csv.clone()),
@@ -144,22 +156,22 @@ impl Stage for Ingest {
                 }
                 v
             }
-            "fashiongen" => {
+            Source::Fashiongen => {
                 let mut v = vec![RawInput::File(r(required(&p.train_h5, "train_h5")?))];
                 if let Some(h) = p.valid_h5.as_deref() {
                     v.push(RawInput::File(r(h)));
                 }
                 v
             }
-            _ => vec![],
+            Source::Synthetic => vec![],
         })
     }
 
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
         let p: IngestParams = ctx.typed_params()?;
-        let (mut products, mut rejects) = match p.source.as_str() {
-            "synthetic" => synthetic_products(ctx, &p)?,
-            "csv" => {
+        let (mut products, mut rejects) = match p.source {
+            Source::Synthetic => synthetic_products(ctx, &p)?,
+            Source::Csv => {
                 let (products, rejects, skipped) = csv_products(ctx, &p)?;
                 if skipped > 0 {
                     tracing::info!(
@@ -170,8 +182,7 @@ impl Stage for Ingest {
                 ctx.count("other_split_skipped", skipped);
                 (products, rejects)
             }
-            "fashiongen" => fashiongen_products(ctx, &p)?,
-            other => return Err(format!("unknown source {other}").into()),
+            Source::Fashiongen => fashiongen_products(ctx, &p)?,
         };
         let limit = p.limit;
         if limit > 0 && products.len() > limit {
@@ -179,7 +190,7 @@ impl Stage for Ingest {
         }
         // Every image is read once here: hashed (features follow the hash) and, unless
         // `check_images = false` (or the images are our own), decoded to reject broken ones.
-        let decode = p.check_images && p.source.as_str() != "synthetic";
+        let decode = p.check_images && p.source != Source::Synthetic;
         let loader = ImageLoader::new(&ctx.base_dir, ctx.out_dir());
         let (images, bad) = fingerprint_images(&loader, &products, decode);
         let bad_ids: HashSet<String> = bad
@@ -271,15 +282,14 @@ fn synthetic_products(ctx: &RunContext, p: &IngestParams) -> Result<(Vec<Product
     let dir = ctx.out("images");
     std::fs::create_dir_all(&dir).at(&dir)?;
     let bar = Progress::new(items.len() as u64, "images");
-    let mode = p.text.as_str();
+    let mode = p.text;
     let out: Vec<Product> = items
         .par_iter()
         .map(|sp| -> Result<Product> {
             let img = synthetic::render(&cfg, sp);
             let rel = format!("images/{}.png", sp.product_id);
             let path = ctx.out_dir().join(&rel);
-            img.save(&path)
-                .map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
+            img.save(&path).map_err(Error::render(&path))?;
             bar.inc(1);
             Ok(Product {
                 image_id: sp.product_id.clone(),
@@ -337,7 +347,7 @@ fn csv_products(ctx: &RunContext, p: &IngestParams) -> Result<(Vec<Product>, Vec
     // Image paths are stored relative to the config directory, so artefacts do not depend on
     // where the checkout lives.
     let root_rel = crate::dag::stage::relative_to(&ctx.base_dir, &root);
-    let mode = p.text.as_str();
+    let mode = p.text;
     let seed = p.seed;
     let vf = p.valid_fraction;
     let eval_split = p.eval_split.as_deref();
@@ -389,7 +399,10 @@ fn csv_products(ctx: &RunContext, p: &IngestParams) -> Result<(Vec<Product>, Vec
         } else if r.image.is_empty() {
             Some("missing image: empty image cell".to_string())
         } else if text.is_empty() {
-            Some(format!("empty text: no {}", mode.replace('_', " or ")))
+            Some(format!(
+                "empty text: no {}",
+                mode.as_str().replace('_', " or ")
+            ))
         } else if r.category.is_empty() {
             Some("missing category".to_string())
         } else if r.subcategory.is_empty() {
@@ -438,7 +451,7 @@ fn fashiongen_products(ctx: &RunContext, p: &IngestParams) -> Result<(Vec<Produc
     if let Some(v) = p.valid_h5.as_deref() {
         files.push(("valid", v.to_string()));
     }
-    let mode = p.text.as_str();
+    let mode = p.text;
     let mut products = Vec::new();
     let mut rejects = Vec::new();
     let mut seen_images = HashSet::new();

@@ -28,6 +28,13 @@ pub const RUNTIME: &[ParamSpec] = &[
         "CPU threads for compute and data loading (0 = all cores)",
     )
     .range(0.0, 1024.0),
+    ParamSpec::new(
+        "replicas",
+        ParamKind::Int,
+        ParamDefault::Int(1),
+        "data-parallel replicas for `train`: 1 = one device; N = the first N CUDA GPUs with tch-cuda (each computes a chunk of every batch; the loss and gradients are the whole batch's), or N copies on the CPU device (exercises the same path, no faster)",
+    )
+    .range(1.0, 1024.0),
 ];
 
 /// Every stage of the FashionBERT pipeline.
@@ -70,9 +77,15 @@ mod tests {
         assert_eq!(defaults::<super::negatives::NegativesParams>().seed, 7);
         assert_eq!(defaults::<super::patches::PatchesParams>().grid, 8);
         assert_eq!(defaults::<super::tokenize::TokenizeParams>().max_len, 64);
-        assert_eq!(defaults::<super::features::FeaturesParams>().dtype, "f16");
+        assert_eq!(
+            defaults::<super::features::FeaturesParams>().dtype,
+            crate::featstore::FeatDType::F16
+        );
         assert_eq!(defaults::<super::ingest::IngestParams>().csv, None);
         assert_eq!(defaults::<super::train::TrainParams>().config, None);
-        assert_eq!(defaults::<super::evaluate::EvaluateParams>().score, "itm");
+        assert_eq!(
+            defaults::<super::evaluate::EvaluateParams>().score,
+            crate::eval::scoring::ScoreName::Itm
+        );
     }
 }

@@ -22,12 +22,22 @@ use std::collections::{BTreeMap, HashMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::dag::params::Choice;
 use crate::dag::{
     Input, ParamDefault as D, ParamKind as K, RunContext, Stage, StageError, StageSpec,
 };
-use crate::sources::Product;
+use crate::sources::pool::Pool;
 
 use crate::schema::{Pair, read_pairs, read_products, write_pairs};
+
+crate::param_choice! {
+    /// The `strategy` param's values (see [`Strategy`], which adds the curriculum's shares).
+    pub enum StrategyName {
+        Subcategory = "subcategory",
+        Random = "random",
+        Curriculum = "curriculum",
+    }
+}
 
 crate::stage_params! {
     /// The params of `negatives`.
@@ -39,8 +49,8 @@ crate::stage_params! {
             "independent rounds of negatives; training uses round `epoch % rounds`",
         )
         .range(1.0, 1000.0);
-        strategy: String = (
-            K::Choice(&["subcategory", "random", "curriculum"]),
+        strategy: StrategyName = (
+            K::Choice(StrategyName::CHOICES),
             D::Str("subcategory"),
             "same subcategory (the original), any other product, or random first then a rising share of same-subcategory ones",
         );
@@ -95,65 +105,6 @@ impl Strategy {
     }
 }
 
-/// Distinct products of one split, indexed for sampling.
-struct Pool<'a> {
-    products: Vec<&'a Product>,
-    /// Every index, for draws from the whole split.
-    all: Vec<usize>,
-    by_sub: HashMap<&'a str, Vec<usize>>,
-    by_cat: HashMap<&'a str, Vec<usize>>,
-}
-
-impl<'a> Pool<'a> {
-    fn new(products: &'a [Product], split: &str) -> Pool<'a> {
-        // One entry per product (not per image); first image's row wins, in table order.
-        let mut seen = std::collections::HashSet::new();
-        let products: Vec<&Product> = products
-            .iter()
-            .filter(|p| p.split == split && seen.insert(p.product_id.as_str()))
-            .collect();
-        let mut by_sub: HashMap<&str, Vec<usize>> = HashMap::new();
-        let mut by_cat: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, p) in products.iter().enumerate() {
-            by_sub.entry(p.subcategory.as_str()).or_default().push(i);
-            by_cat.entry(p.category.as_str()).or_default().push(i);
-        }
-        Pool {
-            all: (0..products.len()).collect(),
-            products,
-            by_sub,
-            by_cat,
-        }
-    }
-
-    /// A product from `candidates` that is not `pid` and has another title key.
-    fn pick(
-        &self,
-        candidates: &[usize],
-        pid: &str,
-        key: &str,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<&'a Product> {
-        let ok = |i: usize| {
-            let q = self.products[i];
-            q.product_id != pid && q.title_key != key
-        };
-        // Rejection sampling is exact (uniform over the eligible) and fast when most qualify.
-        for _ in 0..32 {
-            let i = candidates[rng.random_range(0..candidates.len())];
-            if ok(i) {
-                return Some(self.products[i]);
-            }
-        }
-        let eligible: Vec<usize> = candidates.iter().copied().filter(|&i| ok(i)).collect();
-        if eligible.is_empty() {
-            None
-        } else {
-            Some(self.products[eligible[rng.random_range(0..eligible.len())]])
-        }
-    }
-}
-
 impl Stage for Negatives {
     fn spec(&self) -> &'static StageSpec {
         &SPEC
@@ -168,9 +119,9 @@ impl Stage for Negatives {
         if rounds == 0 {
             return Err("negatives.rounds must be at least 1".into());
         }
-        let strategy = match p.strategy.as_str() {
-            "random" => Strategy::Random,
-            "curriculum" => {
+        let strategy = match p.strategy {
+            StrategyName::Random => Strategy::Random,
+            StrategyName::Curriculum => {
                 let (start, end) = (p.hard_start, p.hard_end);
                 for (name, v) in [("hard_start", start), ("hard_end", end)] {
                     if !(0.0..=1.0).contains(&v) {
@@ -181,11 +132,11 @@ impl Stage for Negatives {
                 }
                 Strategy::Curriculum { start, end }
             }
-            _ => Strategy::Subcategory,
+            StrategyName::Subcategory => Strategy::Subcategory,
         };
         let pools: BTreeMap<&str, Pool> = ["train", "valid"]
             .into_iter()
-            .map(|s| (s, Pool::new(&products, s)))
+            .map(|s| (s, Pool::new(&products, |p| p.split == s)))
             .collect();
         let key_of: HashMap<&str, &str> = products
             .iter()

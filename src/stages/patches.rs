@@ -12,12 +12,31 @@
 
 use rand::Rng;
 
+use crate::dag::params::Choice;
 use crate::dag::{
     Input, ParamDefault as D, ParamKind as K, RunContext, Stage, StageError, StageSpec,
 };
+use crate::images::Fit;
 use crate::table::{self, col_i32_lists, col_str};
 
 use crate::schema::{Grid, read_pairs, record_rng};
+
+impl Choice for Fit {
+    const CHOICES: &'static [&'static str] = &["stretch", "pad"];
+    fn from_choice(s: &str) -> Option<Self> {
+        match s {
+            "stretch" => Some(Fit::Stretch),
+            "pad" => Some(Fit::Pad),
+            _ => None,
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Fit::Stretch => "stretch",
+            Fit::Pad => "pad",
+        }
+    }
+}
 
 crate::stage_params! {
     /// The params of `patches`.
@@ -29,8 +48,8 @@ crate::stage_params! {
         )
         .range(8.0, 4096.0);
         grid: u32 = (K::Int, D::Int(8), "patches per side (8 → 64 patches)").range(1.0, 64.0);
-        fit: String = (
-            K::Choice(&["stretch", "pad"]),
+        fit: Fit = (
+            K::Choice(Fit::CHOICES),
             D::Str("stretch"),
             "non-square images: stretch to the square, or pad with white",
         );
@@ -94,7 +113,7 @@ impl Stage for Patches {
             grid,
             patch_size: image_size / grid,
             masked_patches: k as u32,
-            fit_pad: p.fit.as_str() == "pad",
+            fit_pad: p.fit == Fit::Pad,
         };
         std::fs::write(
             ctx.out("grid.json"),

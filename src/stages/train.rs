@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 
+use crate::dag::params::Choice;
 use crate::dag::{
     Input, ParamDefault as D, ParamKind as K, Params, RawInput, RunContext, Stage, StageError,
     StageParams, StageSpec,
@@ -16,6 +17,32 @@ use crate::models::io;
 use crate::table::{self, col_f32, col_f64, col_i64, col_u32};
 use crate::training::{self, TrainConfig, data::Records};
 use crate::weights::tfload;
+
+crate::param_choice! {
+    /// Where the alignment head's negatives come from (`itm_negatives`).
+    pub enum ItmNegatives {
+        /// The records' own (from `negatives`).
+        Records = "records",
+        /// Mined from the ITC similarities, one per matched record (ALBEF).
+        Itc = "itc",
+    }
+}
+
+crate::param_choice! {
+    /// What the model sees at a masked patch (`masked_patch_input`; see [`MaskedPatchInput`]).
+    pub enum MaskedInputName {
+        ZeroPatch = "zero_patch",
+        ZeroVector = "zero_vector",
+    }
+}
+
+crate::param_choice! {
+    /// How the three losses combine (`loss_weights`; see [`LossWeighting`]).
+    pub enum Weighting {
+        Adaptive = "adaptive",
+        Fixed = "fixed",
+    }
+}
 
 crate::stage_params! {
     /// The params of `train`.
@@ -69,8 +96,8 @@ crate::stage_params! {
             "weight of the in-batch image–text contrastive loss (ITC, beyond the original) added to the total; 0 = off",
         )
         .min(0.0);
-        itm_negatives: String = (
-            K::Choice(&["records", "itc"]),
+        itm_negatives: ItmNegatives = (
+            K::Choice(ItmNegatives::CHOICES),
             D::Str("records"),
             "the alignment head's negatives: the records' (from `negatives`), or one per matched record mined from the ITC similarities (ALBEF; needs w_itc > 0)",
         );
@@ -89,13 +116,13 @@ crate::stage_params! {
         warmup: f64 = (K::Float, D::Float(0.1), "share of steps of linear warm-up").range(0.0, 1.0);
         clip_norm: f64 = (K::Float, D::Float(1.0), "global gradient norm clip").min(0.0);
         seed: u64 = (K::Int, D::Int(17), "initialisation, order and dropout seed").min(0.0);
-        masked_patch_input: String = (
-            K::Choice(&["zero_patch", "zero_vector"]),
+        masked_patch_input: MaskedInputName = (
+            K::Choice(MaskedInputName::CHOICES),
             D::Str("zero_patch"),
             "what the model sees at a masked patch: the all-zero patch's feature (the guide) or a zero vector (the original's code)",
         );
-        loss_weights: String = (
-            K::Choice(&["adaptive", "fixed"]),
+        loss_weights: Weighting = (
+            K::Choice(Weighting::CHOICES),
             D::Str("adaptive"),
             "the original's adaptive weights, or fixed w_mlm/w_tia/w_mpm",
         );
@@ -358,25 +385,33 @@ impl Stage for Train {
                 _ => None,
             },
             w_itc: p.w_itc as f32,
-            itm_mined: p.itm_negatives.as_str() == "itc",
+            itm_mined: p.itm_negatives == ItmNegatives::Itc,
             warmup: p.warmup,
             clip_norm: p.clip_norm as f32,
             seed,
-            weighting: match p.loss_weights.as_str() {
-                "fixed" => LossWeighting::Fixed([p.w_mlm as f32, p.w_tia as f32, p.w_mpm as f32]),
-                _ => LossWeighting::Adaptive {
+            weighting: match p.loss_weights {
+                Weighting::Fixed => {
+                    LossWeighting::Fixed([p.w_mlm as f32, p.w_tia as f32, p.w_mpm as f32])
+                }
+                Weighting::Adaptive => LossWeighting::Adaptive {
                     detach: p.detach_weights,
                 },
             },
-            masked_input: match p.masked_patch_input.as_str() {
-                "zero_vector" => MaskedPatchInput::ZeroVector,
-                _ => MaskedPatchInput::ZeroPatch(store.zero_patch().to_vec()),
+            masked_input: match p.masked_patch_input {
+                MaskedInputName::ZeroVector => MaskedPatchInput::ZeroVector,
+                MaskedInputName::ZeroPatch => {
+                    MaskedPatchInput::ZeroPatch(store.zero_patch().to_vec())
+                }
             },
             checkpoint_every: p.checkpoint_every,
             validate_every: p.validate_every,
             valid_records: p.valid_records,
             log_every: p.log_every.max(1),
             stop_after: 0,
+            replicas: crate::device::replica_devices(&compute, ctx.runtime().usize("replicas")?)?
+                .into_iter()
+                .map(|d| d.autodiff())
+                .collect(),
         };
         if cfg.itm_mined && cfg.w_itc <= 0.0 {
             return Err("train.itm_negatives = \"itc\" mines from the contrastive similarities: set train.w_itc > 0".into());

@@ -98,7 +98,10 @@ impl BertTokenizer {
         let enc = self
             .inner
             .encode(text, false)
-            .map_err(|e| Error::msg(format!("tokenizer failed on {text:?}: {e}")))?;
+            .map_err(|source| Error::Tokenize {
+                text: text.to_string(),
+                source,
+            })?;
         let starts = enc
             .get_tokens()
             .iter()

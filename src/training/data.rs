@@ -317,8 +317,74 @@ impl HostBatch {
         )
     }
 
+    /// Records `range` of this batch as a batch of their own (ITC rows re-based): a
+    /// data-parallel replica's chunk.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> HostBatch {
+        let (a, z) = (range.start, range.end);
+        fn cut<T: Clone>(v: &[T], a: usize, z: usize, w: usize) -> Vec<T> {
+            v[a * w..z * w].to_vec()
+        }
+        let (t, p, f, k, m) = (self.t, self.p, self.f, self.k, self.m);
+        let mut out = HostBatch {
+            b: z - a,
+            t,
+            p,
+            f,
+            k,
+            m,
+            input_ids: cut(&self.input_ids, a, z, t),
+            input_mask: cut(&self.input_mask, a, z, t),
+            segment_ids: cut(&self.segment_ids, a, z, t),
+            image_feature: cut(&self.image_feature, a, z, p * f),
+            patch_masked: cut(&self.patch_masked, a, z, p),
+            masked_patch_positions: cut(&self.masked_patch_positions, a, z, m),
+            masked_patch_weights: cut(&self.masked_patch_weights, a, z, m),
+            masked_lm_positions: cut(&self.masked_lm_positions, a, z, k),
+            masked_lm_ids: cut(&self.masked_lm_ids, a, z, k),
+            masked_lm_weights: cut(&self.masked_lm_weights, a, z, k),
+            labels: cut(&self.labels, a, z, 1),
+            with_itc: self.with_itc,
+            ..Default::default()
+        };
+        for (j, &row) in self.itc_rows.iter().enumerate() {
+            let row = row as usize;
+            if (a..z).contains(&row) {
+                out.itc_rows.push((row - a) as i64);
+                out.itc_ids
+                    .extend_from_slice(&self.itc_ids[j * t..(j + 1) * t]);
+                out.itc_mask
+                    .extend_from_slice(&self.itc_mask[j * t..(j + 1) * t]);
+                out.itc_products.push(self.itc_products[j].clone());
+            }
+        }
+        out
+    }
+
+    /// This batch cut into `n` contiguous chunks of (nearly) equal size, the larger first.
+    pub fn split(&self, n: usize) -> Vec<HostBatch> {
+        let n = n.clamp(1, self.b.max(1));
+        let (base, extra) = (self.b / n, self.b % n);
+        let mut start = 0;
+        (0..n)
+            .map(|i| {
+                let len = base + usize::from(i < extra);
+                let chunk = self.slice(start..start + len);
+                start += len;
+                chunk
+            })
+            .collect()
+    }
+
+    /// The image features `[B, P, F]` on `device`.
+    pub fn image_features(&self, device: &Device) -> Tensor<3> {
+        Tensor::<3>::from_data(
+            TensorData::new(self.image_feature.clone(), [self.b, self.p, self.f]),
+            device,
+        )
+    }
+
     pub fn to_device(&self, device: &Device) -> Batch {
-        let (b, t, p, f, k, m) = (self.b, self.t, self.p, self.f, self.k, self.m);
+        let (b, t, p, k, m) = (self.b, self.t, self.p, self.k, self.m);
         let fl2 = |v: &Vec<f32>, s: [usize; 2]| {
             Tensor::<2>::from_data(TensorData::new(v.clone(), s), device)
         };
@@ -329,10 +395,7 @@ impl HostBatch {
             input_ids: int2(&self.input_ids, [b, t]),
             input_mask: fl2(&self.input_mask, [b, t]),
             segment_ids: int2(&self.segment_ids, [b, t]),
-            image_feature: Tensor::<3>::from_data(
-                TensorData::new(self.image_feature.clone(), [b, p, f]),
-                device,
-            ),
+            image_feature: self.image_features(device),
             image_mask: Tensor::<2>::ones([b, p], device),
             patch_masked: Tensor::<3>::from_data(
                 TensorData::new(self.patch_masked.clone(), [b, p, 1]),
@@ -344,14 +407,15 @@ impl HostBatch {
             masked_lm_ids: int2(&self.masked_lm_ids, [b, k]),
             masked_lm_weights: fl2(&self.masked_lm_weights, [b, k]),
             labels: Tensor::<1, Int>::from_data(TensorData::new(self.labels.clone(), [b]), device),
-            itc: self.itc_batch(device),
+            itc: self.itc_batch(device, 2),
         }
     }
 
-    /// The ITC part of the batch, where it is collected and has at least two matched records.
-    fn itc_batch(&self, device: &Device) -> Option<ItcBatch> {
+    /// The ITC part of the batch, where it is collected and has at least `min` matched records
+    /// (a batch's contrastive loss needs two; a data-parallel chunk's embeddings one).
+    pub fn itc_batch(&self, device: &Device, min: usize) -> Option<ItcBatch> {
         let n = self.itc_rows.len();
-        if !self.with_itc || n < 2 {
+        if !self.with_itc || n < min.max(1) {
             return None;
         }
         let t = self.t;

@@ -10,18 +10,19 @@ pub mod data;
 mod grads;
 mod mining;
 pub mod schedule;
+mod step;
 mod validate;
 
 pub use grads::clip_global_norm;
 use grads::{new_param_ids, split_grads};
-use mining::mine_negatives;
+use step::{StepLoss, gradients, step_loss};
 pub use validate::validate;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -29,9 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::featstore;
-use crate::models::fashionbert::{
-    FashionBert, LossWeighting, MaskedPatchInput, combine, losses, mined_alignment_loss,
-};
+use crate::models::fashionbert::{FashionBert, LossWeighting, MaskedPatchInput};
 use crate::progress::Progress;
 use data::{HostBatch, Records};
 
@@ -64,6 +63,10 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Testing aid: return right after step N (0 = never), as if the run had been killed there.
     pub stop_after: usize,
+    /// Data parallelism: the devices of the model's replicas besides the main one (empty = the
+    /// whole batch on one device). Each replica computes a contiguous chunk of every batch; the
+    /// loss is the whole batch's (see `step.rs`).
+    pub replicas: Vec<Device>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -168,6 +171,16 @@ pub fn train(
     if train_recs.is_empty() {
         return Err(Error::msg("no training records"));
     }
+    let devices: Vec<Device> = std::iter::once(device.clone())
+        .chain(cfg.replicas.iter().cloned())
+        .collect();
+    if devices.len() > cfg.batch_size {
+        return Err(Error::msg(format!(
+            "{} data-parallel replicas need a batch of at least as many records (batch_size = {})",
+            devices.len(),
+            cfg.batch_size
+        )));
+    }
     let (per_epoch, total) = step_counts(train_recs.round_indices(0).len(), cfg);
     let mut optim = AdamConfig::new()
         .with_beta_1(0.9)
@@ -220,6 +233,9 @@ pub fn train(
 
     let result: Result<FashionBert> = std::thread::scope(|scope| {
         let mut model = model;
+        if devices.len() > 1 {
+            tracing::info!("data parallel: {} replicas", devices.len());
+        }
         let (tx, rx) = crossbeam_channel::bounded::<Result<HostBatch>>(2);
         scope.spawn(move || {
             let mut order_epoch = usize::MAX;
@@ -246,43 +262,13 @@ pub fn train(
         let mut pending: Vec<(usize, Tensor<1>, f64)> = Vec::new();
         for (step, hb) in (start_step..total).zip(rx.iter()) {
             let hb = hb?;
-            device.seed(cfg.seed.wrapping_mul(7919).wrapping_add(step as u64));
-            let batch = hb.to_device(device);
-            let out = model.forward(&batch, &cfg.masked_input);
-            let mut l = losses(&out, &batch, &cfg.weighting);
-            let (total_loss, itc_stats) = match (&batch.itc, cfg.w_itc > 0.0) {
-                (Some(itc), true) => {
-                    let (li, sim) = model.itc_forward(&batch, itc);
-                    if cfg.itm_mined {
-                        let (imgs, txts) = mine_negatives(&sim, &hb, cfg.seed, step)?;
-                        if !imgs.is_empty() {
-                            let n = imgs.len();
-                            let mined = model.mined_logits(
-                                &batch,
-                                itc,
-                                Tensor::<1, burn::tensor::Int>::from_data(
-                                    burn::tensor::TensorData::new(imgs, [n]),
-                                    device,
-                                ),
-                                Tensor::<1, burn::tensor::Int>::from_data(
-                                    burn::tensor::TensorData::new(txts, [n]),
-                                    device,
-                                ),
-                            );
-                            let pos = out.tia_logits.clone().select(0, itc.rows.clone());
-                            l.tia = mined_alignment_loss(pos, mined);
-                            let (w, t) = combine(&l.mlm, &l.tia, &l.mpm, &cfg.weighting);
-                            l.weights = w;
-                            l.total = t;
-                        }
-                    }
-                    let stats =
-                        Tensor::cat(vec![li.clone().detach(), model.itc_scale().detach()], 0);
-                    (l.total.clone() + li * cfg.w_itc, stats)
-                }
-                _ => (l.total.clone(), Tensor::<1>::zeros([2], device)),
-            };
-            let grads = GradientsParams::from_grads(total_loss.backward(), &model);
+            let StepLoss {
+                total: total_loss,
+                losses: l,
+                itc_stats,
+                replicas,
+            } = step_loss(&model, &devices, &hb, cfg, step)?;
+            let grads = gradients(total_loss.clone(), &model, &replicas, device);
             let (grads, norm) = clip_global_norm(&model, grads, cfg.clip_norm);
             let lr = schedule::learning_rate(cfg.lr, cfg.warmup, step, total);
             model = match cfg.lr_new {
@@ -320,17 +306,16 @@ pub fn train(
                         .try_into_vec_as::<f32>()
                         .map_err(Error::read_back("losses"))?;
                     if v.iter().any(|x| !x.is_finite()) {
-                        return Err(Error::Model(format!(
-                            "a loss became non-finite at step {} (total {}, mlm {}, alignment {}, mpm {}, grad norm {}); the last good checkpoint (step {}) is in {} — lower the learning rate and run again with --resume",
-                            s + 1,
-                            v[0],
-                            v[1],
-                            v[2],
-                            v[3],
-                            v[7],
-                            state.step,
-                            ck.display()
-                        )));
+                        return Err(Error::NonFiniteLoss {
+                            step: s + 1,
+                            total: v[0],
+                            mlm: v[1],
+                            alignment: v[2],
+                            mpm: v[3],
+                            grad_norm: v[7],
+                            last_good: state.step,
+                            checkpoint: ck.clone(),
+                        });
                     }
                     let log = StepLog {
                         step: s as u64 + 1,

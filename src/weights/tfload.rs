@@ -62,7 +62,10 @@ pub fn read_tf_bert_config(path: &Path) -> Result<(BertConfig, serde_json::Value
     if v.get("hidden_act").and_then(|a| a.as_str()) == Some("gelu") {
         v["hidden_act"] = "gelu_new".into();
     }
-    let c = BertConfig::from_hf_json(&v.to_string()).map_err(|e| Error::input(path, e))?;
+    let c = BertConfig::from_hf_json(&v.to_string()).map_err(|source| Error::BertConfig {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok((c, v))
 }
 

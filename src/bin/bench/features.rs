@@ -131,7 +131,14 @@ fn images_per_s(paths: &[PathBuf], kind: &str, conv: Convention, batch: usize) -
         .fold();
     // The features stage's default extractor: `patches`, each patch fed at its own side
     // (patch_input 0), grid_scale 1.
-    let ex = fashionbert::extract::build("patches", GRID, 0, 1, conv).unwrap();
+    let ex = fashionbert::extract::build(
+        fashionbert::extract::ExtractorKind::Patches,
+        GRID,
+        0,
+        1,
+        conv,
+    )
+    .unwrap();
     let run = |chunk: &[PathBuf]| {
         let px: Vec<f32> = chunk
             .par_iter()

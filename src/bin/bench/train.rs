@@ -117,7 +117,7 @@ pub fn child_peak(a: &Args) {
 fn model_config(path: &Path) -> FashionBertConfig {
     let mut bert =
         fashionbert::models::io::read_bert_config(path).unwrap_or_else(|e| panic!("{e}"));
-    bert.hidden_act = "gelu_new".into();
+    bert.hidden_act = fashionbert::models::bert::Activation::GeluNew;
     FashionBertConfig::new(bert)
 }
 
