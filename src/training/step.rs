@@ -107,8 +107,13 @@ pub(super) fn step_loss(
         terms.push(loss_terms(&out, &batch).to_device(main));
         tia.push(out.tia_logits.to_device(main));
         if with_itc {
-            if let Some(itc) = chunk.itc_batch(dev, 1) {
-                let (i, t) = m.itc_embeddings(&batch.image_feature, &itc);
+            // The chunk's batch has its ITC part from two matched records on; one needs its own.
+            let single = match batch.itc {
+                None => chunk.itc_batch(dev, 1),
+                Some(_) => None,
+            };
+            if let Some(itc) = batch.itc.as_ref().or(single.as_ref()) {
+                let (i, t) = m.itc_embeddings(&batch.image_feature, itc);
                 imgs.push(i.to_device(main));
                 txts.push(t.to_device(main));
             }
