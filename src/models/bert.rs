@@ -53,7 +53,8 @@ impl BertConfig {
         let given = given.as_object().ok_or(BertConfigError::NotAnObject)?;
         // The defaults with each of this struct's fields the file has, checked one at a time
         // so that an error names its field.
-        let mut merged = serde_json::to_value(BertConfig::new()).expect("a config serialises");
+        let mut c = BertConfig::new();
+        let mut merged = serde_json::to_value(&c).expect("a config serialises");
         let fields: Vec<String> = merged
             .as_object()
             .expect("an object")
@@ -62,14 +63,11 @@ impl BertConfig {
             .collect();
         for field in fields {
             if let Some(v) = given.get(&field) {
-                let mut trial = merged.clone();
-                trial[&field] = v.clone();
-                serde_json::from_value::<BertConfig>(trial.clone())
+                merged[&field] = v.clone();
+                c = serde_json::from_value(merged.clone())
                     .map_err(|source| BertConfigError::Field { field, source })?;
-                merged = trial;
             }
         }
-        let c: BertConfig = serde_json::from_value(merged).expect("every field was checked");
         if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
             return Err(BertConfigError::Heads {
                 hidden: c.hidden_size,
