@@ -14,6 +14,10 @@
       (gelu_new, SDPA attention), dropout 0.1 (train mode), Adam(betas (0.9, 0.98), eps 1e-6, constant lr),
       clip_grad_norm_(1.0). Warm-up steps are excluded; CUDA is synchronized around the timed region.
       C.json = the config format of fashionbert_reference.py (e.g. 6x384x12x1536 MiniLM, 12x768x12x3072 BERT-base).
+  peer.py score --config C.json [--pairs 1024 --batch 256 --threads T --device cuda --bf16]
+      Retrieval scoring as `evaluate` does it: the alignment logits of unmasked (image, text) records through the
+      same model (eval mode, no dropout, torch.inference_mode, SDPA attention), `--batch` pairs per forward pass.
+      Pairs/s over `--pairs` pairs, timed after one warm-up batch.
 """
 import argparse
 import json
@@ -209,6 +213,57 @@ def bench_train(args):
                       "attn": args.attn, "torch": torch.__version__}))
 
 
+def bench_score(args):
+    dev = setup(args)
+    try:
+        cfg = ref.load_config(args.config)
+    except ref.InputError as e:
+        fail(str(e))
+    if args.batch < 1 or args.pairs < 1:
+        fail("--batch and --pairs must be >= 1")
+    model = PeerFashionBert(cfg, 0.0, args.attn, torch.bfloat16 if args.bf16 else torch.float32)
+    model = model.to(dev).eval()
+    p = {k.replace("__", "."): v for k, v in model.rest.items()}
+    inp = {k: v.to(dev) for k, v in ref.make_inputs(cfg, args.batch, seed=1).items()}
+    eps = cfg["layer_norm_eps"]
+
+    def embed():  # ref.embed without the patch masking (retrieval scores unmasked records)
+        ids, seg = inp["input_ids"].long(), inp["segment_ids"].long()
+        text = (torch.nn.functional.embedding(ids, p["bert.embeddings.word_embeddings.weight"])
+                + p["bert.embeddings.position_embeddings.weight"][:ids.shape[1]]
+                + torch.nn.functional.embedding(seg, p["bert.embeddings.token_type_embeddings.weight"]))
+        text = ref.layer_norm(text, p, "bert.embeddings.LayerNorm", eps)
+        x = inp["image_feature"]
+        img = (torch.nn.functional.linear(x, p["bert.image_embeddings.image_projector.weight"])
+               + p["bert.image_embeddings.patch_type_embeddings.weight"][1]
+               + p["bert.image_embeddings.patch_position_embeddings.weight"][:x.shape[1]])
+        img = ref.layer_norm(img, p, "bert.image_embeddings.LayerNorm", eps)
+        mask = torch.cat([inp["input_mask"], inp["image_mask"]], 1).to(text.dtype)
+        return torch.cat([text, img], 1), ((1.0 - mask) * -10000.0)[:, None, None, :]
+
+    def score():  # unmasked records -> (B, 2) alignment logits
+        with autocast(dev, args.bf16):
+            emb, ext = embed()
+            seq = model.encoder(emb, attention_mask=ext.to(model.mask_dtype)).last_hidden_state
+            pooled = torch.tanh(ref.linear(seq[:, 0], p, "bert.pooler.dense"))
+            return ref.linear(pooled, p, "cls.seq_relationship").float()
+
+    with torch.inference_mode():
+        score()
+        sync(dev)
+        t0 = time.perf_counter()
+        n = 0
+        while n < args.pairs:
+            logits = score()
+            n += logits.shape[0]
+        sync(dev)
+        secs = time.perf_counter() - t0
+    print(json.dumps({"bench": "score", "impl": "pytorch", "pairs": n, "seconds": round(secs, 4),
+                      "pairs_per_s": round(n / secs, 2), "batch": args.batch, "threads": torch.get_num_threads(),
+                      "layers": cfg["num_hidden_layers"], "hidden": cfg["hidden_size"], "device": device_name(dev),
+                      "bf16": args.bf16, "attn": args.attn, "torch": torch.__version__}))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -235,8 +290,13 @@ def main(argv=None):
     a.add_argument("--dropout", type=float, default=0.1)
     a.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa")
     a.add_argument("--fused", action="store_true", help="fused Adam")
+    a = sub.add_parser("score", parents=[common], help="retrieval-scoring throughput (alignment logits)")
+    a.add_argument("--config", required=True)
+    a.add_argument("--pairs", type=int, default=1024)
+    a.add_argument("--batch", type=int, default=256)
+    a.add_argument("--attn", choices=("sdpa", "eager"), default="sdpa")
     args = ap.parse_args(argv)
-    (bench_features if args.cmd == "features" else bench_train)(args)
+    {"features": bench_features, "train": bench_train, "score": bench_score}[args.cmd](args)
     return 0
 
 

@@ -8,6 +8,8 @@
 //! - [`train`]: samples/s of a FashionBERT training step (text + patch tokens) against the same
 //!   model in PyTorch (Hugging Face BertEncoder, same heads and losses), and the peak memory of a
 //!   BERT-base step (measured in a child process: `--child-peak`);
+//! - [`scoring`]: pairs/s of retrieval scoring (the alignment logits of unmasked records, no
+//!   autodiff) against the same model under `torch.inference_mode`;
 //! - [`tokenize`]: records/s of tokenisation + BERT masking against Hugging Face `tokenizers`;
 //! - [`runner`]: a no-op re-run of a pipeline and `status`.
 //!
@@ -17,6 +19,7 @@ mod features;
 mod peer;
 mod report;
 mod runner;
+mod scoring;
 mod tokenize;
 mod train;
 
@@ -27,7 +30,7 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(about = "Benchmarks against PyTorch, side by side in one run")]
 struct Args {
-    /// Which benchmarks: features, train, memory, tokenize, runner (comma-separated) or all.
+    /// Which benchmarks: features, train, scoring, memory, tokenize, runner (comma-separated) or all.
     #[arg(long, default_value = "all")]
     only: String,
     /// cpu, or cuda (libtorch CUDA and PyTorch on the GPU).
@@ -121,6 +124,9 @@ fn main() {
     }
     if a.want("train") {
         rows.extend(train::rows(&a));
+    }
+    if a.want("scoring") {
+        rows.extend(scoring::rows(&a));
     }
     if a.want("memory") {
         rows.push(train::memory_row(&a));

@@ -7,10 +7,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use fashionbert::models::fashionbert::{
     FashionBert, FashionBertConfig, LossWeighting, MaskedPatchInput, losses,
 };
+use fashionbert::training::adam::FastAdam;
 use fashionbert::training::clip_global_norm;
 use fashionbert::training::data::HostBatch;
 
@@ -114,7 +115,7 @@ pub fn child_peak(a: &Args) {
 
 /// The FashionBERT config of a BERT `config.json` (the peer reads the same file), with the
 /// tanh GELU the peer uses; the text and patch shapes are the model's defaults.
-fn model_config(path: &Path) -> FashionBertConfig {
+pub fn model_config(path: &Path) -> FashionBertConfig {
     let mut bert =
         fashionbert::models::io::read_bert_config(path).unwrap_or_else(|e| panic!("{e}"));
     bert.hidden_act = fashionbert::models::bert::Activation::GeluNew;
@@ -129,20 +130,37 @@ fn samples_per_s(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) ->
         .autodiff();
     dev.seed(0);
     let mut model = cfg.init(&dev);
-    let mut optim = AdamConfig::new()
-        .with_beta_2(0.98)
-        .with_epsilon(1e-6)
-        .init();
+    let mut optim = FastAdam::new(0.9, 0.98, 1e-6).init();
     let host = random_batch(cfg, b);
     let masked_input = MaskedPatchInput::ZeroPatch(vec![0.1; cfg.patch_feature_size]);
     let weighting = LossWeighting::Adaptive { detach: true };
+    let phases = std::env::var("FB_BENCH_PHASES").is_ok();
     let mut step = |model: FashionBert| {
+        let t = Instant::now();
         let batch = host.to_device(&dev);
         let out = model.forward(&batch, &masked_input);
         let l = losses(&out, &batch, &weighting);
+        if phases {
+            let _: f32 = l.total.clone().detach().into_scalar();
+            eprint!("fwd {:.0} ms ", t.elapsed().as_secs_f64() * 1e3);
+        }
+        let t = Instant::now();
         let grads = GradientsParams::from_grads(l.total.backward(), &model);
+        if phases {
+            eprint!("bwd {:.0} ms ", t.elapsed().as_secs_f64() * 1e3);
+        }
+        let t = Instant::now();
         let (grads, norm) = clip_global_norm(&model, grads, CLIP_NORM);
+        if phases {
+            let _: f32 = norm.clone().into_scalar();
+            eprint!("clip {:.0} ms ", t.elapsed().as_secs_f64() * 1e3);
+        }
+        let t = Instant::now();
         let model = optim.step(LR, model, grads);
+        if phases {
+            let _ = model.cls.seq_relationship.weight.val().into_data();
+            eprintln!("adam {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+        }
         let _: f32 = (l.total.detach() + norm * 0.0).into_scalar(); // one sync per step, as training does
         model
     };
@@ -162,7 +180,7 @@ fn samples_per_s(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) ->
 /// (a [`HostBatch`], moved to the device every step): uniform token ids, features in [0, 4),
 /// full text masks, segment 0, masked-LM targets at 1, 6, 11, … (record `r`'s targets are ids
 /// `r·k .. (r+1)·k` of the batch), masked patches 0, 11, 22, …, labels 0, 1, 0, 1, …
-fn random_batch(cfg: &FashionBertConfig, b: usize) -> HostBatch {
+pub fn random_batch(cfg: &FashionBertConfig, b: usize) -> HostBatch {
     let (t, p, f) = (cfg.text_len, cfg.num_patches, cfg.patch_feature_size);
     let (k, m) = (cfg.masked_text_num, cfg.masked_patch_num);
     assert!(
