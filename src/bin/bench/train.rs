@@ -1,6 +1,7 @@
 //! The train benchmark: samples/s of full FashionBERT training steps (forward, three losses,
 //! backward, global-norm clip, Adam) against `bench/peer.py train`, and the peak memory of a
-//! BERT-base step, measured in a child process of its own (`--child-peak`).
+//! BERT-base step, measured in a child process of its own (`--child-peak`). With
+//! `FB_BENCH_PHASES=1` each libtorch step prints its forward, backward, clip and Adam times.
 
 use std::path::Path;
 use std::process::Command;
