@@ -10,9 +10,7 @@ use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
     Linear, LinearConfig,
 };
-use burn::tensor::activation::gelu;
-
-use super::fused;
+use burn::tensor::activation::{gelu, gelu_approximate, softmax};
 use burn::tensor::{Device, Int, Tensor};
 
 /// The size and behaviour of a BERT, read from a Hugging Face `config.json` (other fields are
@@ -131,7 +129,7 @@ impl Activation {
     pub fn forward<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Activation::Gelu => gelu(x),
-            Activation::GeluNew | Activation::GeluPytorchTanh => fused::gelu_tanh(x),
+            Activation::GeluNew | Activation::GeluPytorchTanh => gelu_approximate(x),
         }
     }
 }
@@ -182,9 +180,6 @@ pub struct BertEmbeddings {
     pub token_type_embeddings: Embedding,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
-    /// `layer_norm`'s epsilon (the config's `layer_norm_eps`), for the fused layer norm.
-    #[module(skip)]
-    pub layer_norm_eps: f64,
 }
 
 impl BertEmbeddings {
@@ -195,7 +190,6 @@ impl BertEmbeddings {
             token_type_embeddings: c.embedding(c.type_vocab_size, c.hidden_size, device),
             layer_norm: c.layer_norm(device),
             dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
-            layer_norm_eps: c.layer_norm_eps,
         }
     }
 
@@ -209,7 +203,7 @@ impl BertEmbeddings {
         let x = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(pos)
             + self.token_type_embeddings.forward(token_type_ids);
-        fused::dropout(&self.dropout, fused::layer_norm(&self.layer_norm, x, self.layer_norm_eps))
+        self.dropout.forward(self.layer_norm.forward(x))
     }
 }
 
@@ -227,9 +221,6 @@ pub struct DenseLayerNorm {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
-    /// `layer_norm`'s epsilon, for the fused layer norm.
-    #[module(skip)]
-    pub layer_norm_eps: f64,
 }
 
 impl DenseLayerNorm {
@@ -238,14 +229,13 @@ impl DenseLayerNorm {
             dense: c.linear(d_in, c.hidden_size, true, device),
             layer_norm: c.layer_norm(device),
             dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
-            layer_norm_eps: c.layer_norm_eps,
         }
     }
 
     /// `LN(dropout(dense(x)) + residual)`.
     fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let y = fused::dropout(&self.dropout, self.dense.forward(x)) + residual;
-        fused::layer_norm(&self.layer_norm, y, self.layer_norm_eps)
+        self.layer_norm
+            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
     }
 }
 
@@ -301,7 +291,7 @@ impl BertLayer {
         let k = split(sa.key.forward(x.clone()));
         let v = split(sa.value.forward(x.clone()));
         let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt()) + mask_bias;
-        let probs = fused::dropout(&sa.dropout, fused::softmax_last(scores));
+        let probs = sa.dropout.forward(softmax(scores, 3));
         let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, l, h]);
         let attn = self.attention.output.forward(ctx, x);
         let inter = self
