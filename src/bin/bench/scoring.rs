@@ -52,7 +52,10 @@ pub fn rows(a: &Args) -> Vec<Row> {
     }
     let ours = n as f64 / t0.elapsed().as_secs_f64();
     vec![Row::versus(
-        format!("scoring ({name}, ITM logits, batch {BATCH}, {})", a.libtorch()),
+        format!(
+            "scoring ({name}, ITM logits, batch {BATCH}, {})",
+            a.libtorch()
+        ),
         ours,
         peer_pps,
         "pairs/s",
