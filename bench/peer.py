@@ -161,8 +161,12 @@ class PeerFashionBert(torch.nn.Module):
         self.rest = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(v)
                                             for k, v in init.items() if not k.startswith(enc)})
 
+    def params(self):
+        """The non-encoder parameters by their reference names."""
+        return {k.replace("__", "."): v for k, v in self.rest.items()}
+
     def forward(self, inp):
-        p = {k.replace("__", "."): v for k, v in self.rest.items()}
+        p = self.params()
         emb, ext = ref.embed(p, self.cfg, inp, self.dropout if self.training else 0.0)
         seq = self.encoder(emb, attention_mask=ext.to(self.mask_dtype)).last_hidden_state
         _, mlm, tia, mpm = ref.heads(p, self.cfg, seq, inp)
@@ -170,12 +174,16 @@ class PeerFashionBert(torch.nn.Module):
         return out["loss_total"], out["loss_weights"]
 
 
-def bench_train(args):
-    dev = setup(args)
+def load_config(path):
     try:
-        cfg = ref.load_config(args.config)
+        return ref.load_config(path)
     except ref.InputError as e:
         fail(str(e))
+
+
+def bench_train(args):
+    dev = setup(args)
+    cfg = load_config(args.config)
     if args.batch < 1 or args.steps < 1 or args.warmup < 0:
         fail("--batch and --steps must be >= 1, --warmup >= 0")
     model = PeerFashionBert(cfg, args.dropout, args.attn, torch.bfloat16 if args.bf16 else torch.float32)
@@ -215,35 +223,17 @@ def bench_train(args):
 
 def bench_score(args):
     dev = setup(args)
-    try:
-        cfg = ref.load_config(args.config)
-    except ref.InputError as e:
-        fail(str(e))
+    cfg = load_config(args.config)
     if args.batch < 1 or args.pairs < 1:
         fail("--batch and --pairs must be >= 1")
     model = PeerFashionBert(cfg, 0.0, args.attn, torch.bfloat16 if args.bf16 else torch.float32)
     model = model.to(dev).eval()
-    p = {k.replace("__", "."): v for k, v in model.rest.items()}
+    p = model.params()
     inp = {k: v.to(dev) for k, v in ref.make_inputs(cfg, args.batch, seed=1).items()}
-    eps = cfg["layer_norm_eps"]
-
-    def embed():  # ref.embed without the patch masking (retrieval scores unmasked records)
-        ids, seg = inp["input_ids"].long(), inp["segment_ids"].long()
-        text = (torch.nn.functional.embedding(ids, p["bert.embeddings.word_embeddings.weight"])
-                + p["bert.embeddings.position_embeddings.weight"][:ids.shape[1]]
-                + torch.nn.functional.embedding(seg, p["bert.embeddings.token_type_embeddings.weight"]))
-        text = ref.layer_norm(text, p, "bert.embeddings.LayerNorm", eps)
-        x = inp["image_feature"]
-        img = (torch.nn.functional.linear(x, p["bert.image_embeddings.image_projector.weight"])
-               + p["bert.image_embeddings.patch_type_embeddings.weight"][1]
-               + p["bert.image_embeddings.patch_position_embeddings.weight"][:x.shape[1]])
-        img = ref.layer_norm(img, p, "bert.image_embeddings.LayerNorm", eps)
-        mask = torch.cat([inp["input_mask"], inp["image_mask"]], 1).to(text.dtype)
-        return torch.cat([text, img], 1), ((1.0 - mask) * -10000.0)[:, None, None, :]
 
     def score():  # unmasked records -> (B, 2) alignment logits
         with autocast(dev, args.bf16):
-            emb, ext = embed()
+            emb, ext = ref.embed(p, cfg, inp, 0.0, masked=False)
             seq = model.encoder(emb, attention_mask=ext.to(model.mask_dtype)).last_hidden_state
             pooled = torch.tanh(ref.linear(seq[:, 0], p, "bert.pooler.dense"))
             return ref.linear(pooled, p, "cls.seq_relationship").float()

@@ -35,21 +35,21 @@ pub fn cuda_available() -> bool {
 
 static THREADS: Once = Once::new();
 
-/// Keeps glibc's malloc from handing large blocks back to the kernel after every free.
+/// Keeps glibc's malloc from handing large blocks back to the kernel after every free; the
+/// binaries call it first thing.
 ///
-/// By default glibc serves blocks above a (dynamic) threshold with `mmap` and unmaps them on
-/// `free`, and trims the heap top; a training step allocates and frees the same large
-/// activations and gradients every step, so each came back as fresh pages the kernel had to
-/// fault in and zero — about a tenth of a CPU step (RESULTS.md). Here blocks up to 32 MiB (glibc's
-/// maximum) come from the heap and the heap is trimmed only above 1 GiB free. Peak memory is
-/// unchanged; resident memory stays at the peak. A `MALLOC_MMAP_THRESHOLD_` or
-/// `MALLOC_TRIM_THRESHOLD_` in the environment wins.
-fn tune_allocator() {
+/// By default glibc serves blocks above a dynamic threshold with `mmap`, unmaps them on `free`
+/// and trims the heap top, so tensors freed and allocated again each training step can come
+/// back as fresh pages the kernel faults in and zeroes (`clear_page_erms` was up to 7 % of a
+/// profiled CPU step, RESULTS.md). Here blocks up to 32 MiB (glibc's maximum) come from the heap
+/// and the heap is trimmed only above 1 GiB free, so resident memory stays near its peak. A
+/// `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or `MALLOC_TOP_PAD_` in the environment wins.
+pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let set = |env: &str, param: libc::c_int, value: libc::c_int| {
             if std::env::var_os(env).is_none() {
-                // SAFETY: mallopt only changes allocator parameters; called before threads start.
+                // SAFETY: mallopt takes no pointers and glibc serialises it with the allocator.
                 unsafe { libc::mallopt(param, value) };
             }
         };
@@ -62,7 +62,6 @@ fn tune_allocator() {
 /// Sets CPU threads for libtorch and rayon once (0 = all cores).
 pub fn set_threads(threads: usize) {
     THREADS.call_once(|| {
-        tune_allocator();
         let n = if threads == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())

@@ -366,6 +366,7 @@ fn weights(which: Which, dir: &std::path::Path, force: bool) -> Result<(), crate
 
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> i32 {
+    crate::device::tune_allocator();
     let cli = Cli::parse();
     crate::progress::init_logging(cli.verbose);
     let result = match cli.command {

@@ -186,15 +186,17 @@ def masked_image_feature(cfg, inp, dtype):
     return torch.where(mask.unsqueeze(-1), repl, feat)
 
 
-def embed(p, cfg, inp, drop=0.0):
-    """-> (embeddings (B, 128, H), additive key mask (B, 1, 1, 128)). `drop` > 0 = training-mode dropout."""
+def embed(p, cfg, inp, drop=0.0, masked=True):
+    """-> (embeddings (B, 128, H), additive key mask (B, 1, 1, 128)). `drop` > 0 = training-mode dropout;
+    `masked` = False leaves every patch as it is (retrieval scoring's unmasked records)."""
     eps, dt = cfg["layer_norm_eps"], p["bert.embeddings.word_embeddings.weight"].dtype
     ids, seg = inp["input_ids"].long(), inp["segment_ids"].long()
     text = (F.embedding(ids, p["bert.embeddings.word_embeddings.weight"])
             + p["bert.embeddings.position_embeddings.weight"][:ids.shape[1]]
             + F.embedding(seg, p["bert.embeddings.token_type_embeddings.weight"]))
     text = dropout(layer_norm(text, p, "bert.embeddings.LayerNorm", eps), drop)
-    x = dropout(masked_image_feature(cfg, inp, dt), drop)      # original: dropout on the raw 2048-d features
+    x = masked_image_feature(cfg, inp, dt) if masked else inp["image_feature"].to(dt)
+    x = dropout(x, drop)                                        # original: dropout on the raw 2048-d features
     img = (F.linear(x, p["bert.image_embeddings.image_projector.weight"])
            + p["bert.image_embeddings.patch_type_embeddings.weight"][1]
            + p["bert.image_embeddings.patch_position_embeddings.weight"][:x.shape[1]])

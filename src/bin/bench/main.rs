@@ -87,6 +87,21 @@ impl Args {
         if self.cuda() { "tch-cuda" } else { "tch" }
     }
 
+    /// The model the train and scoring rows use, as they name it: `--train-config`'s file stem.
+    fn model_name(&self) -> String {
+        self.train_config
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.train_config.display().to_string())
+    }
+
+    /// `--train-config` as the peer is given it.
+    fn train_config_arg(&self) -> &str {
+        self.train_config
+            .to_str()
+            .expect("--train-config is a UTF-8 path")
+    }
+
     /// The libtorch device of `--device`, as the rows name it.
     fn libtorch(&self) -> &'static str {
         if self.cuda() {
@@ -110,6 +125,7 @@ fn threads() -> usize {
 
 fn main() {
     let a = Args::parse();
+    fashionbert::device::tune_allocator();
     fashionbert::device::set_threads(0);
     if a.child_peak {
         train::child_peak(&a);

@@ -23,7 +23,7 @@ pub fn rows(a: &Args) -> Vec<Row> {
         "score",
         &[
             "--config",
-            a.train_config.to_str().unwrap(),
+            a.train_config_arg(),
             "--batch",
             &BATCH.to_string(),
             "--pairs",
@@ -31,12 +31,7 @@ pub fn rows(a: &Args) -> Vec<Row> {
         ],
     );
     let peer_pps = pr["pairs_per_s"].as_f64().unwrap();
-    let name = a
-        .train_config
-        .file_stem()
-        .unwrap()
-        .to_string_lossy()
-        .to_string();
+    let name = a.model_name();
     let dev = fashionbert::device::select(a.tch_kind(), 0)
         .unwrap_or_else(|e| panic!("{e}"))
         .device;

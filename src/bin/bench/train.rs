@@ -41,7 +41,7 @@ pub fn rows(a: &Args) -> Vec<Row> {
         "train",
         &[
             "--config",
-            a.train_config.to_str().unwrap(),
+            a.train_config_arg(),
             "--batch",
             &a.batch.to_string(),
             "--steps",
@@ -49,12 +49,7 @@ pub fn rows(a: &Args) -> Vec<Row> {
         ],
     );
     let peer_sps = pr["samples_per_s"].as_f64().unwrap();
-    let name = a
-        .train_config
-        .file_stem()
-        .unwrap()
-        .to_string_lossy()
-        .to_string();
+    let name = a.model_name();
     let ours = samples_per_s(&cfg, a.tch_kind(), a.batch, a.steps);
     let mut rows = vec![Row::versus(
         format!("train step ({name}, batch {}, {})", a.batch, a.libtorch()),
@@ -122,6 +117,20 @@ pub fn model_config(path: &Path) -> FashionBertConfig {
     FashionBertConfig::new(bert)
 }
 
+/// `FB_BENCH_PHASES`: print each phase of a step (after waiting for its result) to stderr.
+struct Phases(bool);
+
+impl Phases {
+    /// Where on, waits with `sync` and prints the time since `t0`; a new line after Adam's.
+    fn lap(&self, name: &str, t0: Instant, sync: impl FnOnce()) {
+        if self.0 {
+            sync();
+            let end = if name == "adam" { "\n" } else { " " };
+            eprint!("{name} {:.0} ms{end}", t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+}
+
 /// Samples/s of `steps` training steps at batch `b` on device `kind`, after the warm-up.
 fn samples_per_s(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) -> f64 {
     let dev = fashionbert::device::select(kind, 0)
@@ -137,33 +146,28 @@ fn samples_per_s(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) ->
     let host = random_batch(cfg, b);
     let masked_input = MaskedPatchInput::ZeroPatch(vec![0.1; cfg.patch_feature_size]);
     let weighting = LossWeighting::Adaptive { detach: true };
-    let phases = std::env::var("FB_BENCH_PHASES").is_ok();
+    let phases = Phases(std::env::var_os("FB_BENCH_PHASES").is_some());
     let mut step = |model: FashionBert| {
         let t = Instant::now();
         let batch = host.to_device(&dev);
         let out = model.forward(&batch, &masked_input);
         let l = losses(&out, &batch, &weighting);
-        if phases {
+        phases.lap("fwd", t, || {
             let _: f32 = l.total.clone().detach().into_scalar();
-            eprint!("fwd {:.0} ms ", t.elapsed().as_secs_f64() * 1e3);
-        }
+        });
         let t = Instant::now();
         let grads = GradientsParams::from_grads(l.total.backward(), &model);
-        if phases {
-            eprint!("bwd {:.0} ms ", t.elapsed().as_secs_f64() * 1e3);
-        }
+        phases.lap("bwd", t, || {});
         let t = Instant::now();
         let (grads, norm) = clip_global_norm(&model, grads, CLIP_NORM);
-        if phases {
+        phases.lap("clip", t, || {
             let _: f32 = norm.clone().into_scalar();
-            eprint!("clip {:.0} ms ", t.elapsed().as_secs_f64() * 1e3);
-        }
+        });
         let t = Instant::now();
         let model = optim.step(LR, model, grads);
-        if phases {
+        phases.lap("adam", t, || {
             let _ = model.cls.seq_relationship.weight.val().into_data();
-            eprintln!("adam {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
-        }
+        });
         let _: f32 = (l.total.detach() + norm * 0.0).into_scalar(); // one sync per step, as training does
         model
     };
