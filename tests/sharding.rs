@@ -368,3 +368,210 @@ fn the_slurm_and_kubernetes_files_run_the_sharded_pipeline() {
     succeeded(out, "the merge Job's command");
     assert_same(&reference, &features_entry(d.path()));
 }
+
+/// Every output file of the entry `latest` points at for `stage`, but its manifest; and its key.
+fn entry(dir: &Path, stage: &str) -> (String, BTreeMap<String, Vec<u8>>) {
+    let latest = dir.join("artifacts").join(stage).join("latest");
+    let key = std::fs::read_link(&latest)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let at = dir.join("artifacts").join(stage).join(&key);
+    let mut files = BTreeMap::new();
+    for rel in fashionbert::dag::store::list_files(&at).unwrap() {
+        if rel != "manifest.json" {
+            files.insert(rel.clone(), std::fs::read(at.join(&rel)).unwrap());
+        }
+    }
+    (key, files)
+}
+
+fn shard_of(dir: &Path, stage: &str, i: usize, n: usize, extra: &[&str]) -> Child {
+    let s = format!("{i}/{n}");
+    let mut args = vec!["run", stage, "--shard", &s];
+    args.extend_from_slice(extra);
+    spawn(Command::new(bin()).args(&args).current_dir(dir))
+}
+
+/// The counts the manifest of `stage`'s latest entry records.
+fn counts(dir: &Path, stage: &str) -> BTreeMap<String, u64> {
+    let m = fashionbert::dag::Manifest::read(&dir.join("artifacts").join(stage).join("latest"))
+        .unwrap();
+    m.counts.into_iter().collect()
+}
+
+/// A catalogue of `n` product images (synthetic ones, copied) and a CSV naming them, with three
+/// broken rows: a truncated PNG, a file that is no image and a missing file.
+fn broken_catalogue(dir: &Path, n: usize) {
+    let src = tempfile::tempdir().unwrap();
+    tiny_pipeline(src.path(), n, "auto");
+    ok(src.path(), &["run", "ingest"]);
+    let images = src.path().join("artifacts/ingest/latest/images");
+    std::fs::create_dir_all(dir.join("img")).unwrap();
+    let mut csv = String::from("product_id,image,title,description,category,subcategory,split\n");
+    let subs = ["Shirts", "Tops", "Jeans"];
+    for i in 0..n {
+        let from = images.join(format!("S{i:06}.png"));
+        let name = format!("img/p{i}.png");
+        std::fs::copy(&from, dir.join(&name)).unwrap();
+        let split = if i % 4 == 0 { "valid" } else { "train" };
+        csv.push_str(&format!(
+            "P{i},{name},Item {i},Description of item {i},Clothing,{},{split}\n",
+            subs[i % 3]
+        ));
+    }
+    let good = std::fs::read(dir.join("img/p0.png")).unwrap();
+    std::fs::write(dir.join("img/truncated.png"), &good[..good.len() / 3]).unwrap();
+    std::fs::write(dir.join("img/garbage.png"), b"not an image").unwrap();
+    csv.push_str("B1,img/truncated.png,Broken,Truncated file,Clothing,Shirts,train\n");
+    csv.push_str("B2,img/garbage.png,Garbage,Not an image,Clothing,Shirts,train\n");
+    csv.push_str("B3,img/missing.png,Missing,No file,Clothing,Shirts,train\n");
+    std::fs::write(dir.join("products.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("pipeline.toml"),
+        "[runtime]\nartifacts = \"artifacts\"\n\n[stages.ingest]\n[stages.ingest.params]\nsource = \"csv\"\ncsv = \"products.csv\"\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn ingest_image_checks_shard_and_merge_into_the_unsharded_entry() {
+    // A CSV catalogue with broken images: the checks split by image id, the rejects survive.
+    let a = tempfile::tempdir().unwrap();
+    broken_catalogue(a.path(), 40);
+    ok(a.path(), &["run", "ingest"]);
+    let reference = entry(a.path(), "ingest");
+    assert_eq!(counts(a.path(), "ingest")["rejected"], 3);
+    assert_eq!(counts(a.path(), "ingest")["products"], 40);
+
+    let b = tempfile::tempdir().unwrap();
+    broken_catalogue(b.path(), 40);
+    let children: Vec<Child> = (0..4)
+        .map(|i| shard_of(b.path(), "ingest", i, 4, &[]))
+        .collect();
+    let logs: Vec<String> = children.into_iter().map(finish).collect();
+    for (i, log) in logs.iter().enumerate() {
+        assert!(log.contains(&format!("shard {i}/4 done")), "{log}");
+    }
+    assert!(
+        !b.path().join("artifacts/ingest/latest").exists(),
+        "only parts so far"
+    );
+    let status = ok(b.path(), &["status"]);
+    assert!(status.contains("4/4 shards done"), "{status}");
+    let merged = ok(b.path(), &["merge", "ingest"]);
+    assert!(merged.contains("merging"), "{merged}");
+    assert_same(&reference, &entry(b.path(), "ingest"));
+    assert_eq!(counts(b.path(), "ingest"), counts(a.path(), "ingest"));
+
+    // Synthetic products: each shard draws its images; the merge links them into the entry.
+    let (_c, synth_ref) = {
+        let c = tempfile::tempdir().unwrap();
+        tiny_pipeline(c.path(), PRODUCTS, "auto");
+        ok(c.path(), &["run", "ingest"]);
+        let e = entry(c.path(), "ingest");
+        (c, e)
+    };
+    assert!(synth_ref.1.keys().any(|k| k.starts_with("images/")));
+    let d = tempfile::tempdir().unwrap();
+    tiny_pipeline(d.path(), PRODUCTS, "auto");
+    // Shard 2/3 through the Slurm array script, as task 3 of `--array=1-3` with STAGE=ingest.
+    let bin_dir = Path::new(bin()).parent().unwrap().to_path_buf();
+    finish(spawn(
+        Command::new("bash")
+            .arg(root().join("deploy/slurm/features-shards.sbatch"))
+            .arg("pipeline.toml")
+            .current_dir(d.path())
+            .env(
+                "PATH",
+                format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("STAGE", "ingest")
+            .env("SLURM_ARRAY_TASK_ID", "3")
+            .env("SLURM_ARRAY_TASK_MIN", "1")
+            .env("SLURM_ARRAY_TASK_COUNT", "3"),
+    ));
+    // A plain run computes the other two shards and merges.
+    let out = ok(d.path(), &["run", "ingest"]);
+    assert!(
+        out.contains("1/3 shards done: the run computes the other 2 and merges"),
+        "{out}"
+    );
+    assert_same(&synth_ref, &entry(d.path(), "ingest"));
+}
+
+#[test]
+fn evaluate_scoring_shards_and_merges_into_the_unsharded_entry() {
+    // ITC for every candidate, the alignment head re-ranking the top 3: both kinds of work.
+    let itc: &[&str] = &[
+        "--set",
+        "train.w_itc=1.0",
+        "--set",
+        "evaluate.score=itc_then_itm",
+        "--set",
+        "evaluate.rerank_k=3",
+        "--set",
+        "evaluate.batch_size=4",
+    ];
+    // Batches of 4, so every shard has several.
+    let itm: &[&str] = &["--set", "train.w_itc=1.0", "--set", "evaluate.batch_size=4"];
+    let a = tempfile::tempdir().unwrap();
+    tiny_pipeline(a.path(), PRODUCTS, "auto");
+    // `fashionbert ARGS EXTRA` in `dir`, which must succeed.
+    let with = |dir: &Path, args: &[&str], extra: &[&str]| -> String {
+        let all: Vec<&str> = args.iter().chain(extra).copied().collect();
+        ok(dir, &all)
+    };
+    with(a.path(), &["run", "evaluate"], itc);
+    let ref_itc = entry(a.path(), "evaluate");
+    with(a.path(), &["run", "evaluate"], itm);
+    let ref_itm = entry(a.path(), "evaluate");
+    assert_ne!(ref_itc.0, ref_itm.0);
+
+    // The same store without its evaluate entries: the same model, scored in shards.
+    let b = tempfile::tempdir().unwrap();
+    let st = Command::new("cp")
+        .args(["-a", &format!("{}/.", a.path().display())])
+        .arg(b.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir_all(b.path().join("artifacts/evaluate")).unwrap();
+
+    let children: Vec<Child> = (0..3)
+        .map(|i| shard_of(b.path(), "evaluate", i, 3, itc))
+        .collect();
+    for (i, log) in children.into_iter().map(finish).enumerate() {
+        assert!(log.contains(&format!("shard {i}/3 done")), "{log}");
+        assert_eq!(stages_run(&log), ["evaluate"], "upstream cached: {log}");
+    }
+    // Each part holds its own batches: every shard scored some pairs and encoded some inputs.
+    let parts: Vec<fashionbert::dag::parts::PartManifest> =
+        std::fs::read_dir(b.path().join("artifacts/evaluate/.shards"))
+            .unwrap()
+            .flat_map(|k| std::fs::read_dir(k.unwrap().path()).unwrap())
+            .map(|p| fashionbert::dag::parts::PartManifest::read(&p.unwrap().path()).unwrap())
+            .collect();
+    assert_eq!(parts.len(), 3);
+    for p in &parts {
+        assert!(
+            p.counts["pairs_scored"] > 0 && p.counts["itc_encodings"] > 0,
+            "{:?}",
+            p.counts
+        );
+    }
+    let status = with(b.path(), &["status"], itc);
+    assert!(status.contains("3/3 shards done"), "{status}");
+    let merged = with(b.path(), &["merge", "evaluate"], itc);
+    assert!(merged.contains("merging"), "{merged}");
+    assert_same(&ref_itc, &entry(b.path(), "evaluate"));
+
+    // The original's score, 1 of 2 shards run by hand; a plain run does the other and merges.
+    finish(shard_of(b.path(), "evaluate", 0, 2, itm));
+    let out = with(b.path(), &["run", "evaluate"], itm);
+    assert!(
+        out.contains("1/2 shards done: the run computes the other 1 and merges"),
+        "{out}"
+    );
+    assert_same(&ref_itm, &entry(b.path(), "evaluate"));
+}

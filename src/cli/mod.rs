@@ -41,7 +41,7 @@ pub enum Command {
         #[arg(long)]
         no_rebuild: bool,
         /// Do only shard I of N (0-based) of the one named stage, which must split into
-        /// shards (`features`): its part is kept until all N are done, then `merge` (or the
+        /// shards (`ingest`, `features`, `evaluate`): its part is kept until all N are done, then `merge` (or the
         /// next plain `run`) assembles the entry. For job arrays: docs/scaling.md.
         #[arg(long, value_name = "I/N")]
         shard: Option<crate::dag::ShardId>,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use burn::tensor::Device;
 
 use super::sets::EvalSet;
+use crate::dag::ShardId;
 use crate::error::{Error, Result};
 use crate::featstore;
 use crate::models::fashionbert::{FashionBert, FashionBertConfig};
@@ -80,7 +81,10 @@ pub fn align_logits(model: &FashionBert, hb: &HostBatch, device: &Device) -> Res
     Ok(flat.chunks_exact(2).map(|l| [l[0], l[1]]).collect())
 }
 
-/// Logits `[l0, l1]` for each `(image_id, text_id)`; duplicates are scored once.
+/// Logits `[l0, l1]` for each `(image_id, text_id)`; duplicates are scored once. The pairs are
+/// sorted and cut into batches of `batch`; with a `shard`, only the batches whose first pair
+/// hashes to it are scored (the batches an unsharded run forms, so each logit is bit for bit
+/// the same).
 pub fn score_pairs(
     model: &FashionBert,
     device: &Device,
@@ -88,14 +92,19 @@ pub fn score_pairs(
     store: &featstore::Store,
     pairs: &[(String, String)],
     batch: usize,
+    shard: Option<ShardId>,
 ) -> Result<HashMap<(String, String), [f32; 2]>> {
     let mut uniq: Vec<&(String, String)> = pairs.iter().collect();
     uniq.sort();
     uniq.dedup();
-    let bar = Progress::new(uniq.len() as u64, "pairs");
+    let chunks: Vec<&[&(String, String)]> = uniq
+        .chunks(batch.max(1))
+        .filter(|c| shard.is_none_or(|s| s.owns(&pair_key(c[0]))))
+        .collect();
+    let bar = Progress::new(chunks.iter().map(|c| c.len() as u64).sum(), "pairs");
     let seg = vec![0i32; texts.t];
     let mut out = HashMap::with_capacity(uniq.len());
-    for chunk in uniq.chunks(batch.max(1)) {
+    for chunk in chunks {
         let mut hb = HostBatch::new(texts.t, store.meta.patches, store.meta.dim, 1, 1);
         for (img, txt) in chunk {
             let (ids, mask) = texts
@@ -111,6 +120,11 @@ pub fn score_pairs(
     }
     bar.finish();
     Ok(out)
+}
+
+/// The key a batch of pairs is sharded by: its first pair's.
+fn pair_key((img, txt): &(String, String)) -> String {
+    format!("pair:{img}\t{txt}")
 }
 
 /// How `evaluate` ranks candidates (its `score` param).
@@ -165,6 +179,7 @@ pub const RERANK_OFFSET: f32 = 1000.0;
 
 /// ITC embeddings of texts and images, each computed once, and the model's inverse
 /// temperature.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ItcEmbeddings {
     pub dim: usize,
     pub scale: f32,
@@ -187,7 +202,9 @@ impl ItcEmbeddings {
     }
 }
 
-/// Encodes every distinct text and image once with the model's ITC head.
+/// Encodes every distinct text and image once with the model's ITC head, in sorted batches of
+/// `batch`; with a `shard`, only the batches whose first id hashes to it.
+#[allow(clippy::too_many_arguments)]
 pub fn itc_embed(
     model: &FashionBert,
     device: &Device,
@@ -196,6 +213,7 @@ pub fn itc_embed(
     text_ids: &[&str],
     image_ids: &[&str],
     batch: usize,
+    shard: Option<ShardId>,
 ) -> Result<ItcEmbeddings> {
     use burn::tensor::{Int, Tensor, TensorData};
     if model.itc.is_none() {
@@ -216,10 +234,18 @@ pub fn itc_embed(
     let mut uniq_i: Vec<&str> = image_ids.to_vec();
     uniq_i.sort_unstable();
     uniq_i.dedup();
-    let bar = Progress::new((uniq_t.len() + uniq_i.len()) as u64, "ITC encodings");
+    let mine = |side: &str, ids: &[&str]| -> Vec<Vec<String>> {
+        ids.chunks(batch.max(1))
+            .filter(|c| shard.is_none_or(|s| s.owns(&format!("{side}:{}", c[0]))))
+            .map(|c| c.iter().map(|s| s.to_string()).collect())
+            .collect()
+    };
+    let (chunks_t, chunks_i) = (mine("text", &uniq_t), mine("image", &uniq_i));
+    let n_all: usize = chunks_t.iter().chain(&chunks_i).map(Vec::len).sum();
+    let bar = Progress::new(n_all as u64, "ITC encodings");
     let t = texts.t;
     let mut text = HashMap::with_capacity(uniq_t.len());
-    for chunk in uniq_t.chunks(batch.max(1)) {
+    for chunk in &chunks_t {
         let (mut ids, mut mask) = (Vec::new(), Vec::new());
         for id in chunk {
             let (a, m) = texts
@@ -241,7 +267,7 @@ pub fn itc_embed(
     }
     let (p, f) = (store.meta.patches, store.meta.dim);
     let mut image = HashMap::with_capacity(uniq_i.len());
-    for chunk in uniq_i.chunks(batch.max(1)) {
+    for chunk in &chunks_i {
         let mut feats = Vec::with_capacity(chunk.len() * p * f);
         for id in chunk {
             store.read_into(id, &mut feats)?;
@@ -262,7 +288,12 @@ pub fn itc_embed(
         .try_into_vec_as::<f32>()
         .map_err(Error::read_back("the ITC temperature"))?;
     Ok(ItcEmbeddings {
-        dim: text.values().next().map(|v| v.len()).unwrap_or(0),
+        dim: text
+            .values()
+            .chain(image.values())
+            .next()
+            .map(|v| v.len())
+            .unwrap_or(0),
         scale: scale[0],
         text,
         image,
@@ -272,8 +303,273 @@ pub fn itc_embed(
 /// The scores of one eval set's pairs: `(image_id, text_id) → [l0, l1]`.
 pub type PairScores = HashMap<(String, String), [f32; 2]>;
 
-/// Every eval set's `(image_id, text_id) → [l0, l1]`, as `kind` scores them (the final score of
-/// a pair can depend on its query, so each set has its own map).
+/// What the model computes to score the eval sets: alignment logits of pairs and, for the ITC
+/// scores, embeddings of texts and images. An unsharded `evaluate` computes all of it at once;
+/// each shard the batches that hash to it ([`Scored::compute`]); the merge joins the shards'
+/// ([`Scored::join`]) and [`Scored::assemble`] makes the sets' scores from either, without
+/// running the model.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Scored {
+    pub itm: HashMap<(String, String), [f32; 2]>,
+    pub itc: Option<ItcEmbeddings>,
+}
+
+impl Scored {
+    /// The files a shard's part holds.
+    pub const ITM: &'static str = "itm.parquet";
+    pub const ITC_TEXT: &'static str = "itc_text.parquet";
+    pub const ITC_IMAGE: &'static str = "itc_image.parquet";
+    pub const ITC_SCALE: &'static str = "itc_scale.json";
+
+    /// Computes what `kind` needs to score `sets` (only `shard`'s batches, given one). For
+    /// `itc_then_itm` each shard encodes every text and image (needed to choose the pairs to
+    /// re-rank, and cheap beside them) and keeps its own batches' encodings.
+    #[allow(clippy::too_many_arguments)]
+    pub fn compute(
+        model: &FashionBert,
+        compute: &crate::device::Compute,
+        texts: &Texts,
+        store: &featstore::Store,
+        sets: &[EvalSet],
+        kind: ScoreKind,
+        batch: usize,
+        shard: Option<ShardId>,
+    ) -> Result<Scored> {
+        let device = &compute.device;
+        if kind == ScoreKind::Itm {
+            let wanted = all_pairs(sets);
+            tracing::info!(
+                "evaluate: scoring {} pairs on {}{}",
+                wanted.len(),
+                compute.kind,
+                shard
+                    .map(|s| format!(" (shard {s}: its batches)"))
+                    .unwrap_or_default()
+            );
+            let itm = score_pairs(model, device, texts, store, &wanted, batch, shard)?;
+            return Ok(Scored { itm, itc: None });
+        }
+        let text_ids: Vec<&str> = sets
+            .iter()
+            .flat_map(|s| s.rows.iter().map(|r| r.2.as_str()))
+            .collect();
+        let image_ids: Vec<&str> = sets
+            .iter()
+            .flat_map(|s| s.rows.iter().map(|r| r.1.as_str()))
+            .collect();
+        let ScoreKind::ItcThenItm { k } = kind else {
+            let emb = itc_embed(
+                model, device, texts, store, &text_ids, &image_ids, batch, shard,
+            )?;
+            return Ok(Scored {
+                itm: HashMap::new(),
+                itc: Some(emb),
+            });
+        };
+        let all = itc_embed(
+            model, device, texts, store, &text_ids, &image_ids, batch, None,
+        )?;
+        let wanted: Vec<(String, String)> =
+            rerank_pairs(sets, &itc_scores(sets, &all)?, k).concat();
+        tracing::info!(
+            "evaluate: re-ranking {} pairs (top {k} per query) with the alignment head on {}",
+            wanted.len(),
+            compute.kind
+        );
+        let itm = score_pairs(model, device, texts, store, &wanted, batch, shard)?;
+        let itc = match shard {
+            None => all,
+            Some(s) => {
+                // This shard's batches of encodings (the same cut `itc_embed` makes).
+                let mine = itc_embed_owned(&all, batch, s);
+                ItcEmbeddings {
+                    text: mine.0,
+                    image: mine.1,
+                    ..all
+                }
+            }
+        };
+        Ok(Scored {
+            itm,
+            itc: Some(itc),
+        })
+    }
+
+    /// Joins the shards' parts; a key computed twice must have the same value.
+    pub fn join(parts: Vec<Scored>) -> Result<Scored> {
+        let mut out = Scored::default();
+        let conflict = |what: &str| {
+            Error::msg(format!(
+                "two parts disagree on the score of {what}: they were made by different builds; remove the parts and run again"
+            ))
+        };
+        for p in parts {
+            for (k, v) in p.itm {
+                if out.itm.insert(k.clone(), v).is_some_and(|old| old != v) {
+                    return Err(conflict(&format!("pair ({}, {})", k.0, k.1)));
+                }
+            }
+            if let Some(e) = p.itc {
+                let o = out.itc.get_or_insert_with(|| ItcEmbeddings {
+                    dim: 0,
+                    scale: e.scale,
+                    text: HashMap::new(),
+                    image: HashMap::new(),
+                });
+                // A part with no encodings (a shard that owned no batch) has width 0.
+                if o.scale != e.scale || (o.dim != 0 && e.dim != 0 && o.dim != e.dim) {
+                    return Err(conflict("the ITC temperature or width"));
+                }
+                o.dim = o.dim.max(e.dim);
+                for (side, from, to) in [
+                    ("text", e.text, &mut o.text),
+                    ("image", e.image, &mut o.image),
+                ] {
+                    for (k, v) in from {
+                        if to.get(&k).is_some_and(|old| *old != v) {
+                            return Err(conflict(&format!("the ITC encoding of {side} `{k}`")));
+                        }
+                        to.insert(k, v);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every eval set's `(image_id, text_id) → [l0, l1]`, as `kind` scores them (the final
+    /// score of a pair can depend on its query, so each set has its own map). Fails, naming
+    /// it, when something a set needs was not computed (a part of another run).
+    pub fn assemble(&self, sets: &[EvalSet], kind: ScoreKind) -> Result<Vec<PairScores>> {
+        let itm = |key: &(String, String)| -> Result<[f32; 2]> {
+            self.itm.get(key).copied().ok_or_else(|| {
+                Error::msg(format!(
+                    "pair ({}, {}) was not scored: the parts were made for other eval sets; remove them and run again",
+                    key.0, key.1
+                ))
+            })
+        };
+        if kind == ScoreKind::Itm {
+            // Each set keeps its own rows' scores (no copy of the other direction's).
+            return sets
+                .iter()
+                .map(|set| {
+                    set.rows
+                        .iter()
+                        .map(|r| {
+                            let key = (r.1.clone(), r.2.clone());
+                            Ok((key.clone(), itm(&key)?))
+                        })
+                        .collect()
+                })
+                .collect();
+        }
+        let emb = self
+            .itc
+            .as_ref()
+            .ok_or_else(|| Error::msg("no ITC encodings were computed for an ITC score"))?;
+        let mut out = itc_scores(sets, emb)?;
+        let ScoreKind::ItcThenItm { k } = kind else {
+            return Ok(out);
+        };
+        let top = rerank_pairs(sets, &out, k);
+        for (m, chosen) in out.iter_mut().zip(&top) {
+            for key in chosen {
+                let l = itm(key)?;
+                m.insert(key.clone(), [0.0, RERANK_OFFSET + (l[1] - l[0])]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the part files into `dir`.
+    pub fn write(&self, dir: &std::path::Path) -> Result<()> {
+        use crate::table::{col_f32, col_f32_lists, col_str, frame, write_parquet};
+        let mut pairs: Vec<(&(String, String), &[f32; 2])> = self.itm.iter().collect();
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        let mut df = frame(vec![
+            col_str(
+                "image_id",
+                &pairs.iter().map(|p| p.0.0.as_str()).collect::<Vec<_>>(),
+            ),
+            col_str(
+                "text_id",
+                &pairs.iter().map(|p| p.0.1.as_str()).collect::<Vec<_>>(),
+            ),
+            col_f32("logit0", &pairs.iter().map(|p| p.1[0]).collect::<Vec<_>>()),
+            col_f32("logit1", &pairs.iter().map(|p| p.1[1]).collect::<Vec<_>>()),
+        ])?;
+        write_parquet(&mut df, &dir.join(Self::ITM))?;
+        let Some(e) = &self.itc else {
+            return Ok(());
+        };
+        for (name, m) in [(Self::ITC_TEXT, &e.text), (Self::ITC_IMAGE, &e.image)] {
+            let mut rows: Vec<(&String, &Vec<f32>)> = m.iter().collect();
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            let flat: Vec<f32> = rows.iter().flat_map(|r| r.1.iter().copied()).collect();
+            let mut df = frame(vec![
+                col_str("id", &rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>()),
+                // A part without encodings has width 0: any width fits no rows.
+                col_f32_lists("embedding", &flat, e.dim.max(1)),
+            ])?;
+            write_parquet(&mut df, &dir.join(name))?;
+        }
+        let path = dir.join(Self::ITC_SCALE);
+        let json = serde_json::json!({"scale": e.scale, "dim": e.dim});
+        std::fs::write(&path, serde_json::to_vec_pretty(&json).expect("serialises"))
+            .map_err(|e| Error::input(&path, e.to_string()))?;
+        Ok(())
+    }
+
+    /// Reads the part files [`Scored::write`] wrote into `dir`.
+    pub fn read(dir: &std::path::Path) -> Result<Scored> {
+        use crate::table::{f32_lists, f32s, read_parquet, strings};
+        let df = read_parquet(&dir.join(Self::ITM))?;
+        let (img, txt) = (strings(&df, "image_id")?, strings(&df, "text_id")?);
+        let (l0, l1) = (f32s(&df, "logit0")?, f32s(&df, "logit1")?);
+        let itm = img
+            .into_iter()
+            .zip(txt)
+            .zip(l0.into_iter().zip(l1))
+            .map(|(k, (a, b))| (k, [a, b]))
+            .collect();
+        let path = dir.join(Self::ITC_SCALE);
+        if !path.is_file() {
+            return Ok(Scored { itm, itc: None });
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| Error::input(&path, e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::input(&path, e.to_string()))?;
+        let (Some(scale), Some(dim)) = (v["scale"].as_f64(), v["dim"].as_u64()) else {
+            return Err(Error::input(
+                &path,
+                "expected {\"scale\": number, \"dim\": integer}",
+            ));
+        };
+        let dim = dim as usize;
+        let side = |name: &str| -> Result<HashMap<String, Vec<f32>>> {
+            let df = read_parquet(&dir.join(name))?;
+            let ids = strings(&df, "id")?;
+            let flat = f32_lists(&df, "embedding", dim)?;
+            Ok(ids
+                .into_iter()
+                .zip(flat.chunks_exact(dim.max(1)).map(<[f32]>::to_vec))
+                .collect())
+        };
+        Ok(Scored {
+            itm,
+            itc: Some(ItcEmbeddings {
+                dim,
+                scale: scale as f32,
+                text: side(Self::ITC_TEXT)?,
+                image: side(Self::ITC_IMAGE)?,
+            }),
+        })
+    }
+}
+
+/// Every eval set's `(image_id, text_id) → [l0, l1]`, as `kind` scores them, computed at once.
 pub fn score_sets(
     model: &FashionBert,
     compute: &crate::device::Compute,
@@ -283,65 +579,31 @@ pub fn score_sets(
     kind: ScoreKind,
     batch: usize,
 ) -> crate::Result<Vec<PairScores>> {
-    let all_pairs = || {
-        sets.iter()
-            .flat_map(|s| s.rows.iter().map(|r| (r.1.clone(), r.2.clone())))
-            .collect::<Vec<_>>()
-    };
-    if kind == ScoreKind::Itm {
-        let wanted = all_pairs();
-        tracing::info!(
-            "evaluate: scoring {} pairs on {}",
-            wanted.len(),
-            compute.kind
-        );
-        let s = score_pairs(model, &compute.device, texts, store, &wanted, batch)?;
-        // Each set keeps its own rows' scores (no copy of the other direction's).
-        return Ok(sets
-            .iter()
-            .map(|set| {
-                set.rows
-                    .iter()
-                    .map(|r| {
-                        let key = (r.1.clone(), r.2.clone());
-                        let v = s[&key];
-                        (key, v)
-                    })
-                    .collect()
-            })
-            .collect());
-    }
-    let text_ids: Vec<&str> = sets
-        .iter()
-        .flat_map(|s| s.rows.iter().map(|r| r.2.as_str()))
-        .collect();
-    let image_ids: Vec<&str> = sets
-        .iter()
-        .flat_map(|s| s.rows.iter().map(|r| r.1.as_str()))
-        .collect();
-    let emb = itc_embed(
-        model,
-        &compute.device,
-        texts,
-        store,
-        &text_ids,
-        &image_ids,
-        batch,
-    )?;
-    let mut out: Vec<PairScores> = Vec::with_capacity(sets.len());
-    for set in sets {
-        let mut m = PairScores::with_capacity(set.rows.len());
-        for r in &set.rows {
-            m.insert((r.1.clone(), r.2.clone()), [0.0, emb.score(&r.1, &r.2)?]);
-        }
-        out.push(m);
-    }
-    let ScoreKind::ItcThenItm { k } = kind else {
-        return Ok(out);
-    };
-    // Each query's top k by ITC, re-ranked by the alignment head.
-    let mut top: Vec<Vec<(String, String)>> = Vec::with_capacity(sets.len());
-    for (set, m) in sets.iter().zip(&out) {
+    Scored::compute(model, compute, texts, store, sets, kind, batch, None)?.assemble(sets, kind)
+}
+
+fn all_pairs(sets: &[EvalSet]) -> Vec<(String, String)> {
+    sets.iter()
+        .flat_map(|s| s.rows.iter().map(|r| (r.1.clone(), r.2.clone())))
+        .collect()
+}
+
+/// Each set's ITC scores `[0, s]`.
+fn itc_scores(sets: &[EvalSet], emb: &ItcEmbeddings) -> Result<Vec<PairScores>> {
+    sets.iter()
+        .map(|set| {
+            set.rows
+                .iter()
+                .map(|r| Ok(((r.1.clone(), r.2.clone()), [0.0, emb.score(&r.1, &r.2)?])))
+                .collect()
+        })
+        .collect()
+}
+
+/// Each set's pairs to re-rank: each query's top `k` by its ITC score.
+fn rerank_pairs(sets: &[EvalSet], itc: &[PairScores], k: usize) -> Vec<Vec<(String, String)>> {
+    let mut top = Vec::with_capacity(sets.len());
+    for (set, m) in sets.iter().zip(itc) {
         let mut by_query: Vec<(&str, Vec<(String, String)>)> = Vec::new();
         for r in &set.rows {
             if by_query.last().is_none_or(|(q, _)| *q != r.0.as_str()) {
@@ -362,18 +624,85 @@ pub fn score_sets(
         }
         top.push(chosen);
     }
-    let wanted: Vec<(String, String)> = top.iter().flatten().cloned().collect();
-    tracing::info!(
-        "evaluate: re-ranking {} pairs (top {k} per query) with the alignment head on {}",
-        wanted.len(),
-        compute.kind
-    );
-    let itm = score_pairs(model, &compute.device, texts, store, &wanted, batch)?;
-    for (m, chosen) in out.iter_mut().zip(&top) {
-        for key in chosen {
-            let l = itm[key];
-            m.insert(key.clone(), [0.0, RERANK_OFFSET + (l[1] - l[0])]);
+    top
+}
+
+/// The encodings of `all` that shard `s` computes in [`itc_embed`] (texts, images).
+#[allow(clippy::type_complexity)]
+fn itc_embed_owned(
+    all: &ItcEmbeddings,
+    batch: usize,
+    s: ShardId,
+) -> (HashMap<String, Vec<f32>>, HashMap<String, Vec<f32>>) {
+    let owned = |side: &str, m: &HashMap<String, Vec<f32>>| {
+        let mut ids: Vec<&String> = m.keys().collect();
+        ids.sort_unstable();
+        ids.chunks(batch.max(1))
+            .filter(|c| s.owns(&format!("{side}:{}", c[0])))
+            .flatten()
+            .map(|id| ((*id).clone(), m[*id].clone()))
+            .collect()
+    };
+    (owned("text", &all.text), owned("image", &all.image))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(i: &str, t: &str) -> (String, String) {
+        (i.to_string(), t.to_string())
+    }
+
+    fn emb(text: &[(&str, [f32; 2])], image: &[(&str, [f32; 2])]) -> ItcEmbeddings {
+        let m =
+            |v: &[(&str, [f32; 2])]| v.iter().map(|(k, e)| (k.to_string(), e.to_vec())).collect();
+        ItcEmbeddings {
+            dim: 2,
+            scale: 14.5,
+            text: m(text),
+            image: m(image),
         }
     }
-    Ok(out)
+
+    #[test]
+    fn parts_round_trip_and_join_exactly() {
+        let d = tempfile::tempdir().unwrap();
+        let a = Scored {
+            itm: [
+                (pair("i1", "t1"), [0.25, -1.5]),
+                (pair("i2", "t1"), [f32::MIN_POSITIVE, 3.0]),
+            ]
+            .into(),
+            itc: Some(emb(&[("t1", [0.6, 0.8])], &[("i1", [1.0, 0.0])])),
+        };
+        a.write(d.path()).unwrap();
+        assert_eq!(Scored::read(d.path()).unwrap(), a);
+
+        // A shard that owned no batch: empty tables, width 0; the join takes the others' width.
+        let e = tempfile::tempdir().unwrap();
+        let none = Scored {
+            itm: HashMap::new(),
+            itc: Some(ItcEmbeddings {
+                dim: 0,
+                ..emb(&[], &[])
+            }),
+        };
+        none.write(e.path()).unwrap();
+        let b = Scored {
+            itm: [(pair("i3", "t2"), [1.0, 2.0])].into(),
+            itc: Some(emb(&[("t2", [0.0, 1.0])], &[("i2", [0.0, -1.0])])),
+        };
+        let joined = Scored::join(vec![a.clone(), Scored::read(e.path()).unwrap(), b]).unwrap();
+        assert_eq!(joined.itm.len(), 3);
+        let j = joined.itc.unwrap();
+        assert_eq!((j.dim, j.text.len(), j.image.len()), (2, 2, 2));
+        assert_eq!(j.score("i1", "t1").unwrap(), 14.5 * 0.6);
+
+        // Two parts that disagree on a key are refused, naming it.
+        let mut c = a.clone();
+        c.itm.insert(pair("i1", "t1"), [0.25, -1.25]);
+        let err = Scored::join(vec![a, c]).unwrap_err().to_string();
+        assert!(err.contains("pair (i1, t1)"), "{err}");
+    }
 }

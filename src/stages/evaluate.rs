@@ -13,13 +13,15 @@ use std::fmt::Write as _;
 
 use crate::dag::params::Choice;
 use crate::dag::{
-    Input, ParamDefault as D, ParamKind as K, RunContext, Stage, StageError, StageSpec,
+    Input, ParamDefault as D, ParamKind as K, RunContext, ShardId, Stage, StageError, StageSpec,
 };
 use crate::error::IoContext;
 use crate::eval::metrics::{self, Metrics};
 use crate::eval::predfile;
 use crate::eval::report::{self, Series};
-use crate::eval::scoring::{ScoreKind, ScoreName, Texts, check_layout, score_sets};
+use crate::eval::scoring::{
+    PairScores, ScoreKind, ScoreName, Scored, Texts, check_layout, score_sets,
+};
 use crate::eval::sets::{EvalSet, build_sets};
 use crate::featstore;
 use crate::models::io;
@@ -118,24 +120,141 @@ impl Stage for Evaluate {
     }
 
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
-        let p: EvaluateParams = ctx.typed_params()?;
-        let products = read_products(&ctx.input("ingest", "products.parquet")?)?;
-        let texts = Texts::read(&ctx.input("tokenize", "texts.parquet")?)?;
-        let store = featstore::Store::open(ctx.input_dir("features")?)?;
+        let i = Inputs::read(ctx)?;
         let compute = crate::device::from_runtime(ctx.runtime())?;
-        let model_dir = ctx.input_dir("train")?.to_path_buf();
         let (pairs, filled) = evaluate_into(
+            ctx.out_dir(),
+            &i.model_dir,
+            &i.products,
+            &i.texts,
+            &i.store,
+            &compute,
+            &i.p,
+        )?;
+        ctx.count("pairs", pairs);
+        ctx.count("negatives_from_fallback", filled);
+        Ok(())
+    }
+
+    fn shardable(&self) -> bool {
+        true
+    }
+
+    /// Runs the model on the scoring batches whose first key hashes to this shard (the batches
+    /// an unsharded run forms: every logit and encoding comes out bit for bit the same) and
+    /// writes them as a part; the eval sets are drawn whole by every shard (cheap, seeded).
+    fn run_shard(&self, ctx: &mut RunContext, shard: ShardId) -> Result<(), StageError> {
+        let Inputs {
+            p,
+            products,
+            texts,
+            store,
+            model_dir,
+        } = Inputs::read(ctx)?;
+        let compute = crate::device::from_runtime(ctx.runtime())?;
+        let (model, cfg) = io::load(&model_dir, &compute.device)?;
+        check_layout(&cfg, texts.t, &store)?;
+        let es = EvalSets::build(&products, &store, &p);
+        let kind = ScoreKind::new(p.score, p.rerank_k);
+        let scored = Scored::compute(
+            &model,
+            &compute,
+            &texts,
+            &store,
+            &es.sets,
+            kind,
+            p.batch_size,
+            Some(shard),
+        )?;
+        scored.write(ctx.out_dir())?;
+        ctx.count("pairs_scored", scored.itm.len() as u64);
+        if let Some(e) = &scored.itc {
+            ctx.count("itc_encodings", (e.text.len() + e.image.len()) as u64);
+        }
+        Ok(())
+    }
+
+    /// Joins the parts' scores and writes every output from them, as `run` does, without
+    /// running the model (the linear probe, which needs no model, is fitted here).
+    fn merge(&self, ctx: &mut RunContext, parts: &[std::path::PathBuf]) -> Result<(), StageError> {
+        let Inputs {
+            p,
+            products,
+            texts,
+            store,
+            model_dir,
+        } = Inputs::read(ctx)?;
+        let es = EvalSets::build(&products, &store, &p);
+        let scored = Scored::join(
+            parts
+                .iter()
+                .map(|d| Scored::read(d))
+                .collect::<crate::Result<Vec<_>>>()?,
+        )?;
+        let kind = ScoreKind::new(p.score, p.rerank_k);
+        let set_scores = scored.assemble(&es.sets, kind)?;
+        let pairs = write_outputs(
             ctx.out_dir(),
             &model_dir,
             &products,
             &texts,
             &store,
-            &compute,
             &p,
+            &es,
+            &set_scores,
         )?;
         ctx.count("pairs", pairs);
-        ctx.count("negatives_from_fallback", filled);
+        ctx.count("negatives_from_fallback", es.filled);
+        ctx.note("merged_parts", serde_json::json!(parts.len()));
         Ok(())
+    }
+}
+
+/// What the stage reads, whether it runs whole, as a shard or as the merge.
+struct Inputs {
+    p: EvaluateParams,
+    products: Vec<Product>,
+    texts: Texts,
+    store: featstore::Store,
+    model_dir: std::path::PathBuf,
+}
+
+impl Inputs {
+    fn read(ctx: &RunContext) -> Result<Inputs, StageError> {
+        Ok(Inputs {
+            p: ctx.typed_params()?,
+            products: read_products(&ctx.input("ingest", "products.parquet")?)?,
+            texts: Texts::read(&ctx.input("tokenize", "texts.parquet")?)?,
+            store: featstore::Store::open(ctx.input_dir("features")?)?,
+            model_dir: ctx.input_dir("train")?.to_path_buf(),
+        })
+    }
+}
+
+/// The eval sets of a run: one per direction, and how many negatives came from a fallback
+/// pool and how many queries are short of negatives.
+pub struct EvalSets {
+    pub sets: Vec<EvalSet>,
+    pub filled: u64,
+    pub short: u64,
+}
+
+impl EvalSets {
+    /// Draws the eval sets `p` describes from the valid products with features.
+    pub fn build(products: &[Product], store: &featstore::Store, p: &EvaluateParams) -> EvalSets {
+        let (sets, filled, short) = build_sets(
+            products,
+            &|id| store.contains(id),
+            p.queries,
+            p.negatives,
+            p.fill == Fill::CategoryThenSplit,
+            p.seed,
+        );
+        EvalSets {
+            sets,
+            filled,
+            short,
+        }
     }
 }
 
@@ -152,22 +271,41 @@ pub fn evaluate_into(
     compute: &crate::device::Compute,
     p: &EvaluateParams,
 ) -> crate::Result<(u64, u64)> {
-    let out = |name: &str| out_dir.join(name);
     let (model, cfg) = io::load(model_dir, &compute.device)?;
-    check_layout(&cfg, texts.t, &store)?;
-
-    let (sets, filled, short) = build_sets(
-        &products,
-        &|id| store.contains(id),
-        p.queries,
-        p.negatives,
-        p.fill == Fill::CategoryThenSplit,
-        p.seed,
-    );
+    check_layout(&cfg, texts.t, store)?;
+    let es = EvalSets::build(products, store, p);
     let kind = ScoreKind::new(p.score, p.rerank_k);
-    let set_scores = score_sets(&model, &compute, &texts, &store, &sets, kind, p.batch_size)?;
+    let set_scores = score_sets(&model, compute, texts, store, &es.sets, kind, p.batch_size)?;
+    let pairs = write_outputs(
+        out_dir,
+        model_dir,
+        products,
+        texts,
+        store,
+        p,
+        &es,
+        &set_scores,
+    )?;
+    Ok((pairs, es.filled))
+}
 
-    let probe_metrics = run_probe(&p, &products, &texts, &store, &sets)?;
+/// Writes every output of the stage into `out_dir` from the sets' scores: metrics, pair and
+/// rank tables, prediction files, plots and the report. Returns the pairs written.
+#[allow(clippy::too_many_arguments)]
+fn write_outputs(
+    out_dir: &std::path::Path,
+    model_dir: &std::path::Path,
+    products: &[Product],
+    texts: &Texts,
+    store: &featstore::Store,
+    p: &EvaluateParams,
+    es: &EvalSets,
+    set_scores: &[PairScores],
+) -> crate::Result<u64> {
+    let out = |name: &str| out_dir.join(name);
+    let (sets, filled, short) = (&es.sets, es.filled, es.short);
+    let kind = ScoreKind::new(p.score, p.rerank_k);
+    let probe_metrics = run_probe(p, products, texts, store, sets)?;
 
     let compat_batch = p.compat_batch;
     let mut all_metrics = serde_json::Map::new();
@@ -183,7 +321,7 @@ pub fn evaluate_into(
     ) = Default::default();
     let mut curves = Vec::new();
     let mut table_md = String::new();
-    for (set, scores) in sets.iter().zip(&set_scores) {
+    for (set, scores) in sets.iter().zip(set_scores) {
         let scored = set.scored(|img, txt| scores[&(img.to_string(), txt.to_string())]);
         let m = metrics::compute(&scored, compat_batch);
         let ranks = metrics::rank_queries(&scored);
@@ -383,7 +521,7 @@ pub fn evaluate_into(
         "retrieval on the valid split:\n{}",
         table_md.trim_end()
     ));
-    Ok((n as u64, filled))
+    Ok(n as u64)
 }
 
 /// The linear probe's metrics on the same eval sets, and the products it was fitted on.

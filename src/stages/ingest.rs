@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::dag::params::{Choice, required};
 use crate::dag::{
-    ParamDefault as D, ParamKind as K, Params, RawInput, RunContext, Stage, StageError,
+    ParamDefault as D, ParamKind as K, Params, RawInput, RunContext, ShardId, Stage, StageError,
     StageParams, StageSpec,
 };
 use crate::error::{Error, IoContext, Result};
@@ -20,6 +20,7 @@ use crate::sources::{
     self, Product, Reject, TextMode, csv as csvsrc, fashiongen, normalize_split, normalize_text,
     product_text, synthetic, title_key,
 };
+use crate::table::{self, col_opt_str, col_str};
 
 crate::param_choice! {
     /// Where `ingest` reads products from.
@@ -169,92 +170,340 @@ impl Stage for Ingest {
 
     fn run(&self, ctx: &mut RunContext) -> Result<(), StageError> {
         let p: IngestParams = ctx.typed_params()?;
-        let (mut products, mut rejects) = match p.source {
-            Source::Synthetic => synthetic_products(ctx, &p)?,
-            Source::Csv => {
-                let (products, rejects, skipped) = csv_products(ctx, &p)?;
-                if skipped > 0 {
-                    tracing::info!(
-                        "ingest: {skipped} row(s) of other splits skipped (eval_split = {})",
-                        p.eval_split.as_deref().unwrap_or("")
-                    );
-                }
-                ctx.count("other_split_skipped", skipped);
-                (products, rejects)
-            }
-            Source::Fashiongen => fashiongen_products(ctx, &p)?,
-        };
-        let limit = p.limit;
-        if limit > 0 && products.len() > limit {
-            products.truncate(limit);
-        }
-        // Every image is read once here: hashed (features follow the hash) and, unless
-        // `check_images = false` (or the images are our own), decoded to reject broken ones.
-        let decode = p.check_images && p.source != Source::Synthetic;
-        let loader = ImageLoader::new(&ctx.base_dir, ctx.out_dir());
-        let (images, bad) = fingerprint_images(&loader, &products, decode);
-        let bad_ids: HashSet<String> = bad
-            .iter()
-            .map(|(i, _)| products[*i].image_id.clone())
-            .collect();
-        for (i, reason) in &bad {
-            let pr = &products[*i];
-            rejects.push(Reject {
-                line: -1,
-                product_id: pr.product_id.clone(),
-                image: pr.image.clone(),
-                reason: reason.clone(),
-            });
-        }
-        products.retain(|pr| !bad_ids.contains(&pr.image_id));
-        if products.is_empty() {
-            if rejects.is_empty() {
-                return Err(
-                    "no products: the source holds no data rows (a CSV with only its header?)"
-                        .into(),
-                );
-            }
-            let first: Vec<String> = rejects
-                .iter()
-                .take(5)
-                .map(|r| {
-                    let at = if r.line >= 0 {
-                        format!("line {}", r.line)
-                    } else {
-                        format!("product {}", r.product_id)
-                    };
-                    format!("{at}: {}", r.reason.trim_end())
-                })
-                .collect();
-            return Err(format!(
-                "no usable products: all {} rows were rejected; first reasons: {}",
-                rejects.len(),
-                first.join("; ")
-            )
-            .into());
-        }
-        write_products(&products, &ctx.out("products.parquet"))?;
-        write_images(&images, &ctx.out("images.parquet"))?;
-        write_rejects(&rejects, &ctx.out("rejects.parquet"))?;
+        let listing = list(ctx, &p)?;
+        let all = distinct_images(&listing.products, None);
+        let checks = check_images(ctx, &listing, decodes(&p), &all)?;
+        finish(ctx, listing, &checks)
+    }
 
-        let mut by_reason: std::collections::BTreeMap<&str, u64> = Default::default();
-        for r in &rejects {
-            *by_reason.entry(reason_kind(&r.reason)).or_default() += 1;
-        }
-        let train = products.iter().filter(|p| p.split == "train").count() as u64;
-        ctx.count("products", products.len() as u64);
-        ctx.count("train", train);
-        ctx.count("valid", products.len() as u64 - train);
-        ctx.count("rejected", rejects.len() as u64);
-        for (k, v) in &by_reason {
-            tracing::warn!("ingest rejected {v} row(s): {k} (details in rejects.parquet)");
-        }
-        ctx.note(
-            "rejected_by_reason",
-            serde_json::to_value(&by_reason).unwrap(),
+    fn shardable(&self) -> bool {
+        true
+    }
+
+    /// Renders (synthetic) and checks the images whose id hashes to this shard, into a part
+    /// of `checks.parquet` (and, for synthetic products, their `images/`). Reading the source
+    /// is cheap and every shard does it; the per-image work is what splits.
+    fn run_shard(&self, ctx: &mut RunContext, shard: ShardId) -> Result<(), StageError> {
+        let p: IngestParams = ctx.typed_params()?;
+        let listing = list(ctx, &p)?;
+        let mine = distinct_images(&listing.products, Some(shard));
+        tracing::info!(
+            "ingest: shard {shard} checks {} of {} images",
+            mine.len(),
+            distinct_images(&listing.products, None).len()
+        );
+        let checks = check_images(ctx, &listing, decodes(&p), &mine)?;
+        let ordered: Vec<(&str, &Check)> = mine
+            .iter()
+            .map(|pr| (pr.image_id.as_str(), &checks[&pr.image_id]))
+            .collect();
+        write_checks(&ctx.out(CHECKS), &ordered)?;
+        ctx.count("images", mine.len() as u64);
+        ctx.count(
+            "rejected",
+            ordered.iter().filter(|(_, c)| c.is_err()).count() as u64,
         );
         Ok(())
     }
+
+    /// Reads the source again (cheap, deterministic) and takes each image's check from the part
+    /// of the shard its id hashes to; synthetic images are linked in from the parts. Writes
+    /// byte for byte what `run` writes.
+    fn merge(&self, ctx: &mut RunContext, parts: &[PathBuf]) -> Result<(), StageError> {
+        let p: IngestParams = ctx.typed_params()?;
+        let listing = list(ctx, &p)?;
+        let leftovers = || {
+            parts
+                .first()
+                .and_then(|d| d.parent())
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        };
+        let mut checks: HashMap<String, Check> = HashMap::new();
+        for (i, dir) in parts.iter().enumerate() {
+            for (id, check) in read_checks(&dir.join(CHECKS))? {
+                if ShardId::of_key(&id, parts.len()) != i {
+                    return Err(format!(
+                        "part {} holds image `{id}`, which belongs to another shard: the parts were made from another split; remove {} and run again",
+                        dir.display(),
+                        leftovers()
+                    )
+                    .into());
+                }
+                checks.insert(id, check);
+            }
+        }
+        let images = distinct_images(&listing.products, None);
+        for pr in &images {
+            let shard = ShardId::of_key(&pr.image_id, parts.len());
+            if !checks.contains_key(&pr.image_id) {
+                return Err(format!(
+                    "image `{}` is missing from its part {}: the parts were made from another ingest; remove {} and run again",
+                    pr.image_id,
+                    parts[shard].display(),
+                    leftovers()
+                )
+                .into());
+            }
+            if listing.synthetic.is_some() {
+                let rel = synthetic_image(&pr.image_id);
+                let from = parts[shard].join(&rel);
+                if from.is_file() {
+                    let to = ctx.out(&rel);
+                    if let Some(d) = to.parent() {
+                        std::fs::create_dir_all(d).at(d)?;
+                    }
+                    link_or_copy(&from, &to)?;
+                }
+            }
+        }
+        ctx.note("merged_parts", serde_json::json!(parts.len()));
+        finish(ctx, listing, &checks)
+    }
+}
+
+/// What `ingest` knows before it reads an image: the products in source order (after
+/// `limit`), the rows already rejected, and for synthetic products what draws each image.
+struct Listing {
+    products: Vec<Product>,
+    rejects: Vec<Reject>,
+    /// Synthetic: the generator's config and each product's drawing, by image id.
+    synthetic: Option<(
+        synthetic::SynthConfig,
+        HashMap<String, synthetic::SynthProduct>,
+    )>,
+}
+
+/// Reads the source: products and the rows rejected before any image is read.
+fn list(ctx: &mut RunContext, p: &IngestParams) -> Result<Listing> {
+    let (mut products, rejects, synth) = match p.source {
+        Source::Synthetic => {
+            let (products, synth) = synthetic_products(p);
+            (products, vec![], Some(synth))
+        }
+        Source::Csv => {
+            let (products, rejects, skipped) = csv_products(ctx, p)?;
+            if skipped > 0 {
+                tracing::info!(
+                    "ingest: {skipped} row(s) of other splits skipped (eval_split = {})",
+                    p.eval_split.as_deref().unwrap_or("")
+                );
+            }
+            ctx.count("other_split_skipped", skipped);
+            (products, rejects, None)
+        }
+        Source::Fashiongen => {
+            let (products, rejects) = fashiongen_products(ctx, p)?;
+            (products, rejects, None)
+        }
+    };
+    let limit = p.limit;
+    if limit > 0 && products.len() > limit {
+        products.truncate(limit);
+    }
+    let synthetic = synth.map(|(cfg, items)| {
+        let by_id = items
+            .into_iter()
+            .map(|sp| (sp.product_id.clone(), sp))
+            .collect();
+        (cfg, by_id)
+    });
+    Ok(Listing {
+        products,
+        rejects,
+        synthetic,
+    })
+}
+
+/// Whether images are decoded to reject broken ones (our own synthetic ones are not).
+fn decodes(p: &IngestParams) -> bool {
+    p.check_images && p.source != Source::Synthetic
+}
+
+/// One image's check: its content hash, or why it is rejected.
+type Check = std::result::Result<String, String>;
+
+/// The part file a shard of `ingest` writes: each of its images' check.
+const CHECKS: &str = "checks.parquet";
+
+/// The products of `products` with distinct image ids (the first of each), in product order;
+/// only those whose image id hashes to `shard` when one is given.
+fn distinct_images(products: &[Product], shard: Option<ShardId>) -> Vec<&Product> {
+    let mut seen = HashSet::new();
+    products
+        .iter()
+        .filter(|pr| shard.is_none_or(|s| s.owns(&pr.image_id)))
+        .filter(|pr| seen.insert(pr.image_id.as_str()))
+        .collect()
+}
+
+/// Where a synthetic product's image goes, relative to the entry.
+fn synthetic_image(id: &str) -> String {
+    format!("images/{id}.png")
+}
+
+/// Reads each image of `todo` once (rendering it first, for synthetic products): its content
+/// hash (features follow the hash) and, when `decode`, whether it decodes.
+fn check_images(
+    ctx: &RunContext,
+    listing: &Listing,
+    decode: bool,
+    todo: &[&Product],
+) -> Result<HashMap<String, Check>> {
+    if listing.synthetic.is_some() {
+        let dir = ctx.out("images");
+        std::fs::create_dir_all(&dir).at(&dir)?;
+    }
+    let loader = ImageLoader::new(&ctx.base_dir, ctx.out_dir());
+    let bar = Progress::new(todo.len() as u64, "images");
+    let checks = todo
+        .par_iter()
+        .map(|pr| -> Result<(String, Check)> {
+            if let Some((cfg, items)) = &listing.synthetic {
+                let sp = &items[&pr.image_id];
+                let path = ctx.out(&synthetic_image(&pr.image_id));
+                synthetic::render(cfg, sp)
+                    .save(&path)
+                    .map_err(Error::render(&path))?;
+            }
+            let check = loader
+                .fingerprint(&ImageRef::parse(&pr.image), decode)
+                .map_err(|e| e.reject_reason());
+            bar.inc(1);
+            Ok((pr.image_id.clone(), check))
+        })
+        .collect::<Result<HashMap<_, _>>>()?;
+    bar.finish();
+    Ok(checks)
+}
+
+/// Writes the entry from the listing and every image's check: products whose image failed are
+/// rejected with the reason, the rest kept with their images.
+fn finish(
+    ctx: &mut RunContext,
+    listing: Listing,
+    checks: &HashMap<String, Check>,
+) -> Result<(), StageError> {
+    let Listing {
+        mut products,
+        mut rejects,
+        ..
+    } = listing;
+    let mut seen = HashSet::new();
+    let mut images = Vec::new();
+    let mut bad_ids = HashSet::new();
+    for pr in &products {
+        let check = checks
+            .get(&pr.image_id)
+            .ok_or_else(|| format!("no check of image `{}`", pr.image_id))?;
+        match check {
+            Ok(blake3) => {
+                if seen.insert(pr.image_id.as_str()) {
+                    images.push(ImageRow {
+                        image_id: pr.image_id.clone(),
+                        image: pr.image.clone(),
+                        blake3: blake3.clone(),
+                    });
+                }
+            }
+            Err(reason) => {
+                bad_ids.insert(pr.image_id.clone());
+                rejects.push(Reject {
+                    line: -1,
+                    product_id: pr.product_id.clone(),
+                    image: pr.image.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+    }
+    products.retain(|pr| !bad_ids.contains(&pr.image_id));
+    if products.is_empty() {
+        if rejects.is_empty() {
+            return Err(
+                "no products: the source holds no data rows (a CSV with only its header?)".into(),
+            );
+        }
+        let first: Vec<String> = rejects
+            .iter()
+            .take(5)
+            .map(|r| {
+                let at = if r.line >= 0 {
+                    format!("line {}", r.line)
+                } else {
+                    format!("product {}", r.product_id)
+                };
+                format!("{at}: {}", r.reason.trim_end())
+            })
+            .collect();
+        return Err(format!(
+            "no usable products: all {} rows were rejected; first reasons: {}",
+            rejects.len(),
+            first.join("; ")
+        )
+        .into());
+    }
+    write_products(&products, &ctx.out("products.parquet"))?;
+    write_images(&images, &ctx.out("images.parquet"))?;
+    write_rejects(&rejects, &ctx.out("rejects.parquet"))?;
+
+    let mut by_reason: std::collections::BTreeMap<&str, u64> = Default::default();
+    for r in &rejects {
+        *by_reason.entry(reason_kind(&r.reason)).or_default() += 1;
+    }
+    let train = products.iter().filter(|p| p.split == "train").count() as u64;
+    ctx.count("products", products.len() as u64);
+    ctx.count("train", train);
+    ctx.count("valid", products.len() as u64 - train);
+    ctx.count("rejected", rejects.len() as u64);
+    for (k, v) in &by_reason {
+        tracing::warn!("ingest rejected {v} row(s): {k} (details in rejects.parquet)");
+    }
+    ctx.note(
+        "rejected_by_reason",
+        serde_json::to_value(&by_reason).unwrap(),
+    );
+    Ok(())
+}
+
+fn write_checks(path: &Path, checks: &[(&str, &Check)]) -> Result<()> {
+    let ids: Vec<&str> = checks.iter().map(|c| c.0).collect();
+    let hash: Vec<Option<String>> = checks.iter().map(|c| c.1.clone().ok()).collect();
+    let why: Vec<Option<String>> = checks.iter().map(|c| c.1.clone().err()).collect();
+    let mut df = table::frame(vec![
+        col_str("image_id", &ids),
+        col_opt_str("blake3", &hash),
+        col_opt_str("reason", &why),
+    ])?;
+    table::write_parquet(&mut df, path)?;
+    Ok(())
+}
+
+fn read_checks(path: &Path) -> Result<Vec<(String, Check)>> {
+    let df = table::read_parquet(path)?;
+    let ids = table::strings(&df, "image_id")?;
+    let hash = table::opt_strings(&df, "blake3")?;
+    let why = table::opt_strings(&df, "reason")?;
+    ids.into_iter()
+        .zip(hash.into_iter().zip(why))
+        .enumerate()
+        .map(|(row, (id, hw))| match hw {
+            (Some(h), None) => Ok((id, Ok(h))),
+            (None, Some(r)) => Ok((id, Err(r))),
+            _ => Err(Error::input(
+                path,
+                format!("row {row} (image `{id}`): exactly one of blake3 and reason must be set"),
+            )),
+        })
+        .collect()
+}
+
+/// A hard link where the file system allows one (parts and entry share the store), else a copy.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).at(to)?;
+    }
+    Ok(())
 }
 
 fn reason_kind(reason: &str) -> &str {
@@ -271,7 +520,13 @@ fn image_root(p: &IngestParams, base: &Path) -> Result<PathBuf, crate::dag::para
     })
 }
 
-fn synthetic_products(ctx: &RunContext, p: &IngestParams) -> Result<(Vec<Product>, Vec<Reject>)> {
+/// The generator's products (their images are drawn by [`check_images`]) and what draws them.
+fn synthetic_products(
+    p: &IngestParams,
+) -> (
+    Vec<Product>,
+    (synthetic::SynthConfig, Vec<synthetic::SynthProduct>),
+) {
     let cfg = synthetic::SynthConfig {
         products: p.products,
         seed: p.seed,
@@ -279,33 +534,22 @@ fn synthetic_products(ctx: &RunContext, p: &IngestParams) -> Result<(Vec<Product
         valid_fraction: p.valid_fraction,
     };
     let items = synthetic::products(&cfg);
-    let dir = ctx.out("images");
-    std::fs::create_dir_all(&dir).at(&dir)?;
-    let bar = Progress::new(items.len() as u64, "images");
     let mode = p.text;
-    let out: Vec<Product> = items
-        .par_iter()
-        .map(|sp| -> Result<Product> {
-            let img = synthetic::render(&cfg, sp);
-            let rel = format!("images/{}.png", sp.product_id);
-            let path = ctx.out_dir().join(&rel);
-            img.save(&path).map_err(Error::render(&path))?;
-            bar.inc(1);
-            Ok(Product {
-                image_id: sp.product_id.clone(),
-                product_id: sp.product_id.clone(),
-                image: ImageRef::Entry(rel).to_string(),
-                title: sp.title.clone(),
-                text: product_text(mode, &sp.title, &sp.description),
-                category: sp.category.clone(),
-                subcategory: sp.subcategory.clone(),
-                split: sp.split.clone(),
-                title_key: title_key(&sp.title),
-            })
+    let out = items
+        .iter()
+        .map(|sp| Product {
+            image_id: sp.product_id.clone(),
+            product_id: sp.product_id.clone(),
+            image: ImageRef::Entry(synthetic_image(&sp.product_id)).to_string(),
+            title: sp.title.clone(),
+            text: product_text(mode, &sp.title, &sp.description),
+            category: sp.category.clone(),
+            subcategory: sp.subcategory.clone(),
+            split: sp.split.clone(),
+            title_key: title_key(&sp.title),
         })
-        .collect::<Result<_>>()?;
-    bar.finish();
-    Ok((out, vec![]))
+        .collect();
+    (out, (cfg, items))
 }
 
 /// The artefact store this run writes into, from the layout of its work directory
@@ -514,42 +758,4 @@ fn fashiongen_products(ctx: &RunContext, p: &IngestParams) -> Result<(Vec<Produc
         }
     }
     Ok((products, rejects))
-}
-
-/// Reads every product's image once: its content hash and, when `decode`, whether it decodes.
-/// Returns the distinct images that passed, in product order, and the failures by product
-/// index with their reject reasons.
-fn fingerprint_images(
-    loader: &ImageLoader,
-    products: &[Product],
-    decode: bool,
-) -> (Vec<ImageRow>, Vec<(usize, String)>) {
-    let bar = Progress::new(products.len() as u64, "images");
-    let results: Vec<_> = products
-        .par_iter()
-        .map(|pr| {
-            let r = loader.fingerprint(&ImageRef::parse(&pr.image), decode);
-            bar.inc(1);
-            r
-        })
-        .collect();
-    bar.finish();
-    let mut seen = HashSet::new();
-    let mut images = Vec::new();
-    let mut bad = Vec::new();
-    for (i, (pr, r)) in products.iter().zip(results).enumerate() {
-        match r {
-            Ok(blake3) => {
-                if seen.insert(pr.image_id.as_str()) {
-                    images.push(ImageRow {
-                        image_id: pr.image_id.clone(),
-                        image: pr.image.clone(),
-                        blake3,
-                    });
-                }
-            }
-            Err(e) => bad.push((i, e.reject_reason())),
-        }
-    }
-    (images, bad)
 }
