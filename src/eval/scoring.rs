@@ -569,19 +569,6 @@ impl Scored {
     }
 }
 
-/// Every eval set's `(image_id, text_id) → [l0, l1]`, as `kind` scores them, computed at once.
-pub fn score_sets(
-    model: &FashionBert,
-    compute: &crate::device::Compute,
-    texts: &Texts,
-    store: &featstore::Store,
-    sets: &[EvalSet],
-    kind: ScoreKind,
-    batch: usize,
-) -> crate::Result<Vec<PairScores>> {
-    Scored::compute(model, compute, texts, store, sets, kind, batch, None)?.assemble(sets, kind)
-}
-
 fn all_pairs(sets: &[EvalSet]) -> Vec<(String, String)> {
     sets.iter()
         .flat_map(|s| s.rows.iter().map(|r| (r.1.clone(), r.2.clone())))

@@ -19,9 +19,7 @@ use crate::error::IoContext;
 use crate::eval::metrics::{self, Metrics};
 use crate::eval::predfile;
 use crate::eval::report::{self, Series};
-use crate::eval::scoring::{
-    PairScores, ScoreKind, ScoreName, Scored, Texts, check_layout, score_sets,
-};
+use crate::eval::scoring::{PairScores, ScoreKind, ScoreName, Scored, Texts, check_layout};
 use crate::eval::sets::{EvalSet, build_sets};
 use crate::featstore;
 use crate::models::io;
@@ -275,7 +273,17 @@ pub fn evaluate_into(
     check_layout(&cfg, texts.t, store)?;
     let es = EvalSets::build(products, store, p);
     let kind = ScoreKind::new(p.score, p.rerank_k);
-    let set_scores = score_sets(&model, compute, texts, store, &es.sets, kind, p.batch_size)?;
+    let set_scores = Scored::compute(
+        &model,
+        compute,
+        texts,
+        store,
+        &es.sets,
+        kind,
+        p.batch_size,
+        None,
+    )?
+    .assemble(&es.sets, kind)?;
     let pairs = write_outputs(
         out_dir,
         model_dir,
