@@ -7,7 +7,7 @@ use burn::tensor::Device;
 
 use super::sets::EvalSet;
 use crate::dag::ShardId;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::featstore;
 use crate::models::fashionbert::{FashionBert, FashionBertConfig};
 use crate::progress::Progress;
@@ -97,10 +97,9 @@ pub fn score_pairs(
     let mut uniq: Vec<&(String, String)> = pairs.iter().collect();
     uniq.sort();
     uniq.dedup();
-    let chunks: Vec<&[&(String, String)]> = uniq
-        .chunks(batch.max(1))
-        .filter(|c| shard.is_none_or(|s| s.owns(&pair_key(c[0]))))
-        .collect();
+    let chunks = shard_batches(&uniq, batch, shard, |(img, txt)| {
+        format!("pair:{img}\t{txt}")
+    });
     let bar = Progress::new(chunks.iter().map(|c| c.len() as u64).sum(), "pairs");
     let seg = vec![0i32; texts.t];
     let mut out = HashMap::with_capacity(uniq.len());
@@ -122,9 +121,24 @@ pub fn score_pairs(
     Ok(out)
 }
 
-/// The key a batch of pairs is sharded by: its first pair's.
-fn pair_key((img, txt): &(String, String)) -> String {
-    format!("pair:{img}\t{txt}")
+/// The batches of `batch` consecutive `items` (sorted, distinct) that `shard` computes: those
+/// whose first item's `key` hashes to it; all of them without a shard. Every scoring loop cuts
+/// its batches here, so a shard's batches are exactly an unsharded run's.
+fn shard_batches<'a, T>(
+    items: &'a [T],
+    batch: usize,
+    shard: Option<ShardId>,
+    key: impl Fn(&T) -> String,
+) -> Vec<&'a [T]> {
+    items
+        .chunks(batch.max(1))
+        .filter(|c| shard.is_none_or(|s| s.owns(&key(&c[0]))))
+        .collect()
+}
+
+/// The shard key of an ITC batch of texts (`side` "text") or images ("image").
+fn itc_key(side: &'static str) -> impl Fn(&&str) -> String {
+    move |id| format!("{side}:{id}")
 }
 
 /// How `evaluate` ranks candidates (its `score` param).
@@ -234,18 +248,13 @@ pub fn itc_embed(
     let mut uniq_i: Vec<&str> = image_ids.to_vec();
     uniq_i.sort_unstable();
     uniq_i.dedup();
-    let mine = |side: &str, ids: &[&str]| -> Vec<Vec<String>> {
-        ids.chunks(batch.max(1))
-            .filter(|c| shard.is_none_or(|s| s.owns(&format!("{side}:{}", c[0]))))
-            .map(|c| c.iter().map(|s| s.to_string()).collect())
-            .collect()
-    };
-    let (chunks_t, chunks_i) = (mine("text", &uniq_t), mine("image", &uniq_i));
-    let n_all: usize = chunks_t.iter().chain(&chunks_i).map(Vec::len).sum();
+    let chunks_t = shard_batches(&uniq_t, batch, shard, itc_key("text"));
+    let chunks_i = shard_batches(&uniq_i, batch, shard, itc_key("image"));
+    let n_all: usize = chunks_t.iter().chain(&chunks_i).map(|c| c.len()).sum();
     let bar = Progress::new(n_all as u64, "ITC encodings");
     let t = texts.t;
     let mut text = HashMap::with_capacity(uniq_t.len());
-    for chunk in &chunks_t {
+    for chunk in chunks_t {
         let (mut ids, mut mask) = (Vec::new(), Vec::new());
         for id in chunk {
             let (a, m) = texts
@@ -267,7 +276,7 @@ pub fn itc_embed(
     }
     let (p, f) = (store.meta.patches, store.meta.dim);
     let mut image = HashMap::with_capacity(uniq_i.len());
-    for chunk in &chunks_i {
+    for chunk in chunks_i {
         let mut feats = Vec::with_capacity(chunk.len() * p * f);
         for id in chunk {
             store.read_into(id, &mut feats)?;
@@ -515,10 +524,15 @@ impl Scored {
             write_parquet(&mut df, &dir.join(name))?;
         }
         let path = dir.join(Self::ITC_SCALE);
-        let json = serde_json::json!({"scale": e.scale, "dim": e.dim});
-        std::fs::write(&path, serde_json::to_vec_pretty(&json).expect("serialises"))
-            .map_err(|e| Error::input(&path, e.to_string()))?;
-        Ok(())
+        let scale = ItcScale {
+            scale: e.scale,
+            dim: e.dim,
+        };
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&scale).expect("serialises"),
+        )
+        .at(&path)
     }
 
     /// Reads the part files [`Scored::write`] wrote into `dir`.
@@ -537,17 +551,9 @@ impl Scored {
         if !path.is_file() {
             return Ok(Scored { itm, itc: None });
         }
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| Error::input(&path, e.to_string()))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::input(&path, e.to_string()))?;
-        let (Some(scale), Some(dim)) = (v["scale"].as_f64(), v["dim"].as_u64()) else {
-            return Err(Error::input(
-                &path,
-                "expected {\"scale\": number, \"dim\": integer}",
-            ));
-        };
-        let dim = dim as usize;
+        let ItcScale { scale, dim } =
+            serde_json::from_str(&std::fs::read_to_string(&path).at(&path)?)
+                .map_err(|e| Error::input(&path, e.to_string()))?;
         let side = |name: &str| -> Result<HashMap<String, Vec<f32>>> {
             let df = read_parquet(&dir.join(name))?;
             let ids = strings(&df, "id")?;
@@ -561,12 +567,19 @@ impl Scored {
             itm,
             itc: Some(ItcEmbeddings {
                 dim,
-                scale: scale as f32,
+                scale,
                 text: side(Self::ITC_TEXT)?,
                 image: side(Self::ITC_IMAGE)?,
             }),
         })
     }
+}
+
+/// `itc_scale.json` of a part: the inverse temperature and the encodings' width.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ItcScale {
+    scale: f32,
+    dim: usize,
 }
 
 fn all_pairs(sets: &[EvalSet]) -> Vec<(String, String)> {
@@ -621,13 +634,13 @@ fn itc_embed_owned(
     batch: usize,
     s: ShardId,
 ) -> (HashMap<String, Vec<f32>>, HashMap<String, Vec<f32>>) {
-    let owned = |side: &str, m: &HashMap<String, Vec<f32>>| {
-        let mut ids: Vec<&String> = m.keys().collect();
+    let owned = |side: &'static str, m: &HashMap<String, Vec<f32>>| {
+        let mut ids: Vec<&str> = m.keys().map(String::as_str).collect();
         ids.sort_unstable();
-        ids.chunks(batch.max(1))
-            .filter(|c| s.owns(&format!("{side}:{}", c[0])))
+        shard_batches(&ids, batch, Some(s), itc_key(side))
+            .into_iter()
             .flatten()
-            .map(|id| ((*id).clone(), m[*id].clone()))
+            .map(|id| (id.to_string(), m[*id].clone()))
             .collect()
     };
     (owned("text", &all.text), owned("image", &all.image))

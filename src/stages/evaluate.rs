@@ -142,26 +142,19 @@ impl Stage for Evaluate {
     /// an unsharded run forms: every logit and encoding comes out bit for bit the same) and
     /// writes them as a part; the eval sets are drawn whole by every shard (cheap, seeded).
     fn run_shard(&self, ctx: &mut RunContext, shard: ShardId) -> Result<(), StageError> {
-        let Inputs {
-            p,
-            products,
-            texts,
-            store,
-            model_dir,
-        } = Inputs::read(ctx)?;
+        let i = Inputs::read(ctx)?;
         let compute = crate::device::from_runtime(ctx.runtime())?;
-        let (model, cfg) = io::load(&model_dir, &compute.device)?;
-        check_layout(&cfg, texts.t, &store)?;
-        let es = EvalSets::build(&products, &store, &p);
-        let kind = ScoreKind::new(p.score, p.rerank_k);
+        let (model, cfg) = io::load(&i.model_dir, &compute.device)?;
+        check_layout(&cfg, i.texts.t, &i.store)?;
+        let es = EvalSets::build(&i.products, &i.store, &i.p);
         let scored = Scored::compute(
             &model,
             &compute,
-            &texts,
-            &store,
+            &i.texts,
+            &i.store,
             &es.sets,
-            kind,
-            p.batch_size,
+            i.p.score_kind(),
+            i.p.batch_size,
             Some(shard),
         )?;
         scored.write(ctx.out_dir())?;
@@ -175,29 +168,22 @@ impl Stage for Evaluate {
     /// Joins the parts' scores and writes every output from them, as `run` does, without
     /// running the model (the linear probe, which needs no model, is fitted here).
     fn merge(&self, ctx: &mut RunContext, parts: &[std::path::PathBuf]) -> Result<(), StageError> {
-        let Inputs {
-            p,
-            products,
-            texts,
-            store,
-            model_dir,
-        } = Inputs::read(ctx)?;
-        let es = EvalSets::build(&products, &store, &p);
+        let i = Inputs::read(ctx)?;
+        let es = EvalSets::build(&i.products, &i.store, &i.p);
         let scored = Scored::join(
             parts
                 .iter()
                 .map(|d| Scored::read(d))
                 .collect::<crate::Result<Vec<_>>>()?,
         )?;
-        let kind = ScoreKind::new(p.score, p.rerank_k);
-        let set_scores = scored.assemble(&es.sets, kind)?;
+        let set_scores = scored.assemble(&es.sets, i.p.score_kind())?;
         let pairs = write_outputs(
             ctx.out_dir(),
-            &model_dir,
-            &products,
-            &texts,
-            &store,
-            &p,
+            &i.model_dir,
+            &i.products,
+            &i.texts,
+            &i.store,
+            &i.p,
             &es,
             &set_scores,
         )?;
@@ -205,6 +191,13 @@ impl Stage for Evaluate {
         ctx.count("negatives_from_fallback", es.filled);
         ctx.note("merged_parts", serde_json::json!(parts.len()));
         Ok(())
+    }
+}
+
+impl EvaluateParams {
+    /// How candidates are ranked (`score`, and `rerank_k` where it re-ranks).
+    pub fn score_kind(&self) -> ScoreKind {
+        ScoreKind::new(self.score, self.rerank_k)
     }
 }
 
@@ -272,7 +265,7 @@ pub fn evaluate_into(
     let (model, cfg) = io::load(model_dir, &compute.device)?;
     check_layout(&cfg, texts.t, store)?;
     let es = EvalSets::build(products, store, p);
-    let kind = ScoreKind::new(p.score, p.rerank_k);
+    let kind = p.score_kind();
     let set_scores = Scored::compute(
         &model,
         compute,
@@ -312,7 +305,7 @@ fn write_outputs(
 ) -> crate::Result<u64> {
     let out = |name: &str| out_dir.join(name);
     let (sets, filled, short) = (&es.sets, es.filled, es.short);
-    let kind = ScoreKind::new(p.score, p.rerank_k);
+    let kind = p.score_kind();
     let probe_metrics = run_probe(p, products, texts, store, sets)?;
 
     let compat_batch = p.compat_batch;

@@ -233,8 +233,11 @@ impl Stage for Ingest {
                 checks.insert(id, check);
             }
         }
-        let images = distinct_images(&listing.products, None);
-        for pr in &images {
+        if listing.synthetic.is_some() {
+            let dir = ctx.out("images");
+            std::fs::create_dir_all(&dir).at(&dir)?;
+        }
+        for pr in distinct_images(&listing.products, None) {
             let shard = ShardId::of_key(&pr.image_id, parts.len());
             if !checks.contains_key(&pr.image_id) {
                 return Err(format!(
@@ -249,11 +252,7 @@ impl Stage for Ingest {
                 let rel = synthetic_image(&pr.image_id);
                 let from = parts[shard].join(&rel);
                 if from.is_file() {
-                    let to = ctx.out(&rel);
-                    if let Some(d) = to.parent() {
-                        std::fs::create_dir_all(d).at(d)?;
-                    }
-                    link_or_copy(&from, &to)?;
+                    link_or_copy(&from, &ctx.out(&rel))?;
                 }
             }
         }
