@@ -10,7 +10,9 @@ use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
     Linear, LinearConfig,
 };
-use burn::tensor::activation::{gelu, gelu_approximate, softmax};
+use burn::tensor::activation::gelu;
+
+use super::fused;
 use burn::tensor::{Device, Int, Tensor};
 
 /// The size and behaviour of a BERT, read from a Hugging Face `config.json` (other fields are
@@ -129,7 +131,7 @@ impl Activation {
     pub fn forward<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Activation::Gelu => gelu(x),
-            Activation::GeluNew | Activation::GeluPytorchTanh => gelu_approximate(x),
+            Activation::GeluNew | Activation::GeluPytorchTanh => fused::gelu_tanh(x),
         }
     }
 }
@@ -180,6 +182,9 @@ pub struct BertEmbeddings {
     pub token_type_embeddings: Embedding,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    /// `layer_norm`'s epsilon (the config's `layer_norm_eps`), for the fused layer norm.
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl BertEmbeddings {
@@ -190,6 +195,7 @@ impl BertEmbeddings {
             token_type_embeddings: c.embedding(c.type_vocab_size, c.hidden_size, device),
             layer_norm: c.layer_norm(device),
             dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+            layer_norm_eps: c.layer_norm_eps,
         }
     }
 
@@ -203,7 +209,10 @@ impl BertEmbeddings {
         let x = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(pos)
             + self.token_type_embeddings.forward(token_type_ids);
-        self.dropout.forward(self.layer_norm.forward(x))
+        fused::dropout(
+            &self.dropout,
+            fused::layer_norm(&self.layer_norm, x, self.layer_norm_eps),
+        )
     }
 }
 
@@ -221,6 +230,9 @@ pub struct DenseLayerNorm {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    /// `layer_norm`'s epsilon, for the fused layer norm.
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl DenseLayerNorm {
@@ -229,13 +241,14 @@ impl DenseLayerNorm {
             dense: c.linear(d_in, c.hidden_size, true, device),
             layer_norm: c.layer_norm(device),
             dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+            layer_norm_eps: c.layer_norm_eps,
         }
     }
 
     /// `LN(dropout(dense(x)) + residual)`.
     fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.layer_norm
-            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
+        let y = fused::dropout(&self.dropout, fused::dense(&self.dense, x)) + residual;
+        fused::layer_norm(&self.layer_norm, y, self.layer_norm_eps)
     }
 }
 
@@ -287,16 +300,16 @@ impl BertLayer {
         let nh = sa.num_heads;
         let dh = h / nh;
         let split = |t: Tensor<3>| t.reshape([b, l, nh, dh]).swap_dims(1, 2); // [B, nh, L, dh]
-        let q = split(sa.query.forward(x.clone()));
-        let k = split(sa.key.forward(x.clone()));
-        let v = split(sa.value.forward(x.clone()));
+        let q = split(fused::dense(&sa.query, x.clone()));
+        let k = split(fused::dense(&sa.key, x.clone()));
+        let v = split(fused::dense(&sa.value, x.clone()));
         let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt()) + mask_bias;
-        let probs = sa.dropout.forward(softmax(scores, 3));
+        let probs = fused::dropout(&sa.dropout, fused::softmax_last(scores));
         let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, l, h]);
         let attn = self.attention.output.forward(ctx, x);
         let inter = self
             .hidden_act
-            .forward(self.intermediate.dense.forward(attn.clone()));
+            .forward(fused::dense(&self.intermediate.dense, attn.clone()));
         self.output.forward(inter, attn)
     }
 }

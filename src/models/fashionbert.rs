@@ -21,6 +21,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::batch::gather_rows;
 pub use super::batch::{Batch, ItcBatch, MaskedPatchInput, Output};
+use super::fused;
 pub use super::losses::{
     LossTerms, LossWeighting, Losses, combine, itc_loss, loss_terms, losses, mined_alignment_loss,
 };
@@ -94,6 +95,9 @@ pub struct ImageEmbeddings {
     /// Dropout on the raw 2048-d features (training only).
     pub input_dropout: Dropout,
     pub dropout: Dropout,
+    /// `layer_norm`'s epsilon, for the fused layer norm.
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 #[derive(Module, Debug)]
@@ -108,6 +112,9 @@ pub struct Backbone {
 pub struct Transform {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
+    /// `layer_norm`'s epsilon, for the fused layer norm.
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 #[derive(Module, Debug)]
@@ -152,6 +159,7 @@ impl FashionBertConfig {
                     layer_norm: c.layer_norm(device),
                     input_dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
                     dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+                    layer_norm_eps: c.layer_norm_eps,
                 },
                 encoder: BertEncoder::new(c, device),
                 pooler: Pooler {
@@ -163,6 +171,7 @@ impl FashionBertConfig {
                     transform: Transform {
                         dense: c.linear(h, h, true, device),
                         layer_norm: c.layer_norm(device),
+                        layer_norm_eps: c.layer_norm_eps,
                     },
                     bias: zeros_param(c.vocab_size, device),
                 },
@@ -237,15 +246,18 @@ impl FashionBert {
         let ie = &self.bert.image_embeddings;
         let [b, p, _] = feats.dims();
         let device = feats.device();
-        let feats = ie.input_dropout.forward(feats);
+        let feats = fused::dropout(&ie.input_dropout, feats);
         let types = Tensor::<2, Int>::ones([b, p], &device);
         let pos = Tensor::<1, Int>::arange(0..p as i64, &device)
             .reshape([1, p])
             .expand([b, p]);
-        let img = ie.image_projector.forward(feats)
+        let img = fused::dense(&ie.image_projector, feats)
             + ie.patch_type_embeddings.forward(types)
             + ie.patch_position_embeddings.forward(pos);
-        ie.dropout.forward(ie.layer_norm.forward(img))
+        fused::dropout(
+            &ie.dropout,
+            fused::layer_norm(&ie.layer_norm, img, ie.layer_norm_eps),
+        )
     }
 
     fn itc_head(&self) -> &ItcHead {
@@ -378,7 +390,7 @@ impl FashionBert {
         let pr = &self.cls.predictions;
         let x = gather_rows(text, batch.masked_lm_positions.clone());
         let x = self.hidden_act.forward(pr.transform.dense.forward(x));
-        let x = pr.transform.layer_norm.forward(x);
+        let x = fused::layer_norm(&pr.transform.layer_norm, x, pr.transform.layer_norm_eps);
         let decoder = self.bert.embeddings.word_embeddings.weight.val(); // [V, H]
         let v = decoder.dims()[0];
         let mlm_logits = x.matmul(decoder.transpose()) + pr.bias.val().reshape([1, v]);

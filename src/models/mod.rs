@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod bert;
 pub mod fashionbert;
+pub mod fused;
 pub mod io;
 pub mod losses;
 pub mod resnet;

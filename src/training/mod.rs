@@ -6,6 +6,7 @@
 //! is re-seeded from `(seed, step)` before every step, so a run resumed from a checkpoint
 //! computes exactly the steps an uninterrupted run would.
 
+pub mod adam;
 pub mod data;
 mod grads;
 mod mining;
@@ -22,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -182,11 +182,7 @@ pub fn train(
         )));
     }
     let (per_epoch, total) = step_counts(train_recs.round_indices(0).len(), cfg);
-    let mut optim = AdamConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.98)
-        .with_epsilon(1e-6)
-        .init();
+    let mut optim = adam::FastAdam::new(0.9, 0.98, 1e-6).init();
     let mut state = State {
         step: 0,
         steps: vec![],

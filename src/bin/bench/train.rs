@@ -8,10 +8,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use fashionbert::models::fashionbert::{
     FashionBert, FashionBertConfig, LossWeighting, MaskedPatchInput, losses,
 };
+use fashionbert::training::adam::FastAdam;
 use fashionbert::training::clip_global_norm;
 use fashionbert::training::data::HostBatch;
 
@@ -139,10 +140,8 @@ fn samples_per_s(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) ->
         .autodiff();
     dev.seed(0);
     let mut model = cfg.init(&dev);
-    let mut optim = AdamConfig::new()
-        .with_beta_2(0.98)
-        .with_epsilon(1e-6)
-        .init();
+    let mut optim = FastAdam::new(0.9, 0.98, 1e-6).init(); // as `train`
+
     let host = random_batch(cfg, b);
     let masked_input = MaskedPatchInput::ZeroPatch(vec![0.1; cfg.patch_feature_size]);
     let weighting = LossWeighting::Adaptive { detach: true };
