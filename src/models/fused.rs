@@ -190,9 +190,13 @@ mod tch_impl {
         }
         let key =
             tch::Tensor::randint(i64::MAX, [1], (Kind::Int64, tch::Device::Cpu)).int64_value(&[0]);
-        let mut v = vec![0f32; t.numel()];
-        super::mask_values(key as u64, keep, &mut v);
-        Some(plain(tch::Tensor::from_slice(&v).reshape(t.size())))
+        // Filled in place: no zeroed buffer of its own and no copy into libtorch.
+        let mask = tch::Tensor::empty(t.size(), (Kind::Float, tch::Device::Cpu));
+        let n = mask.numel();
+        // SAFETY: a fresh contiguous f32 CPU tensor of n elements that nothing else holds yet.
+        let out = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr() as *mut f32, n) };
+        super::mask_values(key as u64, keep, out);
+        Some(plain(mask))
     }
 
     // ------------------------------------------------------------------------------ layer norm
@@ -284,6 +288,30 @@ mod tch_impl {
         }
     }
 
+    /// Records `op` as one autodiff node over `a` with the forward result `out`; `state` builds
+    /// what the backward keeps (from `out`), only where a gradient is wanted.
+    fn record_unary<O>(
+        op: O,
+        a: &AdTensor,
+        out: TchTensor,
+        state: impl FnOnce(&TchTensor) -> TchTensor,
+    ) -> AdTensor
+    where
+        O: Backward<LibTorch, 1, State = TchTensor>,
+    {
+        match op
+            .prepare::<NoCheckpointing>([a.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let kept = state(&out);
+                prep.finish(kept, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     // --------------------------------------------------------------------------- tanh GELU
 
     #[derive(Debug)]
@@ -305,15 +333,9 @@ mod tch_impl {
         match handle(&x) {
             Some(Handle::Tracked(a)) => {
                 let out = TchTensor::new(a.primitive().tensor.gelu("tanh"));
-                let t = match GeluTanhOp
-                    .prepare::<NoCheckpointing>([a.node()])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => prep.finish(a.primitive().clone(), out),
-                    OpsKind::UnTracked(prep) => prep.finish(out),
-                };
-                Ok(tracked(t))
+                Ok(tracked(record_unary(GeluTanhOp, &a, out, |_| {
+                    a.primitive().clone()
+                })))
             }
             Some(Handle::Plain(p)) => Ok(plain(p.tensor.gelu("tanh"))),
             None => Err(x),
@@ -348,15 +370,7 @@ mod tch_impl {
                 // The saved output shares its storage handle with the returned tensor, so
                 // burn never overwrites it in place while the backward still needs it.
                 let out = TchTensor::new(a.primitive().tensor.softmax(-1, Kind::Float));
-                let t = match SoftmaxOp
-                    .prepare::<NoCheckpointing>([a.node()])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => prep.finish(out.clone(), out),
-                    OpsKind::UnTracked(prep) => prep.finish(out),
-                };
-                Ok(tracked(t))
+                Ok(tracked(record_unary(SoftmaxOp, &a, out, |y| y.clone())))
             }
             Some(Handle::Plain(p)) => Ok(plain(p.tensor.softmax(-1, Kind::Float))),
             None => Err(x),

@@ -45,6 +45,11 @@ impl FastAdam {
         }
     }
 
+    /// The settings `train` uses (β₁ 0.9, β₂ 0.98, ε 1e-6), and the bench as it.
+    pub fn for_training() -> FastAdam {
+        FastAdam::new(0.9, 0.98, 1e-6)
+    }
+
     /// The whole-module optimiser.
     pub fn init(self) -> ModuleOptimizer {
         ModuleOptimizer::from(self)
@@ -112,8 +117,8 @@ fn tch_step<const D: usize>(
     };
     // The clones above hold the storages too: let them go, so that `can_mut` sees only ours.
     drop((tensor, grad, state));
-    // Every pass writes into a tensor it owns: a fresh allocation of a large parameter's size
-    // costs more than the arithmetic (the kernel zeroes its pages).
+    // Updates write into tensors this step owns: a fresh allocation of a large parameter's size
+    // costs more than the arithmetic (the kernel zeroes its pages), so a copy only where shared.
     let own = |x: TchTensor| {
         if x.can_mut() {
             x

@@ -182,7 +182,7 @@ pub fn train(
         )));
     }
     let (per_epoch, total) = step_counts(train_recs.round_indices(0).len(), cfg);
-    let mut optim = adam::FastAdam::new(0.9, 0.98, 1e-6).init();
+    let mut optim = adam::FastAdam::for_training().init();
     let mut state = State {
         step: 0,
         steps: vec![],

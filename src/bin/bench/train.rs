@@ -140,8 +140,7 @@ fn samples_per_s(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) ->
         .autodiff();
     dev.seed(0);
     let mut model = cfg.init(&dev);
-    let mut optim = FastAdam::new(0.9, 0.98, 1e-6).init(); // as `train`
-
+    let mut optim = FastAdam::for_training().init();
     let host = random_batch(cfg, b);
     let masked_input = MaskedPatchInput::ZeroPatch(vec![0.1; cfg.patch_feature_size]);
     let weighting = LossWeighting::Adaptive { detach: true };
