@@ -169,3 +169,16 @@ fn verify_and_status_name_a_damaged_output_and_run_rebuilds_it() {
     assert_eq!(std::fs::read(&file).unwrap(), good, "rebuilt byte for byte");
     ok(d, &["verify", "pairs"]);
 }
+
+/// bf16 products need libtorch: on flex the train stage says so, and what to set instead.
+#[test]
+fn bf16_on_flex_says_to_use_libtorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 20, "flex");
+    fails_with(
+        d,
+        &["run", "train", "--set", "train.precision=bf16"],
+        &["train.precision", "libtorch", "--device tch"],
+    );
+}

@@ -9,6 +9,7 @@ use burn::tensor::Device;
 use common::*;
 use fashionbert::featstore;
 use fashionbert::models::fashionbert::{FashionBertConfig, LossWeighting, MaskedPatchInput};
+use fashionbert::models::fused::MatmulPrecision;
 use fashionbert::models::io;
 use fashionbert::training::{self, TrainConfig, data::Records};
 
@@ -50,6 +51,7 @@ fn tcfg(store: &featstore::Store, epochs: usize) -> TrainConfig {
         valid_records: 16,
         log_every: 1,
         stop_after: 0,
+        precision: MatmulPrecision::F32,
         replicas: vec![],
     }
 }
@@ -459,4 +461,47 @@ fn replicas_from_the_runtime_section() {
         ),
         "{err}"
     );
+}
+
+/// `precision: Bf16` trains through the whole loop (step, clip, Adam, checkpoint): its losses
+/// follow f32's to bf16 rounding (not equal: the products do round), and its weights stay f32.
+#[test]
+fn bf16_products_follow_the_f32_losses() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (train, valid, store, cfg) = prepare(dir.path());
+    let dev = device();
+    let run = |precision: MatmulPrecision, out: &str| {
+        dev.seed(1);
+        let mut c = tcfg(&store, 2);
+        c.precision = precision;
+        training::train(
+            cfg.init(&dev),
+            &dev,
+            &train,
+            &valid,
+            &store,
+            &c,
+            &dir.path().join(out),
+            false,
+        )
+        .unwrap()
+    };
+    let (full, half) = (
+        run(MatmulPrecision::F32, "f32"),
+        run(MatmulPrecision::Bf16, "bf16"),
+    );
+    assert_eq!(full.steps.len(), half.steps.len());
+    let mut worst = 0f32;
+    for (a, b) in full.steps.iter().zip(&half.steps) {
+        assert!(b.loss.is_finite());
+        worst = worst.max((a.loss - b.loss).abs() / a.loss.abs());
+    }
+    assert!(
+        worst < 2e-2,
+        "bf16 losses differ from f32 by up to {worst} (relative)"
+    );
+    assert!(worst > 0.0, "bf16 products should round");
+    let w = half.model.cls.predictions.bias.val();
+    assert_eq!(w.dtype(), burn::tensor::DType::F32, "parameters stay f32");
 }

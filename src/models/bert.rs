@@ -298,14 +298,13 @@ impl BertLayer {
         let sa = &self.attention.self_;
         let [b, l, h] = x.dims();
         let nh = sa.num_heads;
-        let dh = h / nh;
-        let split = |t: Tensor<3>| t.reshape([b, l, nh, dh]).swap_dims(1, 2); // [B, nh, L, dh]
+        let split = |t: Tensor<3>| t.reshape([b, l, nh, h / nh]).swap_dims(1, 2); // [B, nh, L, dh]
         let q = split(fused::dense(&sa.query, x.clone()));
         let k = split(fused::dense(&sa.key, x.clone()));
         let v = split(fused::dense(&sa.value, x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt()) + mask_bias;
-        let probs = fused::dropout(&sa.dropout, fused::softmax_last(scores));
-        let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, l, h]);
+        let ctx = fused::attention(q, k, v, mask_bias, &sa.dropout)
+            .swap_dims(1, 2)
+            .reshape([b, l, h]);
         let attn = self.attention.output.forward(ctx, x);
         let inter = self
             .hidden_act

@@ -389,11 +389,13 @@ impl FashionBert {
 
         let pr = &self.cls.predictions;
         let x = gather_rows(text, batch.masked_lm_positions.clone());
-        let x = self.hidden_act.forward(pr.transform.dense.forward(x));
+        let x = self
+            .hidden_act
+            .forward(fused::dense(&pr.transform.dense, x));
         let x = fused::layer_norm(&pr.transform.layer_norm, x, pr.transform.layer_norm_eps);
         let decoder = self.bert.embeddings.word_embeddings.weight.val(); // [V, H]
         let v = decoder.dims()[0];
-        let mlm_logits = x.matmul(decoder.transpose()) + pr.bias.val().reshape([1, v]);
+        let mlm_logits = fused::matmul(x, decoder.transpose()) + pr.bias.val().reshape([1, v]);
 
         let tia_logits = self.alignment_head(seq.clone(), pooled.clone(), batch);
         let mpm_logits = self

@@ -6,7 +6,8 @@
 //! Here each is one recorded op: the forward is libtorch's fused kernel (`native_layer_norm`,
 //! `softmax`, `gelu(approximate = "tanh")`) and the backward is libtorch's fused backward
 //! (`_softmax_backward_data`, `gelu_backward`) or, for layer norm, whose backward kernel tch
-//! does not expose, the closed form on the saved mean and reciprocal standard deviation.
+//! does not expose, the closed form on the saved mean and reciprocal standard deviation (on
+//! the CPU one pass per row: [`super::kernels`]).
 //!
 //! The fused path is taken for f32 libtorch tensors, tracked by burn's autodiff (training) or
 //! not (inference, where the tanh GELU otherwise costs six passes); for anything else — the
@@ -17,7 +18,11 @@
 //! [`dropout`] needs no op of its own: on libtorch CPU it draws its mask from a counter-based
 //! generator filled on every core (libtorch's `bernoulli_` runs on one), folds the `1 / keep`
 //! scale into the mask and records one multiplication; [`dense`] runs a linear layer over the
-//! rows of a `[B, L, in]` input as one matrix product.
+//! rows of a `[B, L, in]` input as one matrix product. [`attention`] (BERT's attention core) is
+//! one recorded op whose arithmetic is the composed ops', operation for operation, but keeps no
+//! dropout mask (its backward recomputes it from the key). Under [`with_matmul_precision`]`(Bf16)`
+//! [`dense`], [`matmul`] and [`attention`] take bf16 operands (autocast-style; the weights stay
+//! f32).
 //!
 //! What this changes in training (RESULTS.md, "CPU training speed"): the fused ops and
 //! [`dense`] round differently from burn's composed ops (a training run with burn's dropout
@@ -28,13 +33,63 @@ use burn::nn::{Dropout, LayerNorm, Linear};
 use burn::tensor::activation::{gelu_approximate, softmax as burn_softmax};
 use burn::tensor::{Distribution, Tensor};
 
+/// How the fused ops multiply matrices: the products of [`dense`], [`matmul`] and
+/// [`attention`] (every large product of FashionBERT's training step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatmulPrecision {
+    /// f32 operands and results.
+    #[default]
+    F32,
+    /// bf16 operands (f32 accumulation inside the kernel), the product rounded to bf16 and
+    /// widened back to f32, as PyTorch's CPU autocast does for its matrix products; weights,
+    /// gradients, optimiser state and every other op stay f32. libtorch only (elsewhere the
+    /// products stay f32); fast on CPUs with AVX-512 BF16 or AMX.
+    Bf16,
+}
+
+thread_local! {
+    static PRECISION: std::cell::Cell<MatmulPrecision> =
+        const { std::cell::Cell::new(MatmulPrecision::F32) };
+}
+
+/// Runs `f` with the fused ops' matrix products in precision `p` on this thread (an
+/// autocast scope): what `f` records keeps its precision in its backward pass too.
+pub fn with_matmul_precision<R>(p: MatmulPrecision, f: impl FnOnce() -> R) -> R {
+    struct Restore(MatmulPrecision);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PRECISION.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(PRECISION.with(|c| c.replace(p)));
+    f()
+}
+
+/// The matrix-product precision in force on this thread (see [`with_matmul_precision`]).
+pub fn matmul_precision() -> MatmulPrecision {
+    PRECISION.with(|c| c.get())
+}
+
+fn bf16() -> bool {
+    matmul_precision() == MatmulPrecision::Bf16
+}
+
 /// `l` over the last dimension of `x` as one `[rows, in] × [in, out]` product.
 ///
 /// burn keeps `[B, L, in] × [in, out]` batched when `L` is a multiple of 32 (a tiling rule for
 /// its GPU kernels), and libtorch runs that as B small products that each pack the weight again
 /// (about 5 % of a CPU training step in packing and output scaling, RESULTS.md); folding the
-/// rows first gives the one product a PyTorch `nn.Linear` runs.
+/// rows first gives the one product a PyTorch `nn.Linear` runs. Under bf16
+/// ([`with_matmul_precision`]) the product, and those of its backward, take bf16 operands.
 pub fn dense<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "tch")]
+    let x = match bf16() {
+        true => match tch_impl::dense_bf16(l, x) {
+            Ok(y) => return y,
+            Err(x) => x,
+        },
+        false => x,
+    };
     if D <= 2 {
         return l.forward(x);
     }
@@ -44,6 +99,25 @@ pub fn dense<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
     let y = l.forward(x.reshape([rows, d_in]));
     dims[D - 1] = y.dims()[1];
     y.reshape(dims)
+}
+
+/// `a · b`, in the matrix-product precision in force (see [`with_matmul_precision`]).
+pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+    #[cfg(feature = "tch")]
+    let (a, b) = match bf16() {
+        true => match tch_impl::matmul_bf16(a, b) {
+            Ok(y) => return y,
+            Err(ab) => ab,
+        },
+        false => (a, b),
+    };
+    a.matmul(b)
+}
+
+/// The keep probability of `d` applied to `x` now: `Some(1 − prob)` in training on an autodiff
+/// device with `prob > 0`, else `None` (dropout is the identity).
+fn dropout_keep<const D: usize>(d: &Dropout, x: &Tensor<D>) -> Option<f64> {
+    (d.training.is_enabled() && x.device().is_autodiff() && d.prob != 0.0).then(|| 1.0 - d.prob)
 }
 
 /// Dropout as `burn::nn::Dropout` (each element kept with probability `1 − prob` and scaled by
@@ -56,10 +130,9 @@ pub fn dense<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// are as reproducible from the device seed as before, but not the same masks. Elsewhere (CUDA,
 /// flex) burn's own Bernoulli mask is used, with the `1 / keep` scale folded into it.
 pub fn dropout<const D: usize>(d: &Dropout, x: Tensor<D>) -> Tensor<D> {
-    if !d.training.is_enabled() || !x.device().is_autodiff() || d.prob == 0.0 {
+    let Some(keep) = dropout_keep(d, &x) else {
         return x;
-    }
-    let keep = 1.0 - d.prob;
+    };
     #[cfg(feature = "tch")]
     if let Some(mask) = tch_impl::cpu_dropout_mask(&x, keep) {
         return x * mask;
@@ -68,28 +141,37 @@ pub fn dropout<const D: usize>(d: &Dropout, x: Tensor<D>) -> Tensor<D> {
     x * (mask * (1.0 / keep))
 }
 
-/// Fills `out` with a dropout mask: element `i` is `1 / keep` with probability `keep`, else 0,
-/// decided by the top 24 bits of `splitmix64(key + i · φ)` (φ = 2⁶⁴ / golden ratio) — the same
-/// values for a key whatever the number of threads.
-pub fn mask_values(key: u64, keep: f64, out: &mut [f32]) {
-    use rayon::prelude::*;
-    const PHI: u64 = 0x9E37_79B9_7F4A_7C15;
-    const CHUNK: usize = 1 << 16;
-    let threshold = (keep * (1u64 << 24) as f64).round() as u64;
-    let scale = (1.0 / keep) as f32;
-    out.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let base = (c * CHUNK) as u64;
-            for (j, v) in chunk.iter_mut().enumerate() {
-                let mut z = key.wrapping_add((base + j as u64).wrapping_mul(PHI));
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^= z >> 31;
-                *v = if (z >> 40) < threshold { scale } else { 0.0 };
-            }
-        });
+/// BERT's attention core, `dropout(softmax(q · kᵀ / sqrt(dh) + bias)) · v`, for `q`, `k`, `v`
+/// of shape `[B, heads, L, dh]` and an additive `bias` that broadcasts to `[B, heads, L, L]`
+/// (the padding mask: a constant, it gets no gradient). The dropout is `d`'s, as [`dropout`].
+///
+/// On libtorch CPU under autodiff this is one recorded op: the scale and the bias are applied
+/// in place on the scores, the dropout mask (the same values [`dropout`] would draw at this
+/// point of the random stream) is applied while copying the probabilities, and the backward
+/// recomputes the mask from its key instead of keeping it; the composed ops keep a mask, the
+/// probabilities and their product, and run six nodes' backward over `[B, heads, L, L]`. The
+/// arithmetic is the composed ops' own, operation for operation.
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    bias: Tensor<4>,
+    d: &Dropout,
+) -> Tensor<4> {
+    let scale = 1.0 / (q.dims()[3] as f64).sqrt();
+    let keep = dropout_keep(d, &q);
+    #[cfg(feature = "tch")]
+    let (q, k, v, bias) = match tch_impl::attention(q, k, v, bias, scale, keep) {
+        Ok(ctx) => return ctx,
+        Err(inputs) => inputs,
+    };
+    let scores = q.matmul(k.swap_dims(2, 3)) * scale + bias.detach();
+    dropout(d, softmax_last(scores)).matmul(v)
 }
+
+pub use super::kernels::{
+    LayerNormSaved, layer_norm_backward, mask_mul, mask_mul_in_place, mask_values,
+};
 
 /// `ln` (a layer norm over the last dimension, `(x − mean) / sqrt(var + eps) · gamma + beta`)
 /// applied to `x`; `eps` must be the one `ln` was built with (burn keeps it private).
@@ -133,6 +215,7 @@ mod tch_impl {
     //! burn-tch deprecated (in favour of CubeCL backends that do not build here); the crate uses it.
     #![allow(deprecated)]
 
+    use burn::nn::Linear;
     use burn::tensor::Tensor;
     use burn_autodiff::Autodiff;
     use burn_autodiff::checkpoint::base::Checkpointer;
@@ -188,15 +271,363 @@ mod tch_impl {
         if t.device() != tch::Device::Cpu {
             return None;
         }
-        let key =
-            tch::Tensor::randint(i64::MAX, [1], (Kind::Int64, tch::Device::Cpu)).int64_value(&[0]);
+        let key = mask_key();
         // Filled in place: no zeroed buffer of its own and no copy into libtorch.
-        let mask = tch::Tensor::empty(t.size(), (Kind::Float, tch::Device::Cpu));
-        let n = mask.numel();
-        // SAFETY: a fresh contiguous f32 CPU tensor of n elements that nothing else holds yet.
-        let out = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr() as *mut f32, n) };
-        super::mask_values(key as u64, keep, out);
+        let mut mask = tch::Tensor::empty(t.size(), (Kind::Float, tch::Device::Cpu));
+        super::mask_values(key, keep, f32_slice_mut(&mut mask));
         Some(plain(mask))
+    }
+
+    /// A dropout mask's key: one draw from libtorch's CPU generator (which `Device::seed` seeds).
+    fn mask_key() -> u64 {
+        tch::Tensor::randint(i64::MAX, [1], (Kind::Int64, tch::Device::Cpu)).int64_value(&[0])
+            as u64
+    }
+
+    /// The elements of a contiguous f32 CPU tensor.
+    fn f32_slice(t: &tch::Tensor) -> &[f32] {
+        assert!(
+            t.kind() == Kind::Float && t.device() == tch::Device::Cpu && t.is_contiguous(),
+            "a contiguous f32 CPU tensor"
+        );
+        // SAFETY: checked above: numel() f32 values in one block, alive as long as `t`.
+        unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
+    }
+
+    /// The elements of a contiguous f32 CPU tensor, to write; the caller holds the only handle
+    /// to its storage (a tensor it just made).
+    fn f32_slice_mut(t: &mut tch::Tensor) -> &mut [f32] {
+        assert!(
+            t.kind() == Kind::Float && t.device() == tch::Device::Cpu && t.is_contiguous(),
+            "a contiguous f32 CPU tensor"
+        );
+        // SAFETY: as `f32_slice`; `&mut` and the caller's ownership make the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel()) }
+    }
+
+    const BF16: Kind = Kind::BFloat16;
+
+    /// `a · b` in the precision of the operands kept from the forward: where either is bf16,
+    /// the other is rounded to bf16 and the product widened back to f32.
+    fn mm_as(a: &tch::Tensor, b: &tch::Tensor) -> tch::Tensor {
+        mm_in(a.kind() == BF16 || b.kind() == BF16, a, b)
+    }
+
+    /// `a · b`, with bf16 operands (the product widened back to f32) where `bf16`.
+    fn mm_in(bf16: bool, a: &tch::Tensor, b: &tch::Tensor) -> tch::Tensor {
+        if bf16 {
+            a.to_kind(BF16)
+                .matmul(&b.to_kind(BF16))
+                .to_kind(Kind::Float)
+        } else {
+            a.matmul(b)
+        }
+    }
+
+    // ------------------------------------------------------------------------- bf16 products
+
+    /// A linear layer with bf16 products: `y = bf16(x) · bf16(w) + b`.
+    #[derive(Debug)]
+    struct DenseBf16Op;
+
+    /// The bf16 input rows `[rows, in]`, the bf16 weight `[in, out]`, the input's shape.
+    #[derive(Debug, Clone)]
+    struct DenseBf16State {
+        x: TchTensor,
+        w: TchTensor,
+        shape: Vec<i64>,
+    }
+
+    impl Backward<LibTorch, 3> for DenseBf16Op {
+        type State = DenseBf16State;
+
+        fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let s = ops.state;
+            let [px, pw, pb] = ops.parents;
+            let g = grads.consume::<LibTorch>(&ops.node).tensor;
+            let out = *g.size().last().expect("a linear layer's output");
+            let g2 = g.reshape([-1, out]);
+            if let Some(n) = pb {
+                let db = g2.sum_dim_intlist(0, false, Kind::Float);
+                grads.register::<LibTorch>(n.id, TchTensor::new(db));
+            }
+            let gb = g2.to_kind(BF16);
+            if let Some(n) = px {
+                let dx = mm_as(&gb, &s.w.tensor.transpose(0, 1)).reshape(&s.shape[..]);
+                grads.register::<LibTorch>(n.id, TchTensor::new(dx));
+            }
+            if let Some(n) = pw {
+                let dw = mm_as(&s.x.tensor.transpose(0, 1), &gb);
+                grads.register::<LibTorch>(n.id, TchTensor::new(dw));
+            }
+        }
+    }
+
+    /// [`super::dense`] with bf16 products, where `x`, the weight and the bias are tracked f32
+    /// libtorch tensors; `Err` gives `x` back.
+    pub(super) fn dense_bf16<const D: usize>(
+        l: &Linear,
+        x: Tensor<D>,
+    ) -> Result<Tensor<D>, Tensor<D>> {
+        let Some(bias) = &l.bias else {
+            return Err(x);
+        };
+        let (Some(Handle::Tracked(xa)), Some(Handle::Tracked(wa)), Some(Handle::Tracked(ba))) =
+            (handle(&x), handle(&l.weight.val()), handle(&bias.val()))
+        else {
+            return Err(x);
+        };
+        let xt = &xa.primitive().tensor;
+        let shape = xt.size();
+        let d_in = *shape.last().expect("a linear layer's input");
+        let xb = xt.reshape([-1, d_in]).to_kind(BF16);
+        let wb = wa.primitive().tensor.to_kind(BF16);
+        let mut y = xb.mm(&wb).to_kind(Kind::Float);
+        let _ = y.f_add_(&ba.primitive().tensor).expect("adding the bias");
+        let mut out_shape = shape.clone();
+        *out_shape.last_mut().expect("a linear layer's input") = wb.size()[1];
+        let out = TchTensor::new(y.reshape(&out_shape[..]));
+        let t = match DenseBf16Op
+            .prepare::<NoCheckpointing>([xa.node(), wa.node(), ba.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = DenseBf16State {
+                    x: TchTensor::new(xb),
+                    w: TchTensor::new(wb),
+                    shape,
+                };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        Ok(tracked(t))
+    }
+
+    /// A matrix product with bf16 operands.
+    #[derive(Debug)]
+    struct MatmulBf16Op;
+
+    impl Backward<LibTorch, 2> for MatmulBf16Op {
+        /// The two bf16 operands.
+        type State = (TchTensor, TchTensor);
+
+        fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let (a, b) = ops.state;
+            let [pa, pb] = ops.parents;
+            let gb = grads.consume::<LibTorch>(&ops.node).tensor.to_kind(BF16);
+            if let Some(n) = pa {
+                let da = mm_as(&gb, &b.tensor.transpose(0, 1));
+                grads.register::<LibTorch>(n.id, TchTensor::new(da));
+            }
+            if let Some(n) = pb {
+                let db = mm_as(&a.tensor.transpose(0, 1), &gb);
+                grads.register::<LibTorch>(n.id, TchTensor::new(db));
+            }
+        }
+    }
+
+    /// [`super::matmul`] with bf16 operands, where both are tracked f32 libtorch tensors.
+    pub(super) fn matmul_bf16(
+        a: Tensor<2>,
+        b: Tensor<2>,
+    ) -> Result<Tensor<2>, (Tensor<2>, Tensor<2>)> {
+        let (Some(Handle::Tracked(aa)), Some(Handle::Tracked(ba))) = (handle(&a), handle(&b))
+        else {
+            return Err((a, b));
+        };
+        let (ab, bb) = (
+            aa.primitive().tensor.to_kind(BF16),
+            ba.primitive().tensor.to_kind(BF16),
+        );
+        let out = TchTensor::new(ab.mm(&bb).to_kind(Kind::Float));
+        let t = match MatmulBf16Op
+            .prepare::<NoCheckpointing>([aa.node(), ba.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((TchTensor::new(ab), TchTensor::new(bb)), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        Ok(tracked(t))
+    }
+
+    // ------------------------------------------------------------------------ attention core
+
+    #[derive(Debug)]
+    struct AttentionOp;
+
+    /// What the attention backward keeps: the inputs, the softmax output, what was multiplied
+    /// with `v` (the probabilities after dropout; absent without dropout) and the mask's key.
+    #[derive(Debug, Clone)]
+    struct AttentionState {
+        q: TchTensor,
+        k: TchTensor,
+        v: TchTensor,
+        probs: TchTensor,
+        attended: Option<TchTensor>,
+        mask: Option<(u64, f64)>,
+        scale: f64,
+    }
+
+    impl Backward<LibTorch, 3> for AttentionOp {
+        type State = AttentionState;
+
+        fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let s = ops.state;
+            let g = grads.consume::<LibTorch>(&ops.node).tensor;
+            let [pq, pk, pv] = ops.parents;
+            let (ds, dv) = attention_backward(
+                &g,
+                &s.v.tensor,
+                &s.probs.tensor,
+                s.attended.as_ref().map(|t| &t.tensor),
+                s.mask,
+                s.scale,
+                pv.is_some(),
+                pq.is_some() || pk.is_some(),
+            );
+            if let (Some(n), Some(dv)) = (pv, dv) {
+                grads.register::<LibTorch>(n.id, TchTensor::new(dv));
+            }
+            if let (Some(n), Some(ds)) = (pq, &ds) {
+                grads.register::<LibTorch>(n.id, TchTensor::new(mm_as(ds, &s.k.tensor)));
+            }
+            if let (Some(n), Some(ds)) = (pk, &ds) {
+                // The gradient of kᵀ, transposed back (as burn's matmul and swap_dims would).
+                let dk = mm_as(&s.q.tensor.transpose(-2, -1), ds).transpose(-2, -1);
+                grads.register::<LibTorch>(n.id, TchTensor::new(dk));
+            }
+        }
+    }
+
+    /// Scores → context on libtorch tensors: `(probs, attended, mask, ctx)` for q, k, v of
+    /// shape `[B, heads, L, dh]` — the composed ops' arithmetic (see [`super::attention`]).
+    fn attention_forward(
+        q: &tch::Tensor,
+        k: &tch::Tensor,
+        v: &tch::Tensor,
+        bias: &tch::Tensor,
+        scale: f64,
+        keep: Option<f64>,
+    ) -> (
+        tch::Tensor,
+        Option<tch::Tensor>,
+        Option<(u64, f64)>,
+        tch::Tensor,
+    ) {
+        // q, k and v in bf16 (under bf16 products) make both products bf16 ones.
+        let mut scores = mm_as(q, &k.transpose(-2, -1));
+        let _ = scores.f_mul_scalar_(scale).expect("scaling the scores");
+        let _ = scores.f_add_(bias).expect("adding the mask bias");
+        let probs = scores.softmax(-1, Kind::Float);
+        drop(scores);
+        let (attended, mask) = match keep {
+            Some(keep) => {
+                let key = mask_key();
+                let probs = probs.contiguous();
+                let mut out = tch::Tensor::empty(probs.size(), (Kind::Float, tch::Device::Cpu));
+                super::mask_mul(key, keep, f32_slice(&probs), f32_slice_mut(&mut out));
+                (Some(out), Some((key, keep)))
+            }
+            None => (None, None),
+        };
+        let ctx = mm_as(attended.as_ref().unwrap_or(&probs), v);
+        (probs, attended, mask, ctx)
+    }
+
+    /// The score gradient (`∂/∂scores`, scaled: what multiplies k and q) and the value
+    /// gradient from the context gradient `g`.
+    fn attention_backward(
+        g: &tch::Tensor,
+        v: &tch::Tensor,
+        probs: &tch::Tensor,
+        attended: Option<&tch::Tensor>,
+        mask: Option<(u64, f64)>,
+        scale: f64,
+        want_v: bool,
+        want_scores: bool,
+    ) -> (Option<tch::Tensor>, Option<tch::Tensor>) {
+        let attended = attended.unwrap_or(probs);
+        let bf16 = v.kind() == BF16;
+        let dv = want_v.then(|| mm_in(bf16, &attended.transpose(-2, -1), g));
+        if !want_scores {
+            return (None, dv);
+        }
+        let mut dp = mm_as(g, &v.transpose(-2, -1)).contiguous();
+        if let Some((key, keep)) = mask {
+            super::mask_mul_in_place(key, keep, f32_slice_mut(&mut dp));
+        }
+        let mut ds = tch::Tensor::internal_softmax_backward_data(&dp, probs, -1, Kind::Float);
+        drop(dp);
+        let _ = ds.f_mul_scalar_(scale).expect("scaling the score gradient");
+        (Some(ds), dv)
+    }
+
+    type AttentionInputs = (Tensor<4>, Tensor<4>, Tensor<4>, Tensor<4>);
+
+    /// The attention core as one op, where `q`, `k`, `v` are tracked f32 libtorch tensors (on
+    /// the CPU where there is dropout); `Err` gives the inputs back.
+    pub(super) fn attention(
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        bias: Tensor<4>,
+        scale: f64,
+        keep: Option<f64>,
+    ) -> Result<Tensor<4>, AttentionInputs> {
+        let bias_t = match handle(&bias) {
+            Some(Handle::Tracked(a)) => a.primitive().tensor.shallow_clone(),
+            Some(Handle::Plain(p)) => p.tensor.shallow_clone(),
+            None => return Err((q, k, v, bias)),
+        };
+        let (qa, ka, va) = match (handle(&q), handle(&k), handle(&v)) {
+            (Some(Handle::Tracked(q)), Some(Handle::Tracked(k)), Some(Handle::Tracked(v))) => {
+                (q, k, v)
+            }
+            _ => return Err((q, k, v, bias)),
+        };
+        let qt = &qa.primitive().tensor;
+        if keep.is_some() && qt.device() != tch::Device::Cpu {
+            return Err((q, k, v, bias));
+        }
+        // Under bf16 products the op keeps (and multiplies) bf16 copies of q, k and v.
+        let (q_, k_, v_) = match super::bf16() {
+            true => (
+                TchTensor::new(qt.to_kind(BF16)),
+                TchTensor::new(ka.primitive().tensor.to_kind(BF16)),
+                TchTensor::new(va.primitive().tensor.to_kind(BF16)),
+            ),
+            false => (
+                qa.primitive().clone(),
+                ka.primitive().clone(),
+                va.primitive().clone(),
+            ),
+        };
+        let (probs, attended, mask, ctx) =
+            attention_forward(&q_.tensor, &k_.tensor, &v_.tensor, &bias_t, scale, keep);
+        let out = TchTensor::new(ctx);
+        let t = match AttentionOp
+            .prepare::<NoCheckpointing>([qa.node(), ka.node(), va.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = AttentionState {
+                    q: q_,
+                    k: k_,
+                    v: v_,
+                    probs: TchTensor::new(probs),
+                    attended: attended.map(TchTensor::new),
+                    mask,
+                    scale,
+                };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        Ok(tracked(t))
     }
 
     // ------------------------------------------------------------------------------ layer norm
@@ -213,6 +644,33 @@ mod tch_impl {
             let g = grads.consume::<LibTorch>(&ops.node);
             let [px, pg, pb] = ops.parents;
             let h = *x.tensor.size().last().expect("layer norm of a scalar");
+            if x.tensor.device() == tch::Device::Cpu {
+                // One pass over each row on every core instead of ten libtorch passes.
+                let (x2, g2) = (x.tensor.contiguous(), g.tensor.contiguous());
+                let gamma = gamma.tensor.contiguous();
+                let (mean, rstd) = (mean.tensor.contiguous(), rstd.tensor.contiguous());
+                let mut dx = tch::Tensor::empty(x2.size(), (Kind::Float, tch::Device::Cpu));
+                let mut dg = tch::Tensor::empty([h], (Kind::Float, tch::Device::Cpu));
+                let mut db = tch::Tensor::empty([h], (Kind::Float, tch::Device::Cpu));
+                super::layer_norm_backward(
+                    super::LayerNormSaved {
+                        x: f32_slice(&x2),
+                        gamma: f32_slice(&gamma),
+                        mean: f32_slice(&mean),
+                        rstd: f32_slice(&rstd),
+                    },
+                    f32_slice(&g2),
+                    f32_slice_mut(&mut dx),
+                    f32_slice_mut(&mut dg),
+                    f32_slice_mut(&mut db),
+                );
+                for (parent, grad) in [(px, dx), (pg, dg), (pb, db)] {
+                    if let Some(n) = parent {
+                        grads.register::<LibTorch>(n.id, TchTensor::new(grad));
+                    }
+                }
+                return;
+            }
             let g2 = g.tensor.reshape([-1, h]);
             let xhat = (x.tensor.reshape([-1, h]) - mean.tensor.reshape([-1, 1]))
                 * rstd.tensor.reshape([-1, 1]);
@@ -540,6 +998,173 @@ mod tests {
             .zip(ours.iter().zip(&theirs))
         {
             close(a, b, 2e-5, what);
+        }
+    }
+
+    /// The attention op against the ops it replaces: on libtorch bit for bit (values and the
+    /// gradients of q, k and v, with dropout from the same seed and without), and against
+    /// flex's composed ops to rounding.
+    #[test]
+    fn attention_is_the_composed_ops_bit_for_bit() {
+        let _turn = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+        let (tch, flex) = devices();
+        let shape = [2, 3, 32, 8];
+        let n: usize = shape.iter().product();
+        let run = |dev: &Device, ours: bool, prob: f64| {
+            let dev = dev.clone().autodiff();
+            dev.seed(5);
+            let d = DropoutConfig::new(prob).init();
+            let input = |salt| {
+                Tensor::<4>::from_data(TensorData::new(data(n, salt), shape), &dev)
+                    .mul_scalar(0.5)
+                    .require_grad()
+            };
+            let (q, k, v) = (input(20), input(21), input(22));
+            // The second record's last five keys are padding.
+            let pad: Vec<f32> = (0..64)
+                .map(|i| if i >= 59 { -10000.0 } else { 0.0 })
+                .collect();
+            let bias = Tensor::<4>::from_data(TensorData::new(pad, [2, 1, 1, 32]), &dev);
+            let w = Tensor::<4>::from_data(TensorData::new(data(n, 23), shape), &dev);
+            let y = if ours {
+                attention(q.clone(), k.clone(), v.clone(), bias, &d)
+            } else {
+                let scores =
+                    q.clone().matmul(k.clone().swap_dims(2, 3)) * (1.0 / 8f64.sqrt()) + bias;
+                dropout(&d, softmax_last(scores)).matmul(v.clone())
+            };
+            let g = (y.clone() * w).sum().backward();
+            [
+                vals(y),
+                vals(q.grad(&g).unwrap()),
+                vals(k.grad(&g).unwrap()),
+                vals(v.grad(&g).unwrap()),
+            ]
+        };
+        for prob in [0.0, 0.1] {
+            let (ours, theirs) = (run(&tch, true, prob), run(&tch, false, prob));
+            for (what, (a, b)) in ["values", "dq", "dk", "dv"]
+                .iter()
+                .zip(ours.iter().zip(&theirs))
+            {
+                assert!(
+                    a == b,
+                    "{what} differ from the composed ops' (dropout {prob})"
+                );
+            }
+        }
+        let (ours, theirs) = (run(&tch, true, 0.0), run(&flex, false, 0.0));
+        for (what, (a, b)) in ["values", "dq", "dk", "dv"]
+            .iter()
+            .zip(ours.iter().zip(&theirs))
+        {
+            close(a, b, 2e-5, what);
+        }
+        // Dropout drops: some probabilities are zeroed, so the values move.
+        assert_ne!(run(&tch, true, 0.1)[0], ours[0]);
+    }
+
+    /// ‖a − b‖ / ‖b‖.
+    fn rel_norm(a: &[f32], b: &[f32]) -> f64 {
+        let d: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+        let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+        (d / n).sqrt()
+    }
+
+    /// Under bf16, `dense` (q, k, v and a feed-forward layer), `attention` and `matmul`
+    /// (values, and the gradients of every input and parameter) follow their f32 results to bf16's precision (8 significant bits:
+    /// relative error ~ 2⁻⁸ per rounding), and do round (they are not the f32 results); the
+    /// precision is back to f32 after the scope.
+    #[test]
+    fn bf16_products_follow_the_f32_ones_to_bf16_precision() {
+        use burn::nn::LinearConfig;
+        let _turn = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+        let (tch, _) = devices();
+        let dev = tch.autodiff();
+        let (b, l, h, heads) = (2, 32, 48, 4);
+        let linear = |salt: u32, d_in: usize, d_out: usize| {
+            let mut lin = LinearConfig::new(d_in, d_out).init(&dev);
+            lin.weight = lin.weight.map(|_| {
+                Tensor::<2>::from_data(
+                    TensorData::new(data(d_in * d_out, salt), [d_in, d_out]),
+                    &dev,
+                )
+                .mul_scalar(0.1)
+                .require_grad()
+            });
+            lin.bias = lin.bias.map(|p| {
+                p.map(|_| {
+                    Tensor::<1>::from_data(TensorData::new(data(d_out, salt + 1), [d_out]), &dev)
+                        .require_grad()
+                })
+            });
+            lin
+        };
+        let (q, k, v, ffn) = (
+            linear(40, h, h),
+            linear(42, h, h),
+            linear(44, h, h),
+            linear(46, h, 3 * h),
+        );
+        let emb = Tensor::<2>::from_data(TensorData::new(data(100 * h, 48), [100, h]), &dev)
+            .require_grad();
+        let run = |p: MatmulPrecision| {
+            let x = Tensor::<3>::from_data(TensorData::new(data(b * l * h, 50), [b, l, h]), &dev)
+                .require_grad();
+            let bias = Tensor::<4>::zeros([b, 1, 1, l], &dev);
+            let d = DropoutConfig::new(0.0).init();
+            let y = with_matmul_precision(p, || {
+                let split = |t: Tensor<3>| t.reshape([b, l, heads, h / heads]).swap_dims(1, 2);
+                let (qs, ks, vs) = (
+                    split(dense(&q, x.clone())),
+                    split(dense(&k, x.clone())),
+                    split(dense(&v, x.clone())),
+                );
+                let a = attention(qs, ks, vs, bias, &d)
+                    .swap_dims(1, 2)
+                    .reshape([b, l, h]);
+                let f = dense(&ffn, a);
+                let rows = f.reshape([b * l * 3, h]);
+                matmul(rows, emb.clone().transpose())
+            });
+            assert_eq!(
+                matmul_precision(),
+                MatmulPrecision::F32,
+                "the scope restores f32"
+            );
+            let w = Tensor::<2>::from_data(
+                TensorData::new(data(b * l * 3 * 100, 51), [b * l * 3, 100]),
+                &dev,
+            );
+            let g = (y.clone() * w).sum().backward();
+            let mut out = vec![
+                vals(y),
+                vals(x.grad(&g).unwrap()),
+                vals(emb.grad(&g).unwrap()),
+            ];
+            for lin in [&q, &k, &v, &ffn] {
+                out.push(vals(lin.weight.val().grad(&g).unwrap()));
+                out.push(vals(lin.bias.as_ref().unwrap().val().grad(&g).unwrap()));
+            }
+            out
+        };
+        let (half, full) = (run(MatmulPrecision::Bf16), run(MatmulPrecision::F32));
+        let what = [
+            "values", "dx", "demb", "dwq", "dbq", "dwk", "dbk", "dwv", "dbv", "dwffn", "dbffn",
+        ];
+        for (what, (a, b)) in what.iter().zip(half.iter().zip(&full)) {
+            if *what == "dbk" {
+                // A key bias adds the same q·b to every score of a row, which the softmax
+                // cancels: its gradient is zero up to rounding (bf16's, under bf16).
+                let scale = full[4].iter().map(|v| v.abs()).fold(0f32, f32::max);
+                let worst = |v: &[f32]| v.iter().map(|x| x.abs()).fold(0f32, f32::max) / scale;
+                assert!(worst(b) < 1e-4, "f32 dbk: {}", worst(b));
+                assert!(worst(a) < 3e-2, "bf16 dbk: {}", worst(a));
+                continue;
+            }
+            let e = rel_norm(a, b);
+            assert!(e < 3e-2, "{what}: relative error {e} under bf16");
+            assert!(e > 1e-5, "{what}: {e}: bf16 products should round");
         }
     }
 

@@ -6,5 +6,6 @@ pub mod bert;
 pub mod fashionbert;
 pub mod fused;
 pub mod io;
+pub mod kernels;
 pub mod losses;
 pub mod resnet;

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::featstore;
 use crate::models::bert::BertConfig;
 use crate::models::fashionbert::{FashionBertConfig, LossWeighting, MaskedPatchInput};
+use crate::models::fused::MatmulPrecision;
 use crate::models::io;
 use crate::table::{self, col_f32, col_f64, col_i64, col_u32};
 use crate::training::{self, TrainConfig, data::Records};
@@ -33,6 +34,14 @@ crate::param_choice! {
     pub enum MaskedInputName {
         ZeroPatch = "zero_patch",
         ZeroVector = "zero_vector",
+    }
+}
+
+crate::param_choice! {
+    /// The matrix products' precision (`precision`; see [`MatmulPrecision`]).
+    pub enum PrecisionName {
+        F32 = "f32",
+        Bf16 = "bf16",
     }
 }
 
@@ -153,6 +162,11 @@ crate::stage_params! {
         )
         .min(0.0);
         log_every: usize = (K::Int, D::Int(1), "read losses back every N steps").min(1.0);
+        precision: PrecisionName = (
+            K::Choice(PrecisionName::CHOICES),
+            D::Str("f32"),
+            "matrix products: f32, or bf16 operands with f32 weights, gradients and optimiser (PyTorch autocast-style; libtorch only, fast on CPUs with AVX-512 BF16 or AMX)",
+        );
     }
 }
 
@@ -353,6 +367,9 @@ impl Stage for Train {
         }
 
         let compute = crate::device::from_runtime(ctx.runtime())?;
+        if p.precision == PrecisionName::Bf16 && compute.kind == "flex" {
+            return Err("train.precision = \"bf16\" needs the libtorch backend: run with --device tch (or tch-cuda), or set train.precision = \"f32\"".into());
+        }
         let device = compute.device.clone().autodiff();
         let seed = p.seed;
         device.seed(seed);
@@ -408,6 +425,10 @@ impl Stage for Train {
             valid_records: p.valid_records,
             log_every: p.log_every.max(1),
             stop_after: 0,
+            precision: match p.precision {
+                PrecisionName::F32 => MatmulPrecision::F32,
+                PrecisionName::Bf16 => MatmulPrecision::Bf16,
+            },
             replicas: crate::device::replica_devices(&compute, ctx.runtime().usize("replicas")?)?
                 .into_iter()
                 .map(|d| d.autodiff())

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, IoContext, Result};
 use crate::featstore;
 use crate::models::fashionbert::{FashionBert, LossWeighting, MaskedPatchInput};
+use crate::models::fused::{MatmulPrecision, with_matmul_precision};
 use crate::progress::Progress;
 use data::{HostBatch, Records};
 
@@ -63,6 +64,9 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Testing aid: return right after step N (0 = never), as if the run had been killed there.
     pub stop_after: usize,
+    /// The matrix products' precision in the forward and backward passes (bf16: autocast-style,
+    /// the parameters and optimiser stay f32; see `models::fused::MatmulPrecision`).
+    pub precision: MatmulPrecision,
     /// Data parallelism: the devices of the model's replicas besides the main one (empty = the
     /// whole batch on one device). Each replica computes a contiguous chunk of every batch; the
     /// loss is the whole batch's (see `step.rs`).
@@ -263,7 +267,9 @@ pub fn train(
                 losses: l,
                 itc_stats,
                 replicas,
-            } = step_loss(&model, &devices, &hb, cfg, step)?;
+            } = with_matmul_precision(cfg.precision, || {
+                step_loss(&model, &devices, &hb, cfg, step)
+            })?;
             let grads = gradients(total_loss.clone(), &model, &replicas, device);
             let (grads, norm) = clip_global_norm(&model, grads, cfg.clip_norm);
             let lr = schedule::learning_rate(cfg.lr, cfg.warmup, step, total);

@@ -46,12 +46,20 @@ struct Args {
     batch: usize,
     #[arg(long, default_value_t = 6)]
     steps: usize,
+    /// Runs of each side of a train row, alternating with the peer's; the row gives the medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Batch size in images for the features benchmark.
     #[arg(long, default_value_t = 8)]
     batch_images: usize,
     /// Also run the pure-Rust flex backend (CPU only).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     flex: bool,
+    /// Also time a bf16 training step (bf16 matrix products, `train.precision = "bf16"`) against
+    /// the peer under PyTorch's bf16 autocast: true, false, or auto (on CPUs with AVX-512 BF16
+    /// or AMX, where bf16 products are native; always on CUDA).
+    #[arg(long, default_value = "auto")]
+    bf16: String,
     /// Extra peer options for GPU runs (for example "--bf16 --fused").
     #[arg(long, default_value = "")]
     peer_args: String,
@@ -102,6 +110,16 @@ impl Args {
             .expect("--train-config is a UTF-8 path")
     }
 
+    /// Whether to add the bf16 training row (`--bf16`).
+    fn bf16(&self) -> bool {
+        match self.bf16.as_str() {
+            "true" => true,
+            "false" => false,
+            "auto" => self.cuda() || cpu_has_native_bf16(),
+            other => panic!("--bf16 is true, false or auto, not {other:?}"),
+        }
+    }
+
     /// The libtorch device of `--device`, as the rows name it.
     fn libtorch(&self) -> &'static str {
         if self.cuda() {
@@ -110,6 +128,19 @@ impl Args {
             "libtorch CPU"
         }
     }
+}
+
+/// Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX, from `/proc/cpuinfo`).
+fn cpu_has_native_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
+        info.lines()
+            .filter(|l| l.starts_with("flags"))
+            .take(1)
+            .any(|l| {
+                l.split_whitespace()
+                    .any(|f| f == "avx512_bf16" || f == "amx_bf16")
+            })
+    })
 }
 
 /// The fashion-real data set, used where present (images for `features`, texts for `tokenize`).

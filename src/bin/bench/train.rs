@@ -12,6 +12,7 @@ use burn::optim::GradientsParams;
 use fashionbert::models::fashionbert::{
     FashionBert, FashionBertConfig, LossWeighting, MaskedPatchInput, losses,
 };
+use fashionbert::models::fused::{MatmulPrecision, with_matmul_precision};
 use fashionbert::training::adam::FastAdam;
 use fashionbert::training::clip_global_norm;
 use fashionbert::training::data::HostBatch;
@@ -34,31 +35,19 @@ const MLM_STRIDE: usize = 5;
 /// Its masked patches are 0, this, 2·this, …
 const PATCH_STRIDE: usize = 11;
 
-/// The train rows: libtorch and, on CPU, flex.
+/// The train rows: libtorch f32, bf16 where asked (`--bf16`), and, on CPU, flex.
 pub fn rows(a: &Args) -> Vec<Row> {
     let cfg = model_config(&a.train_config);
-    let pr = peer::run(
-        a,
-        "train",
-        &[
-            "--config",
-            a.train_config_arg(),
-            "--batch",
-            &a.batch.to_string(),
-            "--steps",
-            &a.steps.to_string(),
-        ],
-    );
-    let peer_sps = pr["samples_per_s"].as_f64().unwrap();
     let name = a.model_name();
-    let ours = samples_per_s(&cfg, a.tch_kind(), a.batch, a.steps);
+    let (ours, peer_sps, pr) = alternate(a, &cfg, MatmulPrecision::F32);
     let mut rows = vec![Row::versus(
         format!("train step ({name}, batch {}, {})", a.batch, a.libtorch()),
         ours,
         peer_sps,
         "samples/s",
         format!(
-            "peer: {} on {}, bf16 {}, fused AdamW {}, compile {}",
+            "median of {} alternating runs each; peer: {} on {}, bf16 {}, fused AdamW {}, compile {}",
+            a.rounds,
             pr["torch"].as_str().unwrap_or("torch"),
             pr["device"].as_str().unwrap_or("?"),
             pr["bf16"],
@@ -66,8 +55,32 @@ pub fn rows(a: &Args) -> Vec<Row> {
             pr["compile"]
         ),
     )];
+    if a.bf16() {
+        let (ours, peer, pr) = alternate(a, &cfg, MatmulPrecision::Bf16);
+        rows.push(Row::versus(
+            format!(
+                "train step ({name}, batch {}, {}, bf16 products)",
+                a.batch,
+                a.libtorch()
+            ),
+            ours,
+            peer,
+            "samples/s",
+            format!(
+                "median of {} alternating runs each; ours: train.precision = \"bf16\" (bf16 operands of every large product; weights, gradients, Adam f32); peer: torch.autocast bf16 on {}",
+                a.rounds,
+                pr["device"].as_str().unwrap_or("?"),
+            ),
+        ));
+    }
     if !a.cuda() && a.flex {
-        let ours = samples_per_s(&cfg, "flex", a.batch, a.steps.min(FLEX_STEPS));
+        let ours = samples_per_s(
+            &cfg,
+            "flex",
+            a.batch,
+            a.steps.min(FLEX_STEPS),
+            MatmulPrecision::F32,
+        );
         rows.push(Row::versus(
             format!("train step ({name}, batch {}, flex: pure Rust)", a.batch),
             ours,
@@ -77,6 +90,48 @@ pub fn rows(a: &Args) -> Vec<Row> {
         ));
     }
     rows
+}
+
+/// `--rounds` runs of the peer and of our step, alternating (peer, ours, peer, ours, …) so
+/// that both sides see the same drift of a noisy machine: the median samples/s of ours and of
+/// the peer, and the peer's last JSON. Under bf16 the peer runs under `torch.autocast`.
+fn alternate(
+    a: &Args,
+    cfg: &FashionBertConfig,
+    precision: MatmulPrecision,
+) -> (f64, f64, serde_json::Value) {
+    let (batch, steps) = (a.batch.to_string(), a.steps.to_string());
+    let mut args = vec![
+        "--config",
+        a.train_config_arg(),
+        "--batch",
+        &batch,
+        "--steps",
+        &steps,
+    ];
+    if precision == MatmulPrecision::Bf16 {
+        args.push("--bf16");
+    }
+    let (mut ours, mut theirs, mut last) = (vec![], vec![], serde_json::Value::Null);
+    for _ in 0..a.rounds.max(1) {
+        last = peer::run(a, "train", &args);
+        theirs.push(last["samples_per_s"].as_f64().unwrap());
+        ours.push(samples_per_s(
+            cfg,
+            a.tch_kind(),
+            a.batch,
+            a.steps,
+            precision,
+        ));
+    }
+    eprintln!("train ({precision:?}): ours {ours:?}, peer {theirs:?} samples/s");
+    (median(ours), median(theirs), last)
+}
+
+/// The median (the upper one of an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|x, y| x.total_cmp(y));
+    v[v.len() / 2]
 }
 
 /// The peak-memory row: runs this binary with `--child-peak`, so the peak is that of one
@@ -104,7 +159,7 @@ pub fn memory_row(a: &Args) -> Row {
 /// and the speed as JSON.
 pub fn child_peak(a: &Args) {
     let cfg = model_config(Path::new(PEAK_CONFIG));
-    let sps = samples_per_s(&cfg, a.tch_kind(), PEAK_BATCH, 1);
+    let sps = samples_per_s(&cfg, a.tch_kind(), PEAK_BATCH, 1, MatmulPrecision::F32);
     let peak = fashionbert::dag::runner::peak_rss_mib().unwrap_or(f64::NAN);
     println!("{{\"peak_rss_mib\": {peak}, \"samples_per_s\": {sps}}}");
 }
@@ -132,8 +187,15 @@ impl Phases {
     }
 }
 
-/// Samples/s of `steps` training steps at batch `b` on device `kind`, after the warm-up.
-fn samples_per_s(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) -> f64 {
+/// Samples/s of `steps` training steps at batch `b` on device `kind` with matrix products in
+/// `precision`, after the warm-up.
+fn samples_per_s(
+    cfg: &FashionBertConfig,
+    kind: &str,
+    b: usize,
+    steps: usize,
+    precision: MatmulPrecision,
+) -> f64 {
     let dev = fashionbert::device::select(kind, 0)
         .unwrap_or_else(|e| panic!("{e}"))
         .device
@@ -148,8 +210,9 @@ fn samples_per_s(cfg: &FashionBertConfig, kind: &str, b: usize, steps: usize) ->
     let mut step = |model: FashionBert| {
         let t = Instant::now();
         let batch = host.to_device(&dev);
-        let out = model.forward(&batch, &masked_input);
-        let l = losses(&out, &batch, &weighting);
+        let l = with_matmul_precision(precision, || {
+            losses(&model.forward(&batch, &masked_input), &batch, &weighting)
+        });
         phases.lap("fwd", t, || {
             let _: f32 = l.total.clone().detach().into_scalar();
         });
