@@ -82,21 +82,24 @@ fn bf16() -> bool {
 /// rows first gives the one product a PyTorch `nn.Linear` runs. Under bf16
 /// ([`with_matmul_precision`]) the product, and those of its backward, take bf16 operands.
 pub fn dense<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
-    #[cfg(feature = "tch")]
-    let x = match bf16() {
-        true => match tch_impl::dense_bf16(l, x) {
-            Ok(y) => return y,
-            Err(x) => x,
-        },
-        false => x,
-    };
-    if D <= 2 {
+    if D < 2 || (D == 2 && !bf16()) {
         return l.forward(x);
     }
     let mut dims = x.dims();
     let d_in = dims[D - 1];
     let rows = dims[..D - 1].iter().product::<usize>();
-    let y = l.forward(x.reshape([rows, d_in]));
+    let x = x.reshape([rows, d_in]);
+    let y = if bf16() {
+        // The weight, then the bias, read as `Linear::forward` reads them (burn initialises a
+        // parameter lazily, from the random stream, on its first read).
+        let y = matmul(x, l.weight.val());
+        match &l.bias {
+            Some(b) => y + b.val().unsqueeze(),
+            None => y,
+        }
+    } else {
+        l.forward(x)
+    };
     dims[D - 1] = y.dims()[1];
     y.reshape(dims)
 }
@@ -169,10 +172,6 @@ pub fn attention(
     dropout(d, softmax_last(scores)).matmul(v)
 }
 
-pub use super::kernels::{
-    LayerNormSaved, layer_norm_backward, mask_mul, mask_mul_in_place, mask_values,
-};
-
 /// `ln` (a layer norm over the last dimension, `(x − mean) / sqrt(var + eps) · gamma + beta`)
 /// applied to `x`; `eps` must be the one `ln` was built with (burn keeps it private).
 pub fn layer_norm<const D: usize>(ln: &LayerNorm, x: Tensor<D>, eps: f64) -> Tensor<D> {
@@ -215,16 +214,17 @@ mod tch_impl {
     //! burn-tch deprecated (in favour of CubeCL backends that do not build here); the crate uses it.
     #![allow(deprecated)]
 
-    use burn::nn::Linear;
     use burn::tensor::Tensor;
     use burn_autodiff::Autodiff;
     use burn_autodiff::checkpoint::base::Checkpointer;
     use burn_autodiff::checkpoint::strategy::NoCheckpointing;
     use burn_autodiff::grads::Gradients;
-    use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
+    use burn_autodiff::ops::{Backward, NodeGuard, Ops, OpsKind, unary};
     use burn_backend::BackendTypes;
     use burn_tch::{LibTorch, TchTensor};
     use tch::Kind;
+
+    use crate::models::kernels;
 
     type Ad = Autodiff<LibTorch, NoCheckpointing>;
     type AdTensor = <Ad as BackendTypes>::FloatTensorPrimitive;
@@ -274,7 +274,7 @@ mod tch_impl {
         let key = mask_key();
         // Filled in place: no zeroed buffer of its own and no copy into libtorch.
         let mut mask = tch::Tensor::empty(t.size(), (Kind::Float, tch::Device::Cpu));
-        super::mask_values(key, keep, f32_slice_mut(&mut mask));
+        kernels::mask_values(key, keep, f32_slice_mut(&mut mask));
         Some(plain(mask))
     }
 
@@ -326,85 +326,6 @@ mod tch_impl {
 
     // ------------------------------------------------------------------------- bf16 products
 
-    /// A linear layer with bf16 products: `y = bf16(x) · bf16(w) + b`.
-    #[derive(Debug)]
-    struct DenseBf16Op;
-
-    /// The bf16 input rows `[rows, in]`, the bf16 weight `[in, out]`, the input's shape.
-    #[derive(Debug, Clone)]
-    struct DenseBf16State {
-        x: TchTensor,
-        w: TchTensor,
-        shape: Vec<i64>,
-    }
-
-    impl Backward<LibTorch, 3> for DenseBf16Op {
-        type State = DenseBf16State;
-
-        fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-            let s = ops.state;
-            let [px, pw, pb] = ops.parents;
-            let g = grads.consume::<LibTorch>(&ops.node).tensor;
-            let out = *g.size().last().expect("a linear layer's output");
-            let g2 = g.reshape([-1, out]);
-            if let Some(n) = pb {
-                let db = g2.sum_dim_intlist(0, false, Kind::Float);
-                grads.register::<LibTorch>(n.id, TchTensor::new(db));
-            }
-            let gb = g2.to_kind(BF16);
-            if let Some(n) = px {
-                let dx = mm_as(&gb, &s.w.tensor.transpose(0, 1)).reshape(&s.shape[..]);
-                grads.register::<LibTorch>(n.id, TchTensor::new(dx));
-            }
-            if let Some(n) = pw {
-                let dw = mm_as(&s.x.tensor.transpose(0, 1), &gb);
-                grads.register::<LibTorch>(n.id, TchTensor::new(dw));
-            }
-        }
-    }
-
-    /// [`super::dense`] with bf16 products, where `x`, the weight and the bias are tracked f32
-    /// libtorch tensors; `Err` gives `x` back.
-    pub(super) fn dense_bf16<const D: usize>(
-        l: &Linear,
-        x: Tensor<D>,
-    ) -> Result<Tensor<D>, Tensor<D>> {
-        let Some(bias) = &l.bias else {
-            return Err(x);
-        };
-        let (Some(Handle::Tracked(xa)), Some(Handle::Tracked(wa)), Some(Handle::Tracked(ba))) =
-            (handle(&x), handle(&l.weight.val()), handle(&bias.val()))
-        else {
-            return Err(x);
-        };
-        let xt = &xa.primitive().tensor;
-        let shape = xt.size();
-        let d_in = *shape.last().expect("a linear layer's input");
-        let xb = xt.reshape([-1, d_in]).to_kind(BF16);
-        let wb = wa.primitive().tensor.to_kind(BF16);
-        let mut y = xb.mm(&wb).to_kind(Kind::Float);
-        let _ = y.f_add_(&ba.primitive().tensor).expect("adding the bias");
-        let mut out_shape = shape.clone();
-        *out_shape.last_mut().expect("a linear layer's input") = wb.size()[1];
-        let out = TchTensor::new(y.reshape(&out_shape[..]));
-        let t = match DenseBf16Op
-            .prepare::<NoCheckpointing>([xa.node(), wa.node(), ba.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let state = DenseBf16State {
-                    x: TchTensor::new(xb),
-                    w: TchTensor::new(wb),
-                    shape,
-                };
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        Ok(tracked(t))
-    }
-
     /// A matrix product with bf16 operands.
     #[derive(Debug)]
     struct MatmulBf16Op;
@@ -442,15 +363,10 @@ mod tch_impl {
             ba.primitive().tensor.to_kind(BF16),
         );
         let out = TchTensor::new(ab.mm(&bb).to_kind(Kind::Float));
-        let t = match MatmulBf16Op
-            .prepare::<NoCheckpointing>([aa.node(), ba.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((TchTensor::new(ab), TchTensor::new(bb)), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        Ok(tracked(t))
+        let parents = [aa.node(), ba.node()];
+        Ok(tracked(record(MatmulBf16Op, parents, out, |_| {
+            (TchTensor::new(ab), TchTensor::new(bb))
+        })))
     }
 
     // ------------------------------------------------------------------------ attention core
@@ -528,7 +444,7 @@ mod tch_impl {
                 let key = mask_key();
                 let probs = probs.contiguous();
                 let mut out = tch::Tensor::empty(probs.size(), (Kind::Float, tch::Device::Cpu));
-                super::mask_mul(key, keep, f32_slice(&probs), f32_slice_mut(&mut out));
+                kernels::mask_mul(key, keep, f32_slice(&probs), f32_slice_mut(&mut out));
                 (Some(out), Some((key, keep)))
             }
             None => (None, None),
@@ -557,7 +473,7 @@ mod tch_impl {
         }
         let mut dp = mm_as(g, &v.transpose(-2, -1)).contiguous();
         if let Some((key, keep)) = mask {
-            super::mask_mul_in_place(key, keep, f32_slice_mut(&mut dp));
+            kernels::mask_mul_in_place(key, keep, f32_slice_mut(&mut dp));
         }
         let mut ds = tch::Tensor::internal_softmax_backward_data(&dp, probs, -1, Kind::Float);
         drop(dp);
@@ -607,27 +523,21 @@ mod tch_impl {
         };
         let (probs, attended, mask, ctx) =
             attention_forward(&q_.tensor, &k_.tensor, &v_.tensor, &bias_t, scale, keep);
-        let out = TchTensor::new(ctx);
-        let t = match AttentionOp
-            .prepare::<NoCheckpointing>([qa.node(), ka.node(), va.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let state = AttentionState {
-                    q: q_,
-                    k: k_,
-                    v: v_,
-                    probs: TchTensor::new(probs),
-                    attended: attended.map(TchTensor::new),
-                    mask,
-                    scale,
-                };
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        Ok(tracked(t))
+        let parents = [qa.node(), ka.node(), va.node()];
+        Ok(tracked(record(
+            AttentionOp,
+            parents,
+            TchTensor::new(ctx),
+            |_| AttentionState {
+                q: q_,
+                k: k_,
+                v: v_,
+                probs: TchTensor::new(probs),
+                attended: attended.map(TchTensor::new),
+                mask,
+                scale,
+            },
+        )))
     }
 
     // ------------------------------------------------------------------------------ layer norm
@@ -652,8 +562,8 @@ mod tch_impl {
                 let mut dx = tch::Tensor::empty(x2.size(), (Kind::Float, tch::Device::Cpu));
                 let mut dg = tch::Tensor::empty([h], (Kind::Float, tch::Device::Cpu));
                 let mut db = tch::Tensor::empty([h], (Kind::Float, tch::Device::Cpu));
-                super::layer_norm_backward(
-                    super::LayerNormSaved {
+                kernels::layer_norm_backward(
+                    kernels::LayerNormSaved {
                         x: f32_slice(&x2),
                         gamma: f32_slice(&gamma),
                         mean: f32_slice(&mean),
@@ -714,23 +624,15 @@ mod tch_impl {
                     eps,
                 );
                 let out = TchTensor::new(y);
-                let t = match LayerNormOp
-                    .prepare::<NoCheckpointing>([x.node(), g.node(), b.node()])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => {
-                        let state = (
-                            x.primitive().clone(),
-                            g.primitive().clone(),
-                            TchTensor::new(mean),
-                            TchTensor::new(rstd),
-                        );
-                        prep.finish(state, out)
-                    }
-                    OpsKind::UnTracked(prep) => prep.finish(out),
-                };
-                Ok(tracked(t))
+                let parents = [x.node(), g.node(), b.node()];
+                Ok(tracked(record(LayerNormOp, parents, out, |_| {
+                    (
+                        x.primitive().clone(),
+                        g.primitive().clone(),
+                        TchTensor::new(mean),
+                        TchTensor::new(rstd),
+                    )
+                })))
             }
             (Some(Handle::Plain(x)), Some(Handle::Plain(g)), Some(Handle::Plain(b))) => {
                 let h = *x.tensor.size().last().expect("layer norm of a scalar");
@@ -746,19 +648,19 @@ mod tch_impl {
         }
     }
 
-    /// Records `op` as one autodiff node over `a` with the forward result `out`; `state` builds
-    /// what the backward keeps (from `out`), only where a gradient is wanted.
-    fn record_unary<O>(
+    /// Records `op` as one autodiff node over `parents` with the forward result `out`; `state`
+    /// builds what the backward keeps (it may read `out`), only where a gradient is wanted.
+    fn record<O, const N: usize>(
         op: O,
-        a: &AdTensor,
+        parents: [NodeGuard; N],
         out: TchTensor,
-        state: impl FnOnce(&TchTensor) -> TchTensor,
+        state: impl FnOnce(&TchTensor) -> O::State,
     ) -> AdTensor
     where
-        O: Backward<LibTorch, 1, State = TchTensor>,
+        O: Backward<LibTorch, N>,
     {
         match op
-            .prepare::<NoCheckpointing>([a.node()])
+            .prepare::<NoCheckpointing>(parents)
             .compute_bound()
             .stateful()
         {
@@ -791,7 +693,7 @@ mod tch_impl {
         match handle(&x) {
             Some(Handle::Tracked(a)) => {
                 let out = TchTensor::new(a.primitive().tensor.gelu("tanh"));
-                Ok(tracked(record_unary(GeluTanhOp, &a, out, |_| {
+                Ok(tracked(record(GeluTanhOp, [a.node()], out, |_| {
                     a.primitive().clone()
                 })))
             }
@@ -828,7 +730,7 @@ mod tch_impl {
                 // The saved output shares its storage handle with the returned tensor, so
                 // burn never overwrites it in place while the backward still needs it.
                 let out = TchTensor::new(a.primitive().tensor.softmax(-1, Kind::Float));
-                Ok(tracked(record_unary(SoftmaxOp, &a, out, |y| y.clone())))
+                Ok(tracked(record(SoftmaxOp, [a.node()], out, |y| y.clone())))
             }
             Some(Handle::Plain(p)) => Ok(plain(p.tensor.softmax(-1, Kind::Float))),
             None => Err(x),
@@ -842,6 +744,7 @@ mod tests {
     //! each op, on autodiff devices, and the inference path's values.
 
     use super::*;
+    use crate::models::kernels::mask_values;
     use burn::nn::{DropoutConfig, LayerNormConfig};
     use burn::tensor::{Device, TensorData};
 

@@ -38,8 +38,6 @@ fn masked(key: u64, keep: f64, out: &mut [f32], op: MaskOp<'_>) {
     if let MaskOp::Mul(src) = op {
         assert_eq!(src.len(), out.len(), "mask_mul: lengths differ");
     }
-    let threshold = (keep * (1u64 << 24) as f64).round() as u64;
-    let scale = (1.0 / keep) as f32;
     out.par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(c, chunk)| {
@@ -48,12 +46,7 @@ fn masked(key: u64, keep: f64, out: &mut [f32], op: MaskOp<'_>) {
                 MaskOp::Mul(src) => MaskOp::Mul(&src[base..base + chunk.len()]),
                 other => other,
             };
-            let args = MaskArgs {
-                key,
-                threshold,
-                scale,
-                base: base as u64,
-            };
+            let args = MaskArgs::new(key, keep, base as u64);
             #[cfg(target_arch = "x86_64")]
             if avx512() {
                 // SAFETY: the CPU has AVX-512 F and DQ (checked just above).
@@ -63,6 +56,7 @@ fn masked(key: u64, keep: f64, out: &mut [f32], op: MaskOp<'_>) {
         });
 }
 
+/// A mask's parameters for one chunk of elements.
 #[derive(Clone, Copy)]
 struct MaskArgs {
     key: u64,
@@ -70,6 +64,19 @@ struct MaskArgs {
     scale: f32,
     /// The index of the chunk's first element.
     base: u64,
+}
+
+impl MaskArgs {
+    /// Element `i` is kept when the top 24 bits of its hash are below `keep · 2²⁴`, and then
+    /// scaled by `1 / keep`.
+    fn new(key: u64, keep: f64, base: u64) -> Self {
+        MaskArgs {
+            key,
+            threshold: (keep * (1u64 << 24) as f64).round() as u64,
+            scale: (1.0 / keep) as f32,
+            base,
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -240,15 +247,7 @@ mod tests {
 
     /// The scalar loops, as on a CPU without AVX-512.
     fn masked_scalar(key: u64, keep: f64, out: &mut [f32], op: MaskOp<'_>) {
-        let threshold = (keep * (1u64 << 24) as f64).round() as u64;
-        let scale = (1.0 / keep) as f32;
-        let args = MaskArgs {
-            key,
-            threshold,
-            scale,
-            base: 0,
-        };
-        masked_chunk(args, out, op);
+        masked_chunk(MaskArgs::new(key, keep, 0), out, op);
     }
 
     #[test]

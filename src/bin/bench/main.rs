@@ -58,7 +58,7 @@ struct Args {
     /// Also time a bf16 training step (bf16 matrix products, `train.precision = "bf16"`) against
     /// the peer under PyTorch's bf16 autocast: true, false, or auto (on CPUs with AVX-512 BF16
     /// or AMX, where bf16 products are native; always on CUDA).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = ["auto", "true", "false"])]
     bf16: String,
     /// Extra peer options for GPU runs (for example "--bf16 --fused").
     #[arg(long, default_value = "")]
@@ -115,8 +115,8 @@ impl Args {
         match self.bf16.as_str() {
             "true" => true,
             "false" => false,
-            "auto" => self.cuda() || cpu_has_native_bf16(),
-            other => panic!("--bf16 is true, false or auto, not {other:?}"),
+            // "auto" (clap allows nothing else)
+            _ => self.cuda() || cpu_has_native_bf16(),
         }
     }
 
