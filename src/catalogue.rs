@@ -34,6 +34,48 @@ pub struct CatalogueArgs {
     pub out: PathBuf,
 }
 
+/// The score `fashionbert evaluate --model DIR` ranks by when not told, and why: the score
+/// of the newest `evaluate` entry built on this model in its own store (`DIR` is a `train`
+/// entry, `<store>/train/<key>`), else `itc` for a model with a contrastive head (its
+/// `config.json` has `itc_dim > 0`), else `itm`.
+pub fn default_score(model: &Path) -> (String, String) {
+    let own = (|| {
+        let m = crate::dag::Manifest::read(model).ok()?;
+        let evals = model.parent()?.parent()?.join("evaluate");
+        let mut found: Vec<(String, String, String)> = Vec::new();
+        for e in std::fs::read_dir(&evals).ok()?.flatten() {
+            let Ok(em) = crate::dag::Manifest::read(&e.path()) else {
+                continue;
+            };
+            if em.upstream.get("train") == Some(&m.key) {
+                if let Ok(s) = em.params.str("score") {
+                    found.push((em.finished_at.clone(), s.to_string(), em.key.clone()));
+                }
+            }
+        }
+        found.into_iter().max()
+    })();
+    if let Some((_, score, key)) = own {
+        return (
+            score,
+            format!(
+                "the score this model's pipeline evaluated it with, evaluate/{}",
+                &key[..key.len().min(12)]
+            ),
+        );
+    }
+    let itc_dim = std::fs::read(model.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("itc_dim").and_then(|d| d.as_u64()))
+        .unwrap_or(0);
+    if itc_dim > 0 {
+        ("itc".into(), "the model has a contrastive head".into())
+    } else {
+        ("itm".into(), "the model has no contrastive head".into())
+    }
+}
+
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).at(p)
 }

@@ -360,6 +360,14 @@ fn params_shows_values_defaults_and_docs_and_deps_default_to_inputs() {
     }
     let bad = run(d, &["params", "negativs"]);
     assert!(!bad.status.success());
+    for verb in ["params", "run", "verify"] {
+        let bad = run(d, &[verb, "trian"]);
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            !bad.status.success() && err.contains("did you mean `train`?"),
+            "{verb}: {err}"
+        );
+    }
 
     // A pipeline without `deps` lines: each stage depends on what it reads.
     let cfg = std::fs::read_to_string(d.join("pipeline.toml")).unwrap();
@@ -376,4 +384,105 @@ fn params_shows_values_defaults_and_docs_and_deps_default_to_inputs() {
         "{dag}"
     );
     assert!(dag.contains("← records, features"), "{dag}");
+}
+
+/// The user's case from issue 32: an experiment with `--set` moves train's `latest`, then
+/// `gc`. The model the config uses stays, and `status` calls the whole config cached.
+#[test]
+fn gc_after_an_experiment_keeps_the_configs_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 30, "flex");
+    ok(d, &["run"]);
+    let model = std::fs::canonicalize(d.join("artifacts/train/latest")).unwrap();
+    ok(d, &["run", "train", "--set", "train.max_steps=2"]);
+    assert_ne!(
+        std::fs::canonicalize(d.join("artifacts/train/latest")).unwrap(),
+        model
+    );
+    let dry = ok(d, &["gc", "--dry-run"]);
+    assert!(
+        dry.lines()
+            .any(|l| l.starts_with("keep") && l.contains("resolves to")),
+        "{dry}"
+    );
+    assert!(!dry.contains("would delete  train/"), "{dry}");
+    let gc = ok(d, &["gc"]);
+    assert!(model.join("model.safetensors").is_file(), "{gc}");
+    let status = ok(d, &["status"]);
+    assert!(
+        !status.contains("will run"),
+        "the config's entries are all still cached: {status}"
+    );
+    // The experiment's model is `latest`, so it stays too.
+    assert!(d.join("artifacts/train/latest/model.safetensors").is_file());
+}
+
+/// A command whose reader goes away (`… | head -n 1`) ends without a panic message.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 20, "flex");
+    let mut child = std::process::Command::new(bin())
+        .args(["params"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the command prints: every line meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {err}",
+        out.status
+    );
+}
+
+/// After `run negatives --set negatives.seed=8`, the tools read the entry the config resolves
+/// to (seed 7) and say which; `--latest` reads the experiment; `status` marks the stage; a
+/// damaged config entry is refused with `status`'s words.
+#[test]
+fn tools_read_the_configs_entry_and_say_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 20, "flex");
+    ok(d, &["run", "negatives"]);
+    let configs = std::fs::canonicalize(d.join("artifacts/negatives/latest")).unwrap();
+    let key = configs.file_name().unwrap().to_string_lossy().into_owned();
+    ok(d, &["run", "negatives", "--set", "negatives.seed=8"]);
+    let out = ok(d, &["inspect", "negatives", "--rows", "1"]);
+    assert!(
+        out.contains(&format!("using negatives/{}", &key[..12])),
+        "{out}"
+    );
+    assert!(out.contains("\"seed\":7"), "{out}");
+    let out = ok(d, &["inspect", "negatives", "--rows", "1", "--latest"]);
+    assert!(
+        out.contains("\"seed\":8") && out.contains("latest run"),
+        "{out}"
+    );
+    let status = ok(d, &["status"]);
+    assert!(status.contains("`latest` is another run"), "{status}");
+
+    // Damage the config's entry: the tool refuses it as `status` would.
+    let pq = configs.join("negatives.parquet");
+    let bytes = std::fs::read(&pq).unwrap();
+    std::fs::write(&pq, &bytes[..bytes.len() / 2]).unwrap();
+    let bad = run(d, &["inspect", "negatives"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        err.contains("damaged") && err.contains("negatives.parquet"),
+        "{err}"
+    );
 }

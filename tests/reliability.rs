@@ -182,3 +182,56 @@ fn bf16_on_flex_says_to_use_libtorch() {
         &["train.precision", "libtorch", "--device tch"],
     );
 }
+
+/// Issue 31, item 4: a write that fails in `features` (here: a file-size limit, as a full
+/// disk fails it) ends the run with the error instead of leaving the image loader blocked on
+/// a channel nobody reads.
+#[test]
+fn a_failed_feature_write_ends_the_run() {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 40, "flex");
+    ok(d, &["run", "patches"]);
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["run", "features"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 256 << 10,
+                rlim_max: 256 << 10,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("`run features` hung after its write failed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("features") && err.contains("File too large"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // No entry was made; a run without the limit completes it.
+    let again = ok(d, &["run", "features"]);
+    assert_eq!(stages_run(&again), ["features"], "{again}");
+}

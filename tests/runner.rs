@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use fashionbert::dag::{
     DagError, Input, ParamDefault, ParamKind, ParamSpec, PipelineConfig, RawInput, Registry,
-    RunContext, RunOptions, Runner, Stage, StageError, StageSpec, State, Why, hash::HashCache,
+    RunContext, RunOptions, Runner, Stage, StageError, StageSpec, State, Why,
+    hash::HashCache,
     lock::StoreLock,
+    store::{GcOptions, Wanted},
 };
 
 // ---- toy stages -----------------------------------------------------------------------
@@ -302,10 +304,235 @@ fn gc_deletes_only_unreferenced_entries() {
     run(&cfg, &["shift.offset=5"], &[]);
     let store = fashionbert::dag::Store::open(&dir.path().join("store")).unwrap();
     assert_eq!(store.entries().unwrap().len(), 5);
-    let victims = store.gc(true).unwrap();
+    // Nothing wanted by a config: only each stage's `latest` stays.
+    let victims = gc(&store, &Wanted::new(), false, true);
     assert_eq!(victims.len(), 2, "old shift and old total");
     assert_eq!(store.entries().unwrap().len(), 3);
     assert!(ran(&run(&cfg, &["shift.offset=5"], &[])).is_empty());
+}
+
+/// What a config resolves to, as `fashionbert gc` computes it.
+fn wanted(cfg: &Path, sets: &[&str]) -> Wanted {
+    let mut w = Wanted::new();
+    for item in plan(cfg, sets) {
+        if let Some(k) = item.key {
+            w.entry(item.stage)
+                .or_default()
+                .entry(k)
+                .or_default()
+                .push("config".into());
+        }
+    }
+    w
+}
+
+/// Runs gc (deleting when `delete`); the paths it deleted or would delete.
+fn gc(store: &fashionbert::dag::Store, wanted: &Wanted, work: bool, delete: bool) -> Vec<PathBuf> {
+    let plan = store.gc_plan(wanted, GcOptions { work }).unwrap();
+    if delete {
+        store.gc_apply(&plan).unwrap();
+    }
+    plan.delete.into_iter().map(|(i, _)| i.path).collect()
+}
+
+/// The user's case: an experiment with `--set` moves `latest`, then `gc`. The entries the
+/// config resolves to stay, and the config's pipeline is still all cached.
+#[test]
+fn gc_keeps_the_entries_the_config_resolves_to() {
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    let configs_shift = entry_dir(dir.path(), "shift");
+    run(&cfg, &["shift.offset=5"], &[]);
+    run(&cfg, &["shift.offset=7"], &[]);
+    let store = fashionbert::dag::Store::open(&dir.path().join("store")).unwrap();
+    assert_eq!(store.entries().unwrap().len(), 7);
+    let victims = gc(&store, &wanted(&cfg, &[]), false, true);
+    assert_eq!(
+        victims.len(),
+        2,
+        "only offset=5's shift and total: {victims:?}"
+    );
+    assert!(configs_shift.join("shifted.txt").is_file());
+    assert!(plan(&cfg, &[]).iter().all(|p| p.state == State::Cached));
+    // `latest` (offset=7) stays too.
+    assert!(
+        plan(&cfg, &["shift.offset=7"])
+            .iter()
+            .all(|p| p.state == State::Cached)
+    );
+    // The kept entries say why.
+    let p = store
+        .gc_plan(&wanted(&cfg, &[]), GcOptions::default())
+        .unwrap();
+    let why: Vec<String> = p.keep.iter().flat_map(|(_, w)| w.clone()).collect();
+    assert!(
+        why.iter().any(|w| w == "config") && why.iter().any(|w| w.contains("latest")),
+        "{why:?}"
+    );
+}
+
+/// A `.work` (or `.work/<stage>`) that is a symbolic link to a user's folder: gc lists it as
+/// left alone and deletes nothing through it.
+#[test]
+fn gc_never_deletes_through_a_symbolic_link() {
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    let outside = dir.path().join("home");
+    std::fs::create_dir_all(outside.join("alice/thesis")).unwrap();
+    std::fs::write(outside.join("alice/thesis/chapter1.tex"), "precious").unwrap();
+    let store_root = dir.path().join("store");
+    let _ = std::fs::remove_dir_all(store_root.join(".work"));
+    std::os::unix::fs::symlink(&outside, store_root.join(".work")).unwrap();
+    let store = fashionbert::dag::Store::open(&store_root).unwrap();
+    let p = store
+        .gc_plan(&wanted(&cfg, &[]), GcOptions { work: true })
+        .unwrap();
+    assert_eq!(p.refused.len(), 1, "{:?}", p.refused);
+    gc(&store, &wanted(&cfg, &[]), true, true);
+    assert!(outside.join("alice/thesis/chapter1.tex").is_file());
+
+    // A real `.work` whose stage folder is a link.
+    std::fs::remove_file(store_root.join(".work")).unwrap();
+    std::fs::create_dir(store_root.join(".work")).unwrap();
+    std::os::unix::fs::symlink(&outside, store_root.join(".work/shift")).unwrap();
+    gc(&store, &wanted(&cfg, &[]), true, true);
+    assert!(outside.join("alice/thesis/chapter1.tex").is_file());
+
+    // And a path planted by hand through a link is refused by the deleting call itself.
+    let err =
+        fashionbert::dag::store::remove_inside(&store_root, &store_root.join(".work/shift/alice"))
+            .unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(outside.join("alice/thesis/chapter1.tex").is_file());
+}
+
+/// The work folder of an interrupted run (what `run --resume` continues from) survives `gc`;
+/// `gc --work` deletes it; work folders of completed entries always go.
+#[test]
+fn gc_keeps_an_interrupted_runs_work_unless_asked() {
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    let store_root = dir.path().join("store");
+    let store = fashionbert::dag::Store::open(&store_root).unwrap();
+    // The config now asks for offset=3, which was interrupted: its work folder exists.
+    let key3 = plan(&cfg, &["shift.offset=3"])
+        .into_iter()
+        .find(|p| p.stage == "shift")
+        .unwrap()
+        .key
+        .unwrap();
+    let work3 = store_root.join(".work/shift").join(&key3);
+    std::fs::create_dir_all(&work3).unwrap();
+    std::fs::write(work3.join("checkpoint"), "step 12").unwrap();
+    // An older interrupted run nothing resolves to, and a leftover of a complete entry.
+    let old = store_root
+        .join(".work/shift/0000000000000000000000000000000000000000000000000000000000000000");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("checkpoint"), "old").unwrap();
+    let filetime = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(old.join("checkpoint"))
+        .unwrap()
+        .set_modified(filetime)
+        .unwrap();
+    std::fs::File::open(&old)
+        .unwrap()
+        .set_modified(filetime)
+        .unwrap();
+    let done_key = store.latest("shift").unwrap();
+    let done = store_root.join(".work/shift").join(&done_key);
+    std::fs::create_dir_all(&done).unwrap();
+
+    let w = wanted(&cfg, &["shift.offset=3"]);
+    let victims = gc(&store, &w, false, true);
+    assert!(
+        work3.join("checkpoint").is_file(),
+        "the resumable work was deleted"
+    );
+    assert!(victims.contains(&done) && !done.exists(), "{victims:?}");
+    assert!(victims.contains(&old) && !old.exists(), "{victims:?}");
+    assert_eq!(victims.len(), 2, "{victims:?}");
+    // Without a config that resolves to it, the newest interrupted run still stays.
+    let victims = gc(&store, &wanted(&cfg, &[]), false, true);
+    assert!(work3.is_dir() && victims.is_empty(), "{victims:?}");
+    // --work clears it.
+    gc(&store, &w, true, true);
+    assert!(!work3.exists());
+}
+
+/// Manifest output paths are data to check: `..`, absolute paths and links through a folder
+/// make the entry damaged (never stat'ed or hashed outside it); a FIFO named manifest.json is
+/// refused without blocking.
+#[test]
+fn manifests_cannot_point_outside_their_entry() {
+    use fashionbert::dag::store::{Check, EntryState};
+    let (dir, cfg) = setup();
+    run(&cfg, &[], &[]);
+    let store = fashionbert::dag::Store::open(&dir.path().join("store")).unwrap();
+    let key = store.latest("source").unwrap();
+    let entry = entry_dir(dir.path(), "source");
+    let mpath = entry.join("manifest.json");
+    let original = std::fs::read_to_string(&mpath).unwrap();
+    for bad in ["../../../../outside/numbers.txt", "/etc/passwd"] {
+        std::fs::write(
+            &mpath,
+            original.replace("\"numbers.txt\"", &format!("{bad:?}")),
+        )
+        .unwrap();
+        match store.verify("source", &key, Check::Full) {
+            EntryState::Damaged(p) => {
+                assert!(p.join(" ").contains("not a plain relative name"), "{p:?}")
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+        assert!(
+            plan(&cfg, &[])
+                .iter()
+                .any(|p| p.stage == "source" && p.state == State::WillRun)
+        );
+    }
+    std::fs::write(&mpath, &original).unwrap();
+    assert_eq!(store.verify("source", &key, Check::Full), EntryState::Valid);
+
+    // An output reached through a linked folder.
+    let sub = entry.join("sub");
+    std::os::unix::fs::symlink(dir.path(), &sub).unwrap();
+    std::fs::write(
+        &mpath,
+        original.replace("\"numbers.txt\"", "\"sub/numbers.txt\""),
+    )
+    .unwrap();
+    match store.verify("source", &key, Check::Full) {
+        EntryState::Damaged(p) => assert!(p.join(" ").contains("symbolic link"), "{p:?}"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_file(&sub).unwrap();
+
+    // A FIFO: verify and plan answer at once.
+    std::fs::remove_file(&mpath).unwrap();
+    let c = std::ffi::CString::new(mpath.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let cfg2 = cfg.clone();
+    let root = dir.path().join("store");
+    std::thread::spawn(move || {
+        let store = fashionbert::dag::Store::open(&root).unwrap();
+        let v = store.verify("source", &key, Check::Full);
+        let p = plan(&cfg2, &[]);
+        tx.send((v, p)).unwrap();
+    });
+    let (v, p) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("blocked on a FIFO");
+    match v {
+        EntryState::Damaged(p) => assert!(p.join(" ").contains("FIFO"), "{p:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        p.iter()
+            .any(|p| p.stage == "source" && p.state == State::WillRun)
+    );
 }
 
 /// Runs in a child process (re-executing this test binary) and is killed with SIGKILL mid-stage.
@@ -490,13 +717,13 @@ fn gc_keeps_the_newest_entry_when_latest_is_missing() {
     let newest = entry_dir(dir.path(), "shift");
     std::fs::remove_file(dir.path().join("store/shift/latest")).unwrap();
     let store = fashionbert::dag::Store::open(&dir.path().join("store")).unwrap();
-    let victims = store.gc(false).unwrap();
+    let victims = gc(&store, &Wanted::new(), false, false);
     assert!(
-        victims.iter().all(|(p, _)| p != &newest),
+        victims.iter().all(|p| p != &newest),
         "gc would delete the newest shift entry: {victims:?}"
     );
     assert_eq!(victims.len(), 2, "the old shift and old total: {victims:?}");
-    store.gc(true).unwrap();
+    gc(&store, &Wanted::new(), false, true);
     assert!(newest.join("shifted.txt").is_file());
 }
 

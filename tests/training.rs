@@ -41,6 +41,7 @@ fn tcfg(store: &featstore::Store, epochs: usize) -> TrainConfig {
         lr_new: None,
         w_itc: 0.0,
         itm_mined: false,
+        batches: fashionbert::training::batches::Composition::Random,
         warmup: 0.1,
         clip_norm: 1.0,
         seed: 5,

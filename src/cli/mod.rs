@@ -100,19 +100,19 @@ pub enum Command {
         /// Characters per line (default: the terminal's width, `COLUMNS`, or 120).
         #[arg(long)]
         width: Option<usize>,
-        /// Config whose artefact store stage names refer to.
-        #[arg(long, short, default_value = "pipeline.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        entries: EntryArgs,
     },
     /// Draw a record: its image with the patch grid and masked patches, its text with masked
     /// tokens marked, and its label.
     Show {
         /// A record id: p:<image id> (positive) or n:<image id> (negative).
         record: String,
+        /// The PNG to write.
         #[arg(long, default_value = "record.png")]
         out: PathBuf,
-        #[arg(long, short, default_value = "pipeline.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        entries: EntryArgs,
     },
     /// Rank texts for an image, or images for a text, with the pipeline's trained model.
     Rank {
@@ -128,8 +128,8 @@ pub enum Command {
         /// Show the best N.
         #[arg(long, default_value_t = 20)]
         top: usize,
-        #[arg(long, short, default_value = "pipeline.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        entries: EntryArgs,
     },
     /// Export records in the original EasyTransfer TSV format (train schema), or the latest
     /// evaluation set in its eval schema, with a .list_csv.
@@ -142,8 +142,8 @@ pub enum Command {
         /// Records per data file.
         #[arg(long, default_value_t = 1000)]
         per_file: usize,
-        #[arg(long, short, default_value = "pipeline.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        entries: EntryArgs,
     },
     /// Import original-format training records (a .list_csv) into parquet + a feature store.
     ImportTsv {
@@ -213,9 +213,11 @@ pub enum Command {
         /// Negatives per query.
         #[arg(long, default_value_t = 100)]
         negatives: i64,
-        /// How candidates are ranked (see the `evaluate` stage's `score`).
-        #[arg(long, value_enum, default_value_t = Score::Itm)]
-        score: Score,
+        /// How candidates are ranked (see the `evaluate` stage's `score`). Default: the score
+        /// the model's own pipeline evaluated it with (an `evaluate` entry of its store), else
+        /// `itc` for a model with a contrastive head and `itm` for one without; it says which.
+        #[arg(long, value_enum)]
+        score: Option<Score>,
         /// itc_then_itm: candidates per query the alignment head re-ranks.
         #[arg(long, default_value_t = 16)]
         rerank_k: i64,
@@ -263,14 +265,50 @@ pub enum Command {
         #[arg(long)]
         partial: bool,
     },
-    /// Delete store entries that no `latest` references (and stale work directories).
+    /// Delete store entries that no config resolves to and no stage's `latest` points at.
+    /// Keeps, for each stage, the entry every given config uses (as `status` would call it
+    /// cached), each stage's `latest`, and the work directories `run --resume` would use.
     Gc {
+        /// The pipeline configs whose entries are kept (repeatable; all must use one store).
         #[arg(long, short, default_value = "pipeline.toml")]
-        config: PathBuf,
-        /// Only list what would be deleted.
+        config: Vec<PathBuf>,
+        /// Also keep the entries of every `pipelines/*.toml` (beside the first config) that
+        /// uses the same store.
+        #[arg(long)]
+        all_configs: bool,
+        /// Also delete the work directories of interrupted runs (checkpoints `run --resume`
+        /// continues from).
+        #[arg(long)]
+        work: bool,
+        /// Only list what would be deleted, and why each kept entry is kept.
         #[arg(long)]
         dry_run: bool,
+        /// Fail instead of waiting when another run holds the store.
+        #[arg(long)]
+        no_wait: bool,
     },
+}
+
+/// Which entries a tool reads: the config's (as `status` resolves them) or each stage's latest.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EntryArgs {
+    /// The pipeline config whose entries are read (its store and, for each stage, the entry
+    /// it resolves to).
+    #[arg(long, short, default_value = "pipeline.toml")]
+    pub config: PathBuf,
+    /// Read each stage's latest run instead of the config's entry.
+    #[arg(long)]
+    pub latest: bool,
+}
+
+impl EntryArgs {
+    pub fn resolve(&self) -> crate::dag::Resolve {
+        if self.latest {
+            crate::dag::Resolve::Latest
+        } else {
+            crate::dag::Resolve::Config
+        }
+    }
 }
 
 /// Which pipeline config, with overrides.
@@ -365,7 +403,19 @@ fn weights(which: Which, dir: &std::path::Path, force: bool) -> Result<(), crate
 }
 
 /// Runs the CLI; returns the process exit code.
+/// A command whose reader went away (`fashionbert params | head -n 1`) ends quietly, as
+/// Unix tools (and ripgrep) do, instead of panicking in `println!`: SIGPIPE gets its default
+/// action back (Rust ignores it). Store writes are atomic renames, so a run ended this way
+/// leaves no half entry.
+fn quiet_on_closed_pipe() {
+    // SAFETY: called first thing in main, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn main() -> i32 {
+    quiet_on_closed_pipe();
     crate::device::tune_allocator();
     let cli = Cli::parse();
     crate::progress::init_logging(cli.verbose);
@@ -414,9 +464,9 @@ pub fn main() -> i32 {
             vertical,
             columns,
             width,
-            config,
+            entries,
         } => pipeline::inspect(
-            &config,
+            &entries,
             &path,
             &pipeline::InspectView {
                 rows,
@@ -425,7 +475,19 @@ pub fn main() -> i32 {
                 width: width.unwrap_or_else(view::terminal_width).max(20),
             },
         ),
-        Command::Gc { config, dry_run } => pipeline::gc(&config, dry_run),
+        Command::Gc {
+            config,
+            all_configs,
+            work,
+            dry_run,
+            no_wait,
+        } => pipeline::gc(&pipeline::GcArgs {
+            configs: config,
+            all_configs,
+            work,
+            dry_run,
+            no_wait,
+        }),
         Command::Weights { which, dir, force } => weights(which, &dir, force),
         Command::Convert {
             from: _,
@@ -451,6 +513,14 @@ pub fn main() -> i32 {
             out,
         } => {
             use crate::dag::ParamValue as V;
+            let score = match score {
+                Some(s) => s.as_str().to_string(),
+                None => {
+                    let (s, why) = crate::catalogue::default_score(&model);
+                    crate::progress::println(format!("scoring by `{s}` ({why}; --score chooses)"));
+                    s
+                }
+            };
             let args = crate::catalogue::CatalogueArgs {
                 model,
                 csv,
@@ -461,7 +531,7 @@ pub fn main() -> i32 {
                 eval_params: vec![
                     ("queries".into(), V::Int(queries)),
                     ("negatives".into(), V::Int(negatives)),
-                    ("score".into(), V::Str(score.as_str().into())),
+                    ("score".into(), V::Str(score)),
                     ("rerank_k".into(), V::Int(rerank_k)),
                     ("seed".into(), V::Int(seed)),
                     ("batch_size".into(), V::Int(batch_size)),
@@ -486,21 +556,21 @@ pub fn main() -> i32 {
         Command::Show {
             record,
             out,
-            config,
-        } => tools::show(&config, &record, &out),
+            entries,
+        } => tools::show(&entries, &record, &out),
         Command::Rank {
             images,
             texts,
             texts_file,
             top,
-            config,
-        } => tools::rank(&config, &images, &texts, texts_file.as_deref(), top),
+            entries,
+        } => tools::rank(&entries, &images, &texts, texts_file.as_deref(), top),
         Command::ExportTsv {
             split,
             out,
             per_file,
-            config,
-        } => tools::export_tsv(&config, split.as_str(), &out, per_file).map(|_| ()),
+            entries,
+        } => tools::export_tsv(&entries, split.as_str(), &out, per_file).map(|_| ()),
         Command::ImportTsv {
             list,
             out,

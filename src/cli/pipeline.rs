@@ -3,9 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::ConfigArgs;
-use crate::dag::{
-    DagError, Manifest, PipelineConfig, Registry, RunOptions, Runner, State, Store, store::dir_size,
-};
+use crate::dag::{DagError, Manifest, PipelineConfig, Registry, RunOptions, Runner, State, Store};
 use crate::error::Error;
 
 fn load(cfg: &ConfigArgs, registry: &Registry) -> Result<PipelineConfig, Error> {
@@ -80,13 +78,28 @@ pub fn status(cfg: &ConfigArgs, json: bool) -> Result<(), Error> {
     for item in &plan {
         let key = item.key.as_deref().unwrap_or("(pending)");
         match item.state {
-            State::Cached => println!(
-                "{:<10}  {:<9}  {:<20}  {}",
-                item.stage,
-                "cached",
-                key,
-                item.dir.display()
-            ),
+            State::Cached => {
+                println!(
+                    "{:<10}  {:<9}  {:<20}  {}",
+                    item.stage,
+                    "cached",
+                    key,
+                    item.dir.display()
+                );
+                if let Some(other) = runner
+                    .store()
+                    .latest(&item.stage)
+                    .filter(|l| Some(l) != item.key.as_ref())
+                {
+                    println!(
+                        "{:<10}  {:<9}  {:<20}  (`latest` is another run, {}: tools read this config's entry unless given --latest)",
+                        "",
+                        "",
+                        "",
+                        &other[..other.len().min(20)]
+                    );
+                }
+            }
             State::WillRun => {
                 let why: Vec<String> = item.why.iter().map(|w| w.to_string()).collect();
                 println!(
@@ -186,7 +199,8 @@ pub fn params(cfg: &ConfigArgs, stage: Option<&str>) -> Result<(), Error> {
 }
 
 /// Resolves `what` to parquet files: a file path, a stage name, or `stage/file`.
-fn resolve_inspect(config_file: &Path, what: &str) -> Result<Vec<PathBuf>, Error> {
+fn resolve_inspect(entries: &super::EntryArgs, what: &str) -> Result<Vec<PathBuf>, Error> {
+    let config_file = entries.config.as_path();
     let p = PathBuf::from(what);
     if p.is_file() {
         return Ok(vec![p]);
@@ -199,8 +213,8 @@ fn resolve_inspect(config_file: &Path, what: &str) -> Result<Vec<PathBuf>, Error
         )));
     }
     let registry = crate::stages::registry();
-    let config = PipelineConfig::load(config_file, &registry).map_err(DagError::from)?;
-    let store = Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
+    let latest = crate::dag::Latest::open_with(config_file, &registry, entries.resolve())?;
+    let config = &latest.config;
     let (stage, file) = match what.split_once('/') {
         Some((s, f)) => (s, Some(f)),
         None => (what, None),
@@ -217,12 +231,8 @@ fn resolve_inspect(config_file: &Path, what: &str) -> Result<Vec<PathBuf>, Error
                 .join(", ")
         )));
     }
-    let key = store.latest(stage).ok_or_else(|| {
-        Error::msg(format!(
-            "stage `{stage}` has no outputs yet: run `fashionbert run {stage}` first"
-        ))
-    })?;
-    let dir = store.entry_dir(stage, &key);
+    let key = latest.key(stage)?;
+    let dir = latest.dir(stage)?;
     let manifest = Manifest::read(&dir).map_err(|e| DagError::io(&dir, e))?;
     if let Some(f) = file {
         return Ok(vec![dir.join(f)]);
@@ -263,8 +273,8 @@ pub struct InspectView {
     pub width: usize,
 }
 
-pub fn inspect(config_file: &Path, what: &str, view: &InspectView) -> Result<(), Error> {
-    for path in resolve_inspect(config_file, what)? {
+pub fn inspect(entries: &super::EntryArgs, what: &str, view: &InspectView) -> Result<(), Error> {
+    for path in resolve_inspect(entries, what)? {
         let mut df = crate::table::read_parquet(&path)?;
         println!(
             "\n{}: {} rows × {} columns",
@@ -352,32 +362,149 @@ pub fn verify(config_file: &Path, stages: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn gc(config_file: &Path, dry_run: bool) -> Result<(), Error> {
+/// What `gc` was asked.
+pub struct GcArgs {
+    pub configs: Vec<PathBuf>,
+    pub all_configs: bool,
+    pub work: bool,
+    pub dry_run: bool,
+    pub no_wait: bool,
+}
+
+/// The configs whose entries `gc` keeps: those given, plus `pipelines/*.toml` beside the first
+/// with `--all-configs` (each once).
+fn gc_configs(args: &GcArgs) -> Result<Vec<PathBuf>, Error> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut push = |p: PathBuf| {
+        let canon = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+        if !out
+            .iter()
+            .any(|o| std::fs::canonicalize(o).unwrap_or_else(|_| o.clone()) == canon)
+        {
+            out.push(p);
+        }
+    };
+    for c in &args.configs {
+        push(c.clone());
+    }
+    if args.all_configs {
+        let first = args
+            .configs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "pipeline.toml".into());
+        let dir = first
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join("pipelines");
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| DagError::io(&dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        found.sort();
+        for p in found {
+            push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// `gc`: deletes the entries no given config resolves to and no stage's `latest` points at,
+/// and the work directories no `--resume` would use.
+pub fn gc(args: &GcArgs) -> Result<(), Error> {
+    use crate::dag::store::{GcOptions, Wanted};
     let registry = crate::stages::registry();
-    let config = PipelineConfig::load(config_file, &registry).map_err(DagError::from)?;
-    let store = Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
-    let _lock = crate::dag::lock::StoreLock::acquire(store.root(), true)?;
+    let files = gc_configs(args)?;
+    let first = PipelineConfig::load(&files[0], &registry).map_err(DagError::from)?;
+    let store = Store::open(&first.artifacts).map_err(|e| DagError::io(&first.artifacts, e))?;
+    let root = std::fs::canonicalize(store.root()).map_err(|e| DagError::io(store.root(), e))?;
+    let _lock = crate::dag::lock::StoreLock::acquire(store.root(), !args.no_wait)?;
     store
         .remove_stale()
         .map_err(|e| DagError::io(store.root(), e))?;
-    let victims = store
-        .gc(!dry_run)
-        .map_err(|e| DagError::io(store.root(), e))?;
-    let total: u64 = victims.iter().map(|(_, b)| b).sum();
-    for (p, b) in &victims {
-        println!(
-            "{} {} ({})",
-            if dry_run { "would delete" } else { "deleted" },
-            p.display(),
-            human_bytes(*b)
-        );
+    let mut wanted = Wanted::new();
+    for (i, file) in files.iter().enumerate() {
+        let config = PipelineConfig::load(file, &registry).map_err(DagError::from)?;
+        let same_store = std::fs::canonicalize(&config.artifacts).is_ok_and(|c| c == root);
+        if !same_store {
+            if i < args.configs.len() {
+                return Err(Error::msg(format!(
+                    "{} uses the store {}, not {} (the first config's): run `fashionbert gc --config {}` for that store separately",
+                    file.display(),
+                    config.artifacts.display(),
+                    first.artifacts.display(),
+                    file.display()
+                )));
+            }
+            tracing::info!(
+                "gc: {} uses another store ({}): not considered",
+                file.display(),
+                config.artifacts.display()
+            );
+            continue;
+        }
+        let runner = Runner::new(&registry, &config)?;
+        let mut cache = runner.store().hash_cache();
+        for item in runner.plan(&[], false, &mut cache)? {
+            if let Some(key) = item.key {
+                wanted
+                    .entry(item.stage)
+                    .or_default()
+                    .entry(key)
+                    .or_default()
+                    .push(format!("the entry {} resolves to", file.display()));
+            }
+        }
+        cache.save().ok();
     }
+    let plan = store
+        .gc_plan(&wanted, GcOptions { work: args.work })
+        .map_err(|e| DagError::io(store.root(), e))?;
+    if args.dry_run {
+        for (item, reasons) in &plan.keep {
+            println!(
+                "keep          {} ({}): {}",
+                item.what,
+                human_bytes(item.bytes),
+                reasons.join("; ")
+            );
+        }
+        for (item, why) in &plan.delete {
+            println!(
+                "would delete  {} ({}): {why}",
+                item.what,
+                human_bytes(item.bytes)
+            );
+        }
+    }
+    for (path, why) in &plan.refused {
+        println!("left alone    {}: {why}", path.display());
+    }
+    let deleted = if args.dry_run {
+        plan.delete.iter().map(|(i, _)| i.clone()).collect()
+    } else {
+        let done = store
+            .gc_apply(&plan)
+            .map_err(|e| DagError::io(store.root(), e))?;
+        for item in &done {
+            println!(
+                "deleted       {} ({})",
+                item.path.display(),
+                human_bytes(item.bytes)
+            );
+        }
+        done
+    };
+    let total: u64 = deleted.iter().map(|i| i.bytes).sum();
     println!(
-        "{} {} entries, {}; kept {}",
-        if dry_run { "would free" } else { "freed" },
-        victims.len(),
+        "{} {} entries, {}; kept {} entries, {}",
+        if args.dry_run { "would free" } else { "freed" },
+        deleted.len(),
         human_bytes(total),
-        human_bytes(dir_size(store.root()))
+        plan.keep.len(),
+        human_bytes(plan.keep.iter().map(|(i, _)| i.bytes).sum())
     );
     Ok(())
 }

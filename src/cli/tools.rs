@@ -5,33 +5,38 @@
 
 use std::path::{Path, PathBuf};
 
+use super::EntryArgs;
 use crate::dag::Latest;
 use crate::error::Result;
 use crate::eval::rank::{Query, Scorer};
 use crate::progress::println;
 
-fn latest(config_file: &Path) -> Result<Latest> {
-    Ok(Latest::open(config_file, &crate::stages::registry())?)
+fn latest(entries: &EntryArgs) -> Result<Latest> {
+    Ok(Latest::open_with(
+        &entries.config,
+        &crate::stages::registry(),
+        entries.resolve(),
+    )?)
 }
 
 /// Draws a record: its image with the patch grid and masked patches blacked out, its text with
 /// masked tokens marked, and its label.
-pub fn show(config_file: &Path, record: &str, out: &Path) -> Result<()> {
-    crate::show::draw(&latest(config_file)?, record, out)?;
+pub fn show(entries: &EntryArgs, record: &str, out: &Path) -> Result<()> {
+    crate::show::draw(&latest(entries)?, record, out)?;
     println(format!("wrote {}", out.display()));
     Ok(())
 }
 
 /// Ranks texts for one image, or images for one text, with the pipeline's trained model.
 pub fn rank(
-    config_file: &Path,
+    entries: &EntryArgs,
     images: &[PathBuf],
     texts: &[String],
     texts_file: Option<&Path>,
     top: usize,
 ) -> Result<()> {
     let query = Query::new(images, texts, texts_file)?;
-    let scorer = Scorer::from_pipeline(&latest(config_file)?)?;
+    let scorer = Scorer::from_pipeline(&latest(entries)?)?;
     let ranked = query.rank(&scorer)?;
     let (head, names): (String, Vec<String>) = match &query {
         Query::Image { image, texts } => (
@@ -53,8 +58,13 @@ pub fn rank(
 /// Writes a split's records in the original training format, or an eval set
 /// (`eval-img2txt`, `eval-txt2img`, from the latest `evaluate`) in the original eval format,
 /// with a `.list_csv`.
-pub fn export_tsv(config_file: &Path, split: &str, out: &Path, per_file: usize) -> Result<PathBuf> {
-    let e = crate::tsv::records::export(&latest(config_file)?, split, out, per_file)?;
+pub fn export_tsv(
+    entries: &EntryArgs,
+    split: &str,
+    out: &Path,
+    per_file: usize,
+) -> Result<PathBuf> {
+    let e = crate::tsv::records::export(&latest(entries)?, split, out, per_file)?;
     println(format!(
         "wrote {} records → {} (schema in {})\n{}",
         e.records,

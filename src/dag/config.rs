@@ -440,7 +440,7 @@ fn unknown<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a str>) -> 
 }
 
 /// ", did you mean `x`?" for the closest known name within a small edit distance.
-fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
+pub(crate) fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
     known
         .map(|k| (strsim::levenshtein(name, k), k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))

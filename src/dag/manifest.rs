@@ -53,17 +53,69 @@ pub struct Manifest {
 impl Manifest {
     pub const FILE: &'static str = "manifest.json";
 
+    /// Reads and checks `dir/manifest.json`. The file is opened only if it is a regular file
+    /// (a FIFO or device there is refused without blocking), and every output path must be a
+    /// plain relative name inside the entry (see [`check_output_path`]).
     pub fn read(dir: &Path) -> std::io::Result<Manifest> {
-        let text = std::fs::read_to_string(dir.join(Self::FILE))?;
-        serde_json::from_str(&text).map_err(|e| {
+        let path = dir.join(Self::FILE);
+        let bytes = super::store::read_regular(&path)?;
+        let invalid = |msg: String| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("{}: {e}", dir.join(Self::FILE).display()),
+                format!("{}: {msg}", path.display()),
             )
-        })
+        };
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        for o in &m.outputs {
+            check_output_path(&o.path).map_err(invalid)?;
+        }
+        Ok(m)
     }
 
     pub fn output(&self, path: &str) -> Option<&OutputFile> {
         self.outputs.iter().find(|o| o.path == path)
+    }
+}
+
+/// An output path as a manifest may name it: relative, made of plain names only (no `..`,
+/// `.`, root or empty parts), so it always lies inside its entry.
+pub fn check_output_path(p: &str) -> Result<(), String> {
+    use std::path::Component;
+    let path = Path::new(p);
+    let plain = !p.is_empty()
+        && !p.contains('\0')
+        && path.components().all(|c| matches!(c, Component::Normal(_)))
+        && !p
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "output path {p:?} is not a plain relative name inside the entry (no `..`, no absolute paths)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_output_path;
+
+    #[test]
+    fn output_paths_stay_inside_the_entry() {
+        for ok in ["pairs.parquet", "images/ab12.png", "shards/00000.f16"] {
+            assert!(check_output_path(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../../../../outside/pairs.parquet",
+            "images/../../x",
+            "./pairs.parquet",
+            "a//b",
+            "a/",
+        ] {
+            assert!(check_output_path(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

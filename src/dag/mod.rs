@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{ConfigError, PipelineConfig, Registry, StageConfig};
 pub use execute::Outcome;
-pub use latest::Latest;
+pub use latest::{Latest, Resolve};
 pub use manifest::Manifest;
 pub use params::{ParamDefault, ParamKind, ParamSpec, ParamValue, Params, StageParams};
 pub use plan::{PlanItem, State, Why};
@@ -98,12 +98,41 @@ pub enum DagError {
         artifacts: PathBuf,
         config: PathBuf,
     },
+    #[error(
+        "stage `{stage}`'s entry for {} is not built ({why}): `fashionbert run {stage} --config {}` builds it{}",
+        config.display(),
+        config.display(),
+        match latest {
+            Some(k) => format!("; `--latest` reads the stage's latest run instead ({stage}/{})", plan::short(k)),
+            None => String::new(),
+        }
+    )]
+    NotCached {
+        stage: String,
+        why: String,
+        config: PathBuf,
+        latest: Option<String>,
+    },
+    #[error(
+        "stage `{stage}`'s latest entry {} is damaged: {}; `fashionbert run {stage}` rebuilds the config's entry",
+        plan::short(key),
+        problems.join("; ")
+    )]
+    LatestDamaged {
+        stage: String,
+        key: String,
+        problems: Vec<String>,
+    },
     #[error("stage `{stage}`'s recorded params: {source}")]
     Param {
         stage: String,
         source: params::ParamError,
     },
-    #[error("no stage `{name}` in this pipeline (stages: {})", known.join(", "))]
+    #[error(
+        "no stage `{name}` in this pipeline{} (stages: {})",
+        config::suggest(name, known.iter().map(|s| s.as_str())),
+        known.join(", ")
+    )]
     UnknownTarget { name: String, known: Vec<String> },
 }
 

@@ -47,8 +47,8 @@ impl PartManifest {
     pub const FILE: &'static str = "part.json";
 
     pub fn read(dir: &Path) -> io::Result<PartManifest> {
-        let text = fs::read_to_string(dir.join(Self::FILE))?;
-        serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let bytes = super::store::read_regular(&dir.join(Self::FILE))?;
+        serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 

@@ -101,10 +101,15 @@ impl Store {
         let m = match Manifest::read(&dir) {
             Ok(m) => m,
             Err(e) => {
+                // The error names the full path; say it relative to the entry.
+                let text = e.to_string();
+                let text = text
+                    .strip_prefix(&format!("{}: ", mpath.display()))
+                    .or_else(|| text.strip_prefix(&format!("{} ", mpath.display())))
+                    .unwrap_or(&text);
                 return EntryState::Damaged(vec![format!(
-                    "{}: does not parse ({})",
+                    "{}: does not parse ({text})",
                     Manifest::FILE,
-                    e.to_string().rsplit(": ").next().unwrap_or_default()
                 )]);
             }
         };
@@ -259,8 +264,8 @@ impl Store {
         Ok(out)
     }
 
-    /// The entry each stage keeps through `gc`: the one `latest` points at or, when that link
-    /// is missing or broken, the newest by the time it finished.
+    /// The entry each stage keeps through `gc` whatever the configs say: the one `latest`
+    /// points at or, when that link is missing or broken, the newest by the time it finished.
     pub fn kept(&self, entries: &[Entry]) -> std::collections::BTreeMap<String, String> {
         let mut keep = std::collections::BTreeMap::new();
         for e in entries {
@@ -289,34 +294,220 @@ impl Store {
         keep
     }
 
-    /// Entries other than each stage's kept one (see [`Store::kept`]), and work directories.
-    /// With `delete`, removes them. Returns (path, bytes) of each.
-    pub fn gc(&self, delete: bool) -> io::Result<Vec<(PathBuf, u64)>> {
-        let mut out = Vec::new();
+    /// What `gc` would do with every entry and work directory of the store (see [`GcPlan`]).
+    /// `wanted` holds, per stage, the keys some config resolves to and why (for example
+    /// "the entry pipeline.toml resolves to"); each stage's `latest` is kept as well. Work
+    /// directories that a `--resume` could still use are kept unless `opts.work`. Nothing
+    /// reached through a symbolic link is ever walked or deleted.
+    pub fn gc_plan(&self, wanted: &Wanted, opts: GcOptions) -> io::Result<GcPlan> {
+        let mut plan = GcPlan::default();
         let entries = self.entries()?;
-        let keep = self.kept(&entries);
+        let mut keep: Wanted = wanted.clone();
+        for (stage, key) in self.kept(&entries) {
+            let reasons = keep
+                .entry(stage.clone())
+                .or_default()
+                .entry(key)
+                .or_default();
+            reasons.push(if self.latest(&stage).is_some() {
+                "the stage's `latest`".to_string()
+            } else {
+                "the stage's newest entry (no `latest` link)".to_string()
+            });
+        }
         for e in &entries {
-            if keep.get(&e.stage) != Some(&e.key) {
-                out.push((e.dir.clone(), dir_size(&e.dir)));
+            let item = GcItem {
+                path: e.dir.clone(),
+                bytes: dir_size(&e.dir),
+                what: format!("{}/{}", e.stage, e.key),
+            };
+            match keep.get(&e.stage).and_then(|k| k.get(&e.key)) {
+                Some(reasons) => plan.keep.push((item, reasons.clone())),
+                None => plan.delete.push((
+                    item,
+                    "no config resolves to it and it is not the stage's `latest`".to_string(),
+                )),
             }
         }
+        self.plan_work(&keep, opts, &mut plan)?;
+        Ok(plan)
+    }
+
+    /// The work directories (`.work/<stage>/<key>[.part-…]`) into `plan`.
+    fn plan_work(&self, keep: &Wanted, opts: GcOptions, plan: &mut GcPlan) -> io::Result<()> {
         let work = self.root.join(".work");
-        if work.is_dir() {
-            for stage in fs::read_dir(&work)? {
-                let stage = stage?;
-                for k in fs::read_dir(stage.path())? {
-                    let k = k?;
-                    out.push((k.path(), dir_size(&k.path())));
+        match fs::symlink_metadata(&work) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(m) if m.file_type().is_symlink() => {
+                plan.refused.push((
+                    work,
+                    "a symbolic link: the store never follows links out of itself; remove the link by hand"
+                        .to_string(),
+                ));
+                return Ok(());
+            }
+            Ok(m) if !m.is_dir() => {
+                plan.refused.push((work, "not a directory".to_string()));
+                return Ok(());
+            }
+            Ok(_) => {}
+        }
+        for stage in sorted_dir(&work)? {
+            let stage_name = stage.file_name().to_string_lossy().into_owned();
+            if !stage.file_type()?.is_dir() {
+                plan.refused.push((
+                    stage.path(),
+                    "not a directory (a link or a file): left alone".to_string(),
+                ));
+                continue;
+            }
+            // (directory, key of the run it belongs to, mtime)
+            let mut dirs = Vec::new();
+            for k in sorted_dir(&stage.path())? {
+                let name = k.file_name().to_string_lossy().into_owned();
+                if !k.file_type()?.is_dir() {
+                    plan.refused.push((
+                        k.path(),
+                        "not a directory (a link or a file): left alone".to_string(),
+                    ));
+                    continue;
+                }
+                let key = name.split(".part-").next().unwrap_or(&name).to_string();
+                let mtime = newest_mtime(&k.path());
+                dirs.push((k.path(), name, key, mtime));
+            }
+            let newest = dirs
+                .iter()
+                .filter(|(_, _, key, _)| !self.has(&stage_name, key))
+                .max_by_key(|(_, name, _, t)| (*t, name.clone()))
+                .map(|(p, ..)| p.clone());
+            for (path, name, key, _) in dirs {
+                let item = GcItem {
+                    bytes: dir_size(&path),
+                    what: format!(".work/{stage_name}/{name}"),
+                    path: path.clone(),
+                };
+                if self.has(&stage_name, &key) {
+                    plan.delete.push((
+                        item,
+                        "work of a run whose entry is complete: nothing resumes from it".into(),
+                    ));
+                } else if opts.work {
+                    plan.delete
+                        .push((item, "--work: interrupted run's work".into()));
+                } else if keep.get(&stage_name).is_some_and(|k| k.contains_key(&key)) {
+                    plan.keep.push((
+                        item,
+                        vec!["`run --resume` continues from it (a config resolves to its key); `gc --work` deletes it".into()],
+                    ));
+                } else if Some(&path) == newest.as_ref() {
+                    plan.keep.push((
+                        item,
+                        vec!["the newest interrupted run of the stage (`run --resume` may continue from it); `gc --work` deletes it".into()],
+                    ));
+                } else {
+                    plan.delete.push((
+                        item,
+                        "an older interrupted run that no config resolves to".into(),
+                    ));
                 }
             }
         }
-        if delete {
-            for (p, _) in &out {
-                fs::remove_dir_all(p)?;
-            }
-        }
-        Ok(out)
+        Ok(())
     }
+
+    /// Deletes what `plan` says to delete, re-checking that no path on the way from the
+    /// store's root is a symbolic link. Returns the items deleted.
+    pub fn gc_apply(&self, plan: &GcPlan) -> io::Result<Vec<GcItem>> {
+        let mut done = Vec::new();
+        for (item, _) in &plan.delete {
+            remove_inside(&self.root, &item.path)?;
+            done.push(item.clone());
+        }
+        Ok(done)
+    }
+}
+
+/// Per stage, the keys to keep and why.
+pub type Wanted =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>>;
+
+/// What `gc` may delete besides stale entries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GcOptions {
+    /// Also delete the work directories of interrupted runs (`gc --work`).
+    pub work: bool,
+}
+
+/// One entry or work directory `gc` considered.
+#[derive(Debug, Clone)]
+pub struct GcItem {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// `stage/key` or `.work/stage/key`.
+    pub what: String,
+}
+
+/// What `gc` keeps, deletes and leaves alone, each with its reason.
+#[derive(Debug, Default)]
+pub struct GcPlan {
+    pub keep: Vec<(GcItem, Vec<String>)>,
+    pub delete: Vec<(GcItem, String)>,
+    /// Paths gc will not touch (symbolic links, files where a directory belongs).
+    pub refused: Vec<(PathBuf, String)>,
+}
+
+fn sorted_dir(p: &Path) -> io::Result<Vec<fs::DirEntry>> {
+    let mut v: Vec<fs::DirEntry> = fs::read_dir(p)?.collect::<Result<_, _>>()?;
+    v.sort_by_key(|e| e.file_name());
+    Ok(v)
+}
+
+/// The newest modification time of anything under `p` (not following links).
+fn newest_mtime(p: &Path) -> Option<std::time::SystemTime> {
+    let mut t = fs::symlink_metadata(p).and_then(|m| m.modified()).ok();
+    if let Ok(rd) = fs::read_dir(p) {
+        for e in rd.flatten() {
+            let sub = match e.file_type() {
+                Ok(ft) if ft.is_dir() => newest_mtime(&e.path()),
+                _ => e.metadata().and_then(|m| m.modified()).ok(),
+            };
+            t = t.max(sub);
+        }
+    }
+    t
+}
+
+/// Removes the directory `path`, which must lie under `root`, after checking that no
+/// component between them is a symbolic link (so a link planted in the store never makes
+/// a deletion reach outside it).
+pub fn remove_inside(root: &Path, path: &Path) -> io::Result<()> {
+    let rel = path.strip_prefix(root).map_err(|_| {
+        io::Error::other(format!(
+            "{} is not inside the store {}: not deleted",
+            path.display(),
+            root.display()
+        ))
+    })?;
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        let std::path::Component::Normal(c) = c else {
+            return Err(io::Error::other(format!(
+                "{}: not a plain path inside the store: not deleted",
+                path.display()
+            )));
+        };
+        cur.push(c);
+        let m = fs::symlink_metadata(&cur)?;
+        if m.file_type().is_symlink() {
+            return Err(io::Error::other(format!(
+                "{} is a symbolic link: the store never deletes through links; not deleted",
+                cur.display()
+            )));
+        }
+    }
+    fs::remove_dir_all(path)
 }
 
 /// Checks the files `outputs` lists under `dir` (presence, type, size, and content hash as
@@ -329,7 +520,18 @@ pub(crate) fn check_outputs(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     for o in outputs {
+        if let Err(e) = super::manifest::check_output_path(&o.path) {
+            problems.push(e);
+            continue;
+        }
         let p = dir.join(&o.path);
+        if let Some(link) = linked_parent(dir, &o.path) {
+            problems.push(format!(
+                "{}: reached through the symbolic link {link}: not a file of the entry",
+                o.path
+            ));
+            continue;
+        }
         let meta = match fs::symlink_metadata(&p) {
             Ok(meta) => meta,
             Err(_) => {
@@ -368,6 +570,75 @@ pub(crate) fn check_outputs(
         }
     }
     problems
+}
+
+/// Reads a file of the store only if it is a regular file: it is opened without following a
+/// final symbolic link and without blocking (a FIFO or device named like a store file would
+/// otherwise hang the open), then checked with `fstat` before anything is read.
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is a symbolic link, not a file of the store",
+                        path.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is not a regular file (a {}): refused without reading it",
+                path.display(),
+                file_kind(&meta)
+            ),
+        ));
+    }
+    let mut buf = Vec::with_capacity(meta.len().min(64 << 20) as usize);
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn file_kind(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        "directory"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    }
+}
+
+/// The first folder on the way from `dir` to `rel`'s file that is not a real directory
+/// (a symbolic link), if any.
+fn linked_parent(dir: &Path, rel: &str) -> Option<String> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let mut cur = dir.to_path_buf();
+    for (i, part) in parts[..parts.len().saturating_sub(1)].iter().enumerate() {
+        cur.push(part);
+        if fs::symlink_metadata(&cur).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Some(parts[..=i].join("/"));
+        }
+    }
+    None
 }
 
 /// Total bytes of the files under `p`.

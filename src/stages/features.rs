@@ -362,6 +362,10 @@ fn extract(
                 }
             }
         });
+        // The receiver is owned here, so an error below drops it before the scope joins the
+        // producer: its next `send` fails and it returns (a full disk must end the run, not
+        // leave the producer blocked on a channel nobody reads).
+        let rx = rx;
         for (ids, pixels, bad) in rx.iter() {
             let n = ids.len();
             if n > 0 {

@@ -16,6 +16,7 @@ use crate::models::fashionbert::{FashionBertConfig, LossWeighting, MaskedPatchIn
 use crate::models::fused::MatmulPrecision;
 use crate::models::io;
 use crate::table::{self, col_f32, col_f64, col_i64, col_u32};
+use crate::training::batches::Composition;
 use crate::training::{self, TrainConfig, data::Records};
 use crate::weights::tfload;
 
@@ -105,6 +106,11 @@ crate::stage_params! {
             "weight of the in-batch image–text contrastive loss (ITC, beyond the original) added to the total; 0 = off",
         )
         .min(0.0);
+        batches: Composition = (
+            K::Choice(Composition::CHOICES),
+            D::Str("random"),
+            "how an epoch's records are cut into batches: `random`; `subcategory` (each batch from one subcategory, so the contrastive loss's in-batch negatives share the positive's subcategory as the evaluation's candidates do); `mixed` (half of each batch from one subcategory, half random)",
+        );
         itm_negatives: ItmNegatives = (
             K::Choice(ItmNegatives::CHOICES),
             D::Str("records"),
@@ -403,6 +409,7 @@ impl Stage for Train {
             },
             w_itc: p.w_itc as f32,
             itm_mined: p.itm_negatives == ItmNegatives::Itc,
+            batches: p.batches,
             warmup: p.warmup,
             clip_norm: p.clip_norm as f32,
             seed,

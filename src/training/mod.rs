@@ -7,6 +7,7 @@
 //! computes exactly the steps an uninterrupted run would.
 
 pub mod adam;
+pub mod batches;
 pub mod data;
 mod grads;
 mod mining;
@@ -67,6 +68,8 @@ pub struct TrainConfig {
     /// The matrix products' precision in the forward and backward passes (bf16: autocast-style,
     /// the parameters and optimiser stay f32; see `models::fused::MatmulPrecision`).
     pub precision: MatmulPrecision,
+    /// How an epoch's records are cut into batches (see [`batches`]).
+    pub batches: batches::Composition,
     /// Data parallelism: the devices of the model's replicas besides the main one (empty = the
     /// whole batch on one device). Each replica computes a contiguous chunk of every batch; the
     /// loss is the whole batch's (see `step.rs`).
@@ -137,12 +140,16 @@ pub fn step_counts(records: usize, cfg: &TrainConfig) -> (usize, usize) {
 
 /// The records of one epoch, in training order: the positives and the epoch's round of
 /// negatives (round `epoch % rounds`), shuffled from `(seed, epoch)`.
-fn epoch_records(recs: &Records, seed: u64, epoch: usize) -> Vec<usize> {
+fn epoch_records(recs: &Records, cfg: &TrainConfig, epoch: usize) -> Vec<usize> {
     let idx = recs.round_indices(epoch % recs.rounds());
-    epoch_order(idx.len(), seed, epoch)
-        .into_iter()
-        .map(|i| idx[i])
-        .collect()
+    batches::order(
+        &idx,
+        |i| recs.subcategory[i].clone(),
+        cfg.batch_size,
+        cfg.batches,
+        cfg.seed,
+        epoch,
+    )
 }
 
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
@@ -243,7 +250,7 @@ pub fn train(
             for step in start_step..total {
                 let epoch = step / per_epoch;
                 if epoch != order_epoch {
-                    order = epoch_records(train_recs, cfg.seed, epoch);
+                    order = epoch_records(train_recs, cfg, epoch);
                     order_epoch = epoch;
                 }
                 let i0 = (step % per_epoch) * b;
@@ -259,6 +266,9 @@ pub fn train(
             }
         });
 
+        // Owned by this closure: an error below drops the receiver before the scope joins the
+        // loader, whose next `send` then fails (no deadlock on a failed step or a full disk).
+        let rx = rx;
         let mut pending: Vec<(usize, Tensor<1>, f64)> = Vec::new();
         for (step, hb) in (start_step..total).zip(rx.iter()) {
             let hb = hb?;
