@@ -110,12 +110,23 @@ fn pipeline_end_to_end_then_cached_then_partial_reruns() {
         shown.contains("negatives.parquet") && shown.contains("pair_id"),
         "{shown}"
     );
+    // The vocabulary changed, so this config's tokenize entry is not built: the tools say so
+    // and point to `--latest`, which reads the last run's entry.
+    let stale = run(d, &["inspect", "tokenize/texts.parquet"]);
+    let err = String::from_utf8_lossy(&stale.stderr);
+    assert!(
+        !stale.status.success()
+            && err.contains("input file changed: vocab.txt")
+            && err.contains("--latest"),
+        "{err}"
+    );
     // One line per row, fitted to the width; or one line per field.
     let shown = ok(
         d,
         &[
             "inspect",
             "tokenize/texts.parquet",
+            "--latest",
             "--rows",
             "2",
             "--width",
@@ -194,6 +205,7 @@ fn pipeline_end_to_end_then_cached_then_partial_reruns() {
             "red leather boots",
             "--text",
             "yellow tote bag",
+            "--latest",
         ],
     );
     let ranked = |out: &str| {
@@ -216,16 +228,17 @@ fn pipeline_end_to_end_then_cached_then_partial_reruns() {
             d.join("artifacts/ingest/latest/images").to_str().unwrap(),
             "--top",
             "5",
+            "--latest",
         ],
     );
     assert_eq!(ranked(&out), 5, "{out}");
 
     // show draws a record.
-    ok(d, &["show", "p:S000000", "--out", "rec.png"]);
+    ok(d, &["show", "p:S000000", "--out", "rec.png", "--latest"]);
     let img = image::open(d.join("rec.png")).unwrap();
     assert!(img.width() > 500);
 
-    // gc deletes what `latest` does not point at; the current entries stay cached.
+    // gc deletes what neither the config nor `latest` points at; the current entries stay cached.
     let gc = ok(d, &["gc"]);
     assert!(gc.contains("deleted"), "{gc}");
     let again = ok(d, &["run", "--set", "negatives.seed=8"]);
@@ -360,6 +373,12 @@ fn params_shows_values_defaults_and_docs_and_deps_default_to_inputs() {
     }
     let bad = run(d, &["params", "negativs"]);
     assert!(!bad.status.success());
+    let bad = run(d, &["status", "--set", "train.learning_rate=0.1"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("did you mean `lr` (peak learning rate)?"),
+        "{err}"
+    );
     for verb in ["params", "run", "verify"] {
         let bad = run(d, &[verb, "trian"]);
         let err = String::from_utf8_lossy(&bad.stderr);
@@ -400,6 +419,119 @@ fn gc_after_an_experiment_keeps_the_configs_model() {
         std::fs::canonicalize(d.join("artifacts/train/latest")).unwrap(),
         model
     );
+    // The two runs side by side, and their difference.
+    let runs = ok(d, &["runs", "train"]);
+    let rows: Vec<&str> = runs
+        .lines()
+        .filter(|l| l.len() > 12 && l.as_bytes()[0].is_ascii_hexdigit())
+        .collect();
+    assert_eq!(rows.len(), 2, "{runs}");
+    assert!(
+        runs.contains("max_steps") && rows[1].contains(" * ") && rows[1].contains(" 2 "),
+        "{runs}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok_stdout(d, &["runs", "train", "--json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(json[1]["params"]["max_steps"], 2);
+    let new_key = std::fs::canonicalize(d.join("artifacts/train/latest")).unwrap();
+    let new_key = new_key.file_name().unwrap().to_str().unwrap();
+    let old_key = model.file_name().unwrap().to_str().unwrap();
+    let diff = ok(d, &["diff", &old_key[..10], &new_key[..10]]);
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with("max_steps") && l.trim_end().ends_with('2')),
+        "{diff}"
+    );
+    assert!(diff.contains("steps") && diff.contains("change"), "{diff}");
+    let dj: serde_json::Value =
+        serde_json::from_str(&ok_stdout(d, &["diff", old_key, new_key, "--json"])).unwrap();
+    assert_eq!(dj["params"][0]["name"], "max_steps");
+    let bad = run(d, &["diff", "zzzz", new_key]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no entry's key starts with `zzzz`"));
+
+    // `evaluate --model` given the stage folder names its entries.
+    let bad = run(
+        d,
+        &[
+            "evaluate",
+            "--model",
+            "artifacts/train",
+            "--csv",
+            "none.csv",
+            "--out",
+            "ev",
+        ],
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("a stage folder, not a model") && err.contains("artifacts/train/latest"),
+        "{err}"
+    );
+
+    std::fs::write(
+        d.join("c.csv"),
+        "product_id,image,title,description,category,subcategory,split\n1,a.png,t,d,c,s,train\n",
+    )
+    .unwrap();
+    for flag in ["--queries", "--negatives", "--batch-size", "--rerank-k"] {
+        let bad = run(
+            d,
+            &[
+                "evaluate",
+                "--model",
+                "artifacts/train/latest",
+                "--csv",
+                "c.csv",
+                flag,
+                "0",
+                "--out",
+                "ev",
+            ],
+        );
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(!bad.status.success() && err.contains(flag), "{flag}: {err}");
+    }
+    // A split with no rows, and a missing split column: errors in this command's own flags.
+    let bad = run(
+        d,
+        &[
+            "evaluate",
+            "--model",
+            "artifacts/train/latest",
+            "--csv",
+            "c.csv",
+            "--out",
+            "ev",
+        ],
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("no row has split = `valid`")
+            && err.contains("`train` (1 rows)")
+            && err.contains("--split"),
+        "{err}"
+    );
+    let bad = run(
+        d,
+        &[
+            "evaluate",
+            "--model",
+            "artifacts/train/latest",
+            "--csv",
+            "c.csv",
+            "--split-column",
+            "part",
+            "--out",
+            "ev",
+        ],
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("no column `part`") && err.contains("--split-column"),
+        "{err}"
+    );
+
     let dry = ok(d, &["gc", "--dry-run"]);
     assert!(
         dry.lines()
@@ -485,4 +617,15 @@ fn tools_read_the_configs_entry_and_say_which() {
         err.contains("damaged") && err.contains("negatives.parquet"),
         "{err}"
     );
+}
+
+/// Runs and asserts success; returns stdout alone (for JSON).
+fn ok_stdout(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -42,6 +42,7 @@ fn tcfg(store: &featstore::Store, epochs: usize) -> TrainConfig {
         w_itc: 0.0,
         itm_mined: false,
         batches: fashionbert::training::batches::Composition::Random,
+        joint: true,
         warmup: 0.1,
         clip_norm: 1.0,
         seed: 5,
@@ -505,4 +506,60 @@ fn bf16_products_follow_the_f32_losses() {
     assert!(worst > 0.0, "bf16 products should round");
     let w = half.model.cls.predictions.bias.val();
     assert_eq!(w.dtype(), burn::tensor::DType::F32, "parameters stay f32");
+}
+
+/// `joint = false`: steps on the matched records alone (half the records, so half the steps
+/// an epoch), the contrastive loss falls, the three joint losses stay 0, and subcategory
+/// batches train too.
+#[test]
+fn contrastive_only_training_steps_on_matched_records_and_learns() {
+    let _guard = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (train, valid, store, mut cfg) = prepare(dir.path());
+    cfg.itc_dim = 16;
+    let dev = device();
+    let positives = train.label.iter().filter(|&&l| l == 1).count();
+    assert!(positives * 2 <= train.len() + 1 && positives > 8);
+    for batches in [
+        fashionbert::training::batches::Composition::Random,
+        fashionbert::training::batches::Composition::Subcategory,
+    ] {
+        dev.seed(4);
+        let model = cfg.init(&dev);
+        let mut c = tcfg(&store, 40);
+        c.w_itc = 1.0;
+        c.joint = false;
+        c.batches = batches;
+        c.lr = 3e-3;
+        c.checkpoint_every = 0;
+        let out = training::train(
+            model,
+            &dev,
+            &train,
+            &valid,
+            &store,
+            &c,
+            &dir.path().join(format!("{batches:?}")),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            out.steps.len(),
+            positives / 8 * 40,
+            "{batches:?}: steps over the matched records only"
+        );
+        assert!(
+            out.steps
+                .iter()
+                .all(|s| s.loss_mlm == 0.0 && s.loss_tia == 0.0 && s.loss_mpm == 0.0)
+        );
+        let n = out.steps.len() / 4;
+        let mean =
+            |s: &[training::StepLog]| s.iter().map(|x| x.loss_itc).sum::<f32>() / s.len() as f32;
+        let (first, last) = (
+            mean(&out.steps[..n]),
+            mean(&out.steps[out.steps.len() - n..]),
+        );
+        assert!(last < first * 0.9, "{batches:?}: ITC loss {first} → {last}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The command line: parses arguments and calls into the library. Each verb is one function.
 
 mod pipeline;
+mod runs;
 pub mod tools;
 mod view;
 
@@ -49,6 +50,7 @@ pub enum Command {
     /// Assemble a sharded stage's entry from the parts its `--shard I/N` runs wrote, without
     /// recomputing them; fails, naming the missing shards, when some have not run.
     Merge {
+        /// The sharded stage (e.g. features).
         stage: String,
         #[command(flatten)]
         cfg: ConfigArgs,
@@ -59,7 +61,9 @@ pub enum Command {
     /// Hash every output of the store's entries (of the named stages; all when none) and
     /// compare with their manifests. Exits non-zero when an entry is damaged.
     Verify {
+        /// Only these stages' entries (default: every entry of the store).
         stages: Vec<String>,
+        /// The pipeline config whose store to check.
         #[arg(long, short, default_value = "pipeline.toml")]
         config: PathBuf,
     },
@@ -137,6 +141,7 @@ pub enum Command {
         /// A split's training records, or the latest evaluation set of one direction.
         #[arg(long, value_enum, default_value_t = ExportSplit::Train)]
         split: ExportSplit,
+        /// The folder to write the data files and the .list_csv into.
         #[arg(long)]
         out: PathBuf,
         /// Records per data file.
@@ -147,18 +152,24 @@ pub enum Command {
     },
     /// Import original-format training records (a .list_csv) into parquet + a feature store.
     ImportTsv {
+        /// The .list_csv naming the data files.
         list: PathBuf,
+        /// The folder for records.parquet and the feature store (features/).
         #[arg(long)]
         out: PathBuf,
-        /// Patches, feature size, text length, masked patches, masked tokens of the schema.
+        /// Patches per record in the schema.
         #[arg(long, default_value_t = 64)]
         patches: usize,
+        /// Feature size of a patch in the schema.
         #[arg(long, default_value_t = 2048)]
         dim: usize,
+        /// Text length (tokens) in the schema.
         #[arg(long, default_value_t = 64)]
         text_len: usize,
+        /// Masked patches per record in the schema.
         #[arg(long, default_value_t = 5)]
         masked_patches: usize,
+        /// Masked tokens per record in the schema.
         #[arg(long, default_value_t = 10)]
         masked_tokens: usize,
     },
@@ -174,11 +185,13 @@ pub enum Command {
         /// Which way the eval files rank.
         #[arg(long = "type", value_enum)]
         direction: Direction,
+        /// The folder for the prediction file and the metrics.
         #[arg(long, default_value = "eval-out")]
         out: PathBuf,
         /// The predict batch size (the original's grouping bug depends on it).
         #[arg(long, default_value_t = 64)]
         batch: usize,
+        /// auto | flex | tch | tch-cuda (as `[runtime] device`).
         #[arg(long, default_value = "auto")]
         device: String,
     },
@@ -227,8 +240,14 @@ pub enum Command {
         /// Pairs per scoring batch.
         #[arg(long, default_value_t = 256)]
         batch_size: i64,
+        /// auto | flex | tch | tch-cuda (as `[runtime] device`).
         #[arg(long, default_value = "auto")]
         device: String,
+        /// CPU threads (0 = all cores), as `[runtime] threads`.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// The folder for metrics.json, ranks.parquet, report.md (and the prepared catalogue's
+        /// store, `.store/`).
         #[arg(long)]
         out: PathBuf,
     },
@@ -258,12 +277,39 @@ pub enum Command {
         /// checkpoint; without one, sizes from the shapes).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The model folder to write (model.safetensors + config.json).
         #[arg(long)]
         out: PathBuf,
         /// Load what fits and list the rest (missing, unknown or mis-shaped variables)
         /// instead of failing.
         #[arg(long)]
         partial: bool,
+    },
+    /// A stage's entries side by side: key, when it finished, the params that differ between
+    /// them and headline metrics (`*` marks `latest`).
+    Runs {
+        /// The stage whose entries to list.
+        stage: String,
+        /// The pipeline config whose store to read.
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Two entries' params and metrics, where they differ (keys or unique prefixes of them,
+    /// as `runs` and `status` print them).
+    Diff {
+        /// The first entry's key.
+        a: String,
+        /// The second entry's key.
+        b: String,
+        /// The pipeline config whose store to read.
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete store entries that no config resolves to and no stage's `latest` points at.
     /// Keeps, for each stage, the entry every given config uses (as `status` would call it
@@ -475,6 +521,12 @@ pub fn main() -> i32 {
                 width: width.unwrap_or_else(view::terminal_width).max(20),
             },
         ),
+        Command::Runs {
+            stage,
+            config,
+            json,
+        } => runs::runs(&config, &stage, json),
+        Command::Diff { a, b, config, json } => runs::diff(&config, &a, &b, json),
         Command::Gc {
             config,
             all_configs,
@@ -510,6 +562,7 @@ pub fn main() -> i32 {
             seed,
             batch_size,
             device,
+            threads,
             out,
         } => {
             use crate::dag::ParamValue as V;
@@ -537,6 +590,7 @@ pub fn main() -> i32 {
                     ("batch_size".into(), V::Int(batch_size)),
                 ],
                 device,
+                threads,
                 out,
             };
             crate::catalogue::evaluate_catalogue(&args).map(|m| {

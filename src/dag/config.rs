@@ -266,7 +266,7 @@ impl PipelineConfig {
                                     format!(
                                         "stage `{}`: {}",
                                         spec.name,
-                                        unknown("param", pname, spec.params.iter().map(|p| p.name))
+                                        unknown_param(pname, spec.params)
                                     ),
                                 )
                             })?;
@@ -392,7 +392,7 @@ impl PipelineConfig {
             let pspec = find_spec(spec.params, param).ok_or_else(|| {
                 err(format!(
                     "stage `{stage}`: {}",
-                    unknown("param", param, spec.params.iter().map(|p| p.name))
+                    unknown_param(param, spec.params)
                 ))
             })?;
             let v: ParamValue = check_value(pspec, &raw).map_err(err)?;
@@ -436,6 +436,26 @@ fn unknown<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a str>) -> 
         "unknown {what} `{name}`{} (known: {})",
         suggest(name, known.iter().copied()),
         known.join(", ")
+    )
+}
+
+/// An unknown param: the closest name, or else the param whose doc says the name's words
+/// (`learning_rate` → `lr`, documented as "peak learning rate").
+fn unknown_param(name: &str, specs: &[ParamSpec]) -> String {
+    let by_name = suggest(name, specs.iter().map(|p| p.name));
+    let hint = if by_name.is_empty() {
+        let phrase = name.replace(['_', '-'], " ").to_lowercase();
+        specs
+            .iter()
+            .find(|p| phrase.len() >= 3 && p.doc.to_lowercase().contains(&phrase))
+            .map(|p| format!(", did you mean `{}` ({})?", p.name, p.doc))
+            .unwrap_or_default()
+    } else {
+        by_name
+    };
+    format!(
+        "unknown param `{name}`{hint} (known: {})",
+        specs.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
     )
 }
 

@@ -38,7 +38,7 @@ impl HashCache {
 
     /// Loads the cache at `path`; a missing or unreadable cache starts empty.
     pub fn load(path: &Path) -> Self {
-        let entries = super::store::read_regular(path)
+        let entries = super::fsafe::read_regular(path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();

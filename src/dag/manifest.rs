@@ -58,7 +58,7 @@ impl Manifest {
     /// plain relative name inside the entry (see [`check_output_path`]).
     pub fn read(dir: &Path) -> std::io::Result<Manifest> {
         let path = dir.join(Self::FILE);
-        let bytes = super::store::read_regular(&path)?;
+        let bytes = super::fsafe::read_regular(&path)?;
         let invalid = |msg: String| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,

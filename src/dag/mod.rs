@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod execute;
+pub mod fsafe;
 pub mod graph;
 pub mod hash;
 pub mod latest;

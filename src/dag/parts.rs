@@ -47,7 +47,7 @@ impl PartManifest {
     pub const FILE: &'static str = "part.json";
 
     pub fn read(dir: &Path) -> io::Result<PartManifest> {
-        let bytes = super::store::read_regular(&dir.join(Self::FILE))?;
+        let bytes = super::fsafe::read_regular(&dir.join(Self::FILE))?;
         serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }

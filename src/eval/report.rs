@@ -115,11 +115,14 @@ pub const BLUE_: RGBColor = RGBColor(31, 119, 180);
 pub const ORANGE: RGBColor = RGBColor(255, 127, 14);
 pub const GREEN_: RGBColor = RGBColor(44, 160, 44);
 pub const GREY: RGBColor = RGBColor(150, 150, 150);
+pub const PURPLE: RGBColor = RGBColor(148, 103, 189);
+pub const LIGHT_BLUE: RGBColor = RGBColor(140, 190, 230);
+pub const LIGHT_ORANGE: RGBColor = RGBColor(255, 190, 130);
 
 /// One row of the report's metrics table.
 pub fn metrics_row(dir: &str, m: &Metrics) -> String {
     format!(
-        "| {dir} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} × {:.1} |",
+        "| {dir} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} × {} |",
         m.scores.rank1,
         m.scores.rank5,
         m.scores.rank10,
@@ -128,8 +131,56 @@ pub fn metrics_row(dir: &str, m: &Metrics) -> String {
         m.scores.acc,
         m.scores.auc,
         m.queries,
-        m.candidates_per_query
+        crate::eval::report::figure(m.candidates_per_query)
     )
+}
+
+/// A figure for people: integers as integers, others to at most 4 decimals (trailing zeros cut).
+pub fn figure(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// One plain sentence: is the model above or below its linear probe (Rank@1, each direction)?
+pub fn versus_probe(all: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let r1 =
+        |v: Option<&serde_json::Value>| v.and_then(|m| m.get("rank@1")).and_then(|x| x.as_f64());
+    let probe = all.get("probe")?;
+    let mut below = Vec::new();
+    let mut above = Vec::new();
+    for dir in ["img2txt", "txt2img"] {
+        let (Some(m), Some(p)) = (r1(all.get(dir)), r1(probe.get(dir))) else {
+            continue;
+        };
+        let text = format!(
+            "{dir} {} vs {}",
+            figure((m * 1e4).round() / 1e4),
+            figure((p * 1e4).round() / 1e4)
+        );
+        if m < p {
+            below.push(text);
+        } else {
+            above.push(text);
+        }
+    }
+    if below.is_empty() && above.is_empty() {
+        return None;
+    }
+    Some(if below.is_empty() {
+        format!(
+            "**The model is at or above the linear probe** on Rank@1 ({}).",
+            above.join(", ")
+        )
+    } else {
+        format!(
+            "**The model is below the linear probe** on Rank@1 ({}): a linear map of the same features ranks better, so the training recipe or budget is not enough for this data (RESULTS.md has what worked; the contrastive recipe, `train.w_itc > 0` with `evaluate.score = \"itc\"`, is the default).",
+            below.join(", ")
+        )
+    })
 }
 
 /// `report.md`: the corrected metrics (and the probe's), the original's figures, training.
@@ -151,6 +202,9 @@ pub fn render(
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     s.push_str(table_md);
     s.push_str(probe_md);
+    if let Some(line) = versus_probe(all) {
+        let _ = writeln!(s, "\n{line}");
+    }
     let score = all
         .get("eval_set")
         .and_then(|e| e.get("score"))
@@ -200,18 +254,38 @@ pub fn render(
     let _ = writeln!(s, "\n![Rank@K](rank_at_k.png)\n");
     let _ = writeln!(s, "## Training\n");
     if let Some(o) = summary.as_object() {
+        let _ = writeln!(s, "| figure | value |\n|---|---|");
+        let mut row = |name: String, v: &serde_json::Value| {
+            let text = match v {
+                serde_json::Value::Number(n) => n.as_f64().map(figure).unwrap_or_default(),
+                serde_json::Value::String(t) => t.clone(),
+                other => other.to_string(),
+            };
+            let _ = writeln!(s, "| {name} | {text} |");
+        };
         for k in [
             "device",
             "steps",
             "seconds",
             "samples_per_second",
             "train_records",
-            "loss_first_20_steps",
-            "loss_last_20_steps",
-            "valid",
+            "valid_records",
         ] {
             if let Some(v) = o.get(k) {
-                let _ = writeln!(s, "- {k}: `{v}`");
+                row(k.replace('_', " "), v);
+            }
+        }
+        for (k, label) in [
+            ("loss_first_20_steps", "loss, first 20 steps"),
+            ("loss_last_20_steps", "loss, last 20 steps"),
+            ("valid", "last validation"),
+        ] {
+            if let Some(serde_json::Value::Object(m)) = o.get(k) {
+                for (name, v) in m {
+                    if v.as_f64().is_some_and(|x| x != 0.0) {
+                        row(format!("{label}: {}", name.replace('_', " ")), v);
+                    }
+                }
             }
         }
     }

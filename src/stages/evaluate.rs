@@ -456,6 +456,26 @@ fn write_outputs(
             color,
         })
         .collect();
+    // The probe's Rank@K at the K it reports, beside the model's curves.
+    if let Some((pm, _)) = &probe_metrics {
+        for ((dir, m), color) in pm.iter().zip([report::LIGHT_BLUE, report::LIGHT_ORANGE]) {
+            let at = |k: usize| k.min(kmax) as f64;
+            series.push(Series {
+                name: if *dir == "img2txt" {
+                    "img2txt (probe)"
+                } else {
+                    "txt2img (probe)"
+                },
+                points: vec![
+                    (at(1), m.scores.rank1),
+                    (at(5), m.scores.rank5),
+                    (at(10), m.scores.rank10),
+                    (at(100), m.scores.rank100),
+                ],
+                color,
+            });
+        }
+    }
     series.push(Series {
         name: "chance",
         points: (1..=kmax)
@@ -479,8 +499,12 @@ fn write_outputs(
         ("loss_mlm", report::BLUE_),
         ("loss_tia", report::ORANGE),
         ("loss_mpm", report::GREEN_),
+        ("loss_itc", report::PURPLE),
     ]
     .into_iter()
+    // A loss the recipe does not train (all zeros; e.g. the joint pass's with `joint = false`)
+    // is left out.
+    .filter(|(c, _)| table::f32s(&log, c).is_ok_and(|v| v.iter().any(|&x| x != 0.0)))
     .map(|(c, color)| -> crate::Result<Series> {
         let v = table::f32s(&log, c)?;
         let pts: Vec<(f64, f64)> = steps
@@ -519,8 +543,12 @@ fn write_outputs(
     let report = report::render(&all_metrics, &table_md, &probe_md, &summary, filled, short);
     std::fs::write(out("report.md"), report).at(&out("report.md"))?;
     crate::progress::println(format!(
-        "retrieval on the valid split:\n{}",
-        table_md.trim_end()
+        "retrieval on the valid split:\n| direction | Rank@1 | Rank@5 | Rank@10 | Rank@100 | MRR | ACC | AUC | queries × candidates |\n{}{}{}",
+        table_md,
+        probe_md.trim_end(),
+        report::versus_probe(&all_metrics)
+            .map(|l| format!("\n{}", l.replace("**", "")))
+            .unwrap_or_default()
     ));
     Ok(n as u64)
 }

@@ -51,6 +51,17 @@ impl Records {
         (self.round.iter().copied().max().unwrap_or(0).max(0) + 1) as usize
     }
 
+    /// The records an epoch trains on: round `r`'s (see [`Records::round_indices`]), or only
+    /// the matched ones when the joint pass is off (the contrastive loss needs no negatives
+    /// records).
+    pub fn epoch_indices(&self, r: usize, joint: bool) -> Vec<usize> {
+        let mut idx = self.round_indices(r);
+        if !joint {
+            idx.retain(|&i| self.label[i] == 1);
+        }
+        idx
+    }
+
     /// The records of negatives round `r`: every positive and the negatives drawn in round `r`,
     /// in table order.
     pub fn round_indices(&self, r: usize) -> Vec<usize> {

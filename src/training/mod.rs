@@ -68,6 +68,9 @@ pub struct TrainConfig {
     /// The matrix products' precision in the forward and backward passes (bf16: autocast-style,
     /// the parameters and optimiser stay f32; see `models::fused::MatmulPrecision`).
     pub precision: MatmulPrecision,
+    /// Run the joint (text + image) pass and its losses (masked LM, alignment, masked patches);
+    /// `false` trains the contrastive loss alone on the matched records (needs `w_itc > 0`).
+    pub joint: bool,
     /// How an epoch's records are cut into batches (see [`batches`]).
     pub batches: batches::Composition,
     /// Data parallelism: the devices of the model's replicas besides the main one (empty = the
@@ -141,7 +144,7 @@ pub fn step_counts(records: usize, cfg: &TrainConfig) -> (usize, usize) {
 /// The records of one epoch, in training order: the positives and the epoch's round of
 /// negatives (round `epoch % rounds`), shuffled from `(seed, epoch)`.
 fn epoch_records(recs: &Records, cfg: &TrainConfig, epoch: usize) -> Vec<usize> {
-    let idx = recs.round_indices(epoch % recs.rounds());
+    let idx = recs.epoch_indices(epoch % recs.rounds(), cfg.joint);
     batches::order(
         &idx,
         |i| recs.subcategory[i].clone(),
@@ -192,7 +195,7 @@ pub fn train(
             cfg.batch_size
         )));
     }
-    let (per_epoch, total) = step_counts(train_recs.round_indices(0).len(), cfg);
+    let (per_epoch, total) = step_counts(train_recs.epoch_indices(0, cfg.joint).len(), cfg);
     let mut optim = adam::FastAdam::for_training().init();
     let mut state = State {
         step: 0,

@@ -67,6 +67,9 @@ pub(super) fn step_loss(
 ) -> Result<StepLoss> {
     let main = &devices[0];
     let with_itc = cfg.w_itc > 0.0;
+    if !cfg.joint {
+        return contrastive_only(model, main, hb, cfg, step);
+    }
     if devices.len() == 1 {
         main.seed(dropout_seed(cfg.seed, step, 0));
         let batch = hb.to_device(main);
@@ -148,6 +151,40 @@ pub(super) fn step_loss(
         step,
         replicas,
     )
+}
+
+/// The loss of a step without the joint pass (`train.joint = false`): the text-only and
+/// image-only passes and the contrastive loss; the three original losses are reported as 0.
+fn contrastive_only(
+    model: &FashionBert,
+    main: &Device,
+    hb: &HostBatch,
+    cfg: &TrainConfig,
+    step: usize,
+) -> Result<StepLoss> {
+    main.seed(dropout_seed(cfg.seed, step, 0));
+    let itc = hb.itc_batch(main, 2).ok_or_else(|| {
+        crate::error::Error::msg(format!(
+            "step {step}: the batch holds fewer than 2 matched records, so there is no contrastive loss; raise train.batch_size"
+        ))
+    })?;
+    let (img, txt) = model.itc_embeddings(&hb.image_features(main), &itc);
+    let (li, _) = itc_loss(img, txt, model.itc_scale(), itc.targets.clone());
+    let zero = Tensor::<1>::zeros([1], main);
+    let losses = Losses {
+        mlm: zero.clone(),
+        tia: zero.clone(),
+        mpm: zero.clone(),
+        weights: Tensor::<1>::zeros([3], main),
+        total: zero,
+    };
+    let itc_stats = Tensor::cat(vec![li.clone().detach(), model.itc_scale().detach()], 0);
+    Ok(StepLoss {
+        total: li * cfg.w_itc,
+        losses,
+        itc_stats,
+        replicas: vec![],
+    })
 }
 
 /// The step's losses from the gathered terms, on the main device: the three losses and their
