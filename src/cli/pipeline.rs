@@ -62,8 +62,7 @@ pub fn status(cfg: &ConfigArgs, json: bool) -> Result<(), Error> {
     let registry = crate::stages::registry();
     let config = load(cfg, &registry)?;
     let runner = Runner::new(&registry, &config)?;
-    let mut cache = runner.store().hash_cache();
-    let plan = runner.plan(&[], false, &mut cache)?;
+    let plan = runner.current_plan()?;
     if json {
         println!(
             "{}",
@@ -232,7 +231,7 @@ fn resolve_inspect(entries: &super::EntryArgs, what: &str) -> Result<Vec<PathBuf
         )));
     }
     let key = latest.key(stage)?;
-    let dir = latest.dir(stage)?;
+    let dir = latest.dir(stage)?; // the key is resolved once: this reuses it
     let manifest = Manifest::read(&dir).map_err(|e| DagError::io(&dir, e))?;
     if let Some(f) = file {
         return Ok(vec![dir.join(f)]);
@@ -375,12 +374,9 @@ pub struct GcArgs {
 /// with `--all-configs` (each once).
 fn gc_configs(args: &GcArgs) -> Result<Vec<PathBuf>, Error> {
     let mut out: Vec<PathBuf> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut push = |p: PathBuf| {
-        let canon = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
-        if !out
-            .iter()
-            .any(|o| std::fs::canonicalize(o).unwrap_or_else(|_| o.clone()) == canon)
-        {
+        if seen.insert(std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone())) {
             out.push(p);
         }
     };
@@ -445,9 +441,7 @@ pub fn gc(args: &GcArgs) -> Result<(), Error> {
             );
             continue;
         }
-        let runner = Runner::new(&registry, &config)?;
-        let mut cache = runner.store().hash_cache();
-        for item in runner.plan(&[], false, &mut cache)? {
+        for item in Runner::new(&registry, &config)?.current_plan()? {
             if let Some(key) = item.key {
                 wanted
                     .entry(item.stage)
@@ -457,7 +451,6 @@ pub fn gc(args: &GcArgs) -> Result<(), Error> {
                     .push(format!("the entry {} resolves to", file.display()));
             }
         }
-        cache.save().ok();
     }
     let plan = store
         .gc_plan(&wanted, GcOptions { work: args.work })

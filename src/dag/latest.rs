@@ -7,7 +7,7 @@
 //! checked as `status` checks it before anything reads it, and its key is said once.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::store::{Check, EntryState};
@@ -30,7 +30,8 @@ pub struct Latest {
     resolve: Resolve,
     /// The config's plan by stage (with [`Resolve::Config`]).
     plan: BTreeMap<String, PlanItem>,
-    announced: RefCell<BTreeSet<String>>,
+    /// Each stage's key once resolved and checked (and said): later calls reuse it.
+    resolved: RefCell<BTreeMap<String, String>>,
 }
 
 impl Latest {
@@ -46,15 +47,14 @@ impl Latest {
         resolve: Resolve,
     ) -> Result<Latest, DagError> {
         let config = PipelineConfig::load(config_file, registry)?;
-        let mut plan = BTreeMap::new();
-        if resolve == Resolve::Config {
-            let runner = Runner::new(registry, &config)?;
-            let mut cache = runner.store().hash_cache();
-            for item in runner.plan(&[], false, &mut cache)? {
-                plan.insert(item.stage.clone(), item);
-            }
-            cache.save().ok();
-        }
+        let plan = match resolve {
+            Resolve::Config => Runner::new(registry, &config)?
+                .current_plan()?
+                .into_iter()
+                .map(|item| (item.stage.clone(), item))
+                .collect(),
+            Resolve::Latest => BTreeMap::new(),
+        };
         let store =
             Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
         Ok(Latest {
@@ -62,13 +62,16 @@ impl Latest {
             store,
             resolve,
             plan,
-            announced: RefCell::default(),
+            resolved: RefCell::default(),
         })
     }
 
     /// The key of `stage`'s entry: the config's (cached) one, or `latest`'s, checked. An
     /// error says how to make one, or what is damaged.
     pub fn key(&self, stage: &str) -> Result<String, DagError> {
+        if let Some(key) = self.resolved.borrow().get(stage) {
+            return Ok(key.clone());
+        }
         let key = match self.resolve {
             Resolve::Config => {
                 let item = self.plan.get(stage).ok_or_else(|| DagError::NotRun {
@@ -108,17 +111,17 @@ impl Latest {
                 key
             }
         };
-        if self.announced.borrow_mut().insert(stage.to_string()) {
-            crate::progress::println(format!(
-                "using {stage}/{} ({})",
-                super::plan::short(&key),
-                match self.resolve {
-                    Resolve::Config =>
-                        format!("the entry {} resolves to", self.config.file.display()),
-                    Resolve::Latest => "the stage's latest run".to_string(),
-                }
-            ));
-        }
+        crate::progress::println(format!(
+            "using {stage}/{} ({})",
+            super::plan::short(&key),
+            match self.resolve {
+                Resolve::Config => format!("the entry {} resolves to", self.config.file.display()),
+                Resolve::Latest => "the stage's latest run".to_string(),
+            }
+        ));
+        self.resolved
+            .borrow_mut()
+            .insert(stage.to_string(), key.clone());
         Ok(key)
     }
 

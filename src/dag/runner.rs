@@ -97,6 +97,15 @@ impl<'a> Runner<'a> {
         Ok(plan)
     }
 
+    /// The plan of every stage (what `status` prints), with the store's hash cache, which is
+    /// saved afterwards so the next look hashes nothing unchanged.
+    pub fn current_plan(&self) -> Result<Vec<PlanItem>, DagError> {
+        let mut cache = self.store.hash_cache();
+        let plan = self.plan(&[], false, &mut cache)?;
+        cache.save().ok();
+        Ok(plan)
+    }
+
     /// Brings the named stages (all when none) and their upstream up to date. Each stage's key
     /// is computed when its upstream is done, so a stage whose inputs came out unchanged is
     /// not run again.
