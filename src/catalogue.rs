@@ -66,10 +66,8 @@ pub fn default_score(model: &Path) -> (String, String) {
             ),
         );
     }
-    let itc_dim = std::fs::read(model.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("itc_dim").and_then(|d| d.as_u64()))
+    let itc_dim = crate::models::io::read_config(model)
+        .map(|c| c.itc_dim)
         .unwrap_or(0);
     if itc_dim > 0 {
         ("itc".into(), "the model has a contrastive head".into())

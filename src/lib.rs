@@ -17,6 +17,7 @@ pub mod images;
 pub mod models;
 pub mod progress;
 pub mod schema;
+pub mod search;
 pub mod show;
 pub mod sources;
 pub mod stages;

@@ -188,9 +188,10 @@ fn itc_training_grid_features_and_every_score() {
     );
     let valid = polars_read(&a.join("train/latest/valid_log.parquet"));
     assert!(valid.column("itc_accuracy").is_ok());
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(a.join("train/latest/config.json")).unwrap())
-            .unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(a.join("train/latest/fashionbert.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(cfg["itc_dim"], 256);
 
     let metrics = |d: &std::path::Path| -> serde_json::Value {
@@ -224,7 +225,28 @@ fn itc_training_grid_features_and_every_score() {
         for dir in ["img2txt", "txt2img"] {
             let r1 = m[dir]["rank@1"].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&r1));
+            // The harder views: per subcategory and same-subcategory queries add up to the
+            // queries; the full gallery ranks every query against every valid product (ITC only).
+            let q = m[dir]["queries"].as_u64().unwrap();
+            let subs = m["by_subcategory"][dir].as_object().unwrap();
+            let per_sub: u64 = subs.values().map(|v| v["queries"].as_u64().unwrap()).sum();
+            assert_eq!(per_sub, q, "{m}");
+            assert!(m["same_subcategory"][dir]["queries"].as_u64().unwrap() <= q);
+            if score == "itc" {
+                let g = &m["gallery"];
+                assert_eq!(g[dir]["queries"].as_u64(), Some(q), "{m}");
+                let n = g["products"].as_f64().unwrap();
+                let c = g[dir]["candidates"].as_f64().unwrap();
+                assert!(c > 1.0 && c <= n, "{g}");
+            } else {
+                assert!(m.get("gallery").is_none(), "no gallery for itm: {m}");
+            }
         }
+        let ranks = polars_read(&a.join("evaluate/latest/ranks.parquet"));
+        assert!(ranks.column("subcategory").is_ok() && ranks.column("same_subcategory").is_ok());
+        let report = std::fs::read_to_string(a.join("evaluate/latest/report.md")).unwrap();
+        assert!(report.contains("By subcategory"), "{report}");
+        assert_eq!(report.contains("Full gallery"), score == "itc", "{report}");
     }
 
     // A model without an ITC head cannot be scored by ITC: a clear error.

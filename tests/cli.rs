@@ -629,3 +629,139 @@ fn ok_stdout(dir: &std::path::Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Raw inputs are keyed by content and by their resolved path (issue 32): the same vocabulary
+/// given absolutely, as `./vocab.txt` or through a symlink keeps tokenize's key, and so does
+/// the whole project moved to another folder; other bytes change it.
+#[test]
+fn the_same_file_under_another_spelling_keeps_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("project");
+    std::fs::create_dir(&d).unwrap();
+    tiny_pipeline(&d, 20, "flex");
+    ok(&d, &["run", "tokenize"]);
+    let state = |dir: &std::path::Path, set: &str| -> String {
+        let mut args = vec!["status", "--json"];
+        if !set.is_empty() {
+            args.extend(["--set", set]);
+        }
+        let plan: serde_json::Value = serde_json::from_str(&ok(dir, &args)).unwrap();
+        let t = plan
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stage"] == "tokenize")
+            .unwrap()
+            .clone();
+        t["state"].as_str().unwrap().to_string()
+    };
+    assert_eq!(state(&d, ""), "cached");
+    let abs = d.join("vocab.txt").canonicalize().unwrap();
+    assert_eq!(
+        state(&d, &format!("tokenize.vocab={}", abs.display())),
+        "cached",
+        "absolute path"
+    );
+    assert_eq!(state(&d, "tokenize.vocab=./vocab.txt"), "cached");
+    std::os::unix::fs::symlink("vocab.txt", d.join("link.txt")).unwrap();
+    assert_eq!(state(&d, "tokenize.vocab=link.txt"), "cached", "symlink");
+    // Other bytes under another name: a new key.
+    let text = std::fs::read_to_string(d.join("vocab.txt")).unwrap();
+    std::fs::write(
+        d.join("other.txt"),
+        text.replace("\nstripes\n", "\nstriped\n"),
+    )
+    .unwrap();
+    assert_eq!(state(&d, "tokenize.vocab=other.txt"), "will_run");
+    // The project (config, inputs, store) moved elsewhere: every entry still cached.
+    let moved = dir.path().join("moved");
+    std::fs::rename(&d, &moved).unwrap();
+    assert_eq!(state(&moved, ""), "cached", "moved project");
+}
+
+/// `embed` and `search` (issue 33): the catalogue's embeddings as files numpy and pandas read,
+/// and exact search with them — by product (similar images, itself left out), by text, with
+/// filters — whose scores are the model's ITC scores, best first.
+#[test]
+fn embed_and_search_the_catalogue() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = tiny_pipeline(d, 40, "tch");
+    let mut text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "init = \"random\"",
+        "init = \"random\"\nw_itc = 1.0\njoint = false",
+    );
+    text.push_str("\n[stages.embed]\n");
+    std::fs::write(&cfg, text).unwrap();
+    let out = ok(d, &["run", "embed"]);
+    assert!(out.contains("embed"), "{out}");
+    let e = d.join("artifacts/embed/latest");
+    let py = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import sys, json, numpy as np, pandas as pd; d = sys.argv[1]; i = np.load(d + '/image.npy'); t = np.load(d + '/text.npy'); df = pd.read_parquet(d + '/items.parquet'); m = json.load(open(d + '/meta.json')); print(i.shape[0], i.shape[1], t.shape[0], len(df), m['dim'], round(float(np.linalg.norm(i, axis=1).mean()), 4))",
+            e.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let v: Vec<String> = String::from_utf8_lossy(&py.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(v[0], v[2], "{v:?}");
+    assert_eq!(v[0], v[3], "one row per product: {v:?}");
+    assert_eq!(v[1], v[4], "{v:?}");
+    assert_eq!(v[5], "1.0", "L2-normalised rows: {v:?}");
+    let n: usize = v[0].parse().unwrap();
+    assert!(n >= 30, "{v:?}");
+
+    let search = |extra: &[&str]| -> serde_json::Value {
+        let mut a = vec!["search", "--json"];
+        a.extend(extra);
+        let out = run(d, &a);
+        let (so, se) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{a:?}: {se}");
+        serde_json::from_str(&so).unwrap_or_else(|e| panic!("{e}: {so}{se}"))
+    };
+    let items = fashionbert::table::read_parquet(&e.join("items.parquet")).unwrap();
+    let pids = fashionbert::table::strings(&items, "product_id").unwrap();
+    let subs = fashionbert::table::strings(&items, "subcategory").unwrap();
+    let titles = fashionbert::table::strings(&items, "title").unwrap();
+    let r = search(&["--product", &pids[0], "-k", "5"]);
+    let hits = r["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 5);
+    assert!(
+        hits.iter().all(|h| h["product_id"] != pids[0].as_str()),
+        "{r}"
+    );
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    assert!(r["entry"].as_str().unwrap().starts_with("embed/"), "{r}");
+    assert!(r["model"].as_str().unwrap().starts_with("train/"), "{r}");
+    // A text query: encoded by the model, every hit of the asked subcategory.
+    let r = search(&["--text", &titles[3], "--subcategory", &subs[3], "-k", "50"]);
+    let hits = r["hits"].as_array().unwrap();
+    assert!(!hits.is_empty() && hits.len() <= n);
+    assert!(
+        hits.iter().all(|h| h["subcategory"] == subs[3].as_str()),
+        "{r}"
+    );
+    assert_eq!(r["ranked"], "images");
+    // The table form names the entry; a product that is not there is a clear error.
+    let table = ok(d, &["search", "--product", &pids[1]]);
+    assert!(
+        table.contains("using embed/") && table.contains("rank"),
+        "{table}"
+    );
+    let bad = run(d, &["search", "--product", "no-such-product"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no-such-product"));
+}

@@ -168,6 +168,7 @@ fn evaluation_tsv_round_trips_and_failures() {
         bad.join("model.safetensors"),
     )
     .unwrap();
+    std::fs::copy(model.join("fashionbert.json"), bad.join("fashionbert.json")).unwrap();
     let cfg = std::fs::read_to_string(model.join("config.json"))
         .unwrap()
         .replace("\"hidden_size\": 32", "\"hidden_size\": 48");
@@ -258,6 +259,30 @@ fn evaluation_tsv_round_trips_and_failures() {
             "{err}"
         );
     }
+
+    // Empty inputs are errors with a reason, not a 0-record success (issue 31, item 11):
+    // an empty data file, a list naming none, and a list whose files hold no record.
+    std::fs::write(d.join("empty.tsv"), "").unwrap();
+    let o = eval_img2txt("empty.tsv", &model);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(1) && err.contains("holds no record"),
+        "{err}"
+    );
+    std::fs::write(d.join("none.list_csv"), "0\n").unwrap();
+    let o = run(d, &["import-tsv", "none.list_csv", "--out", "imp0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("names no data file"),
+        "{err}"
+    );
+    std::fs::write(d.join("empty.list_csv"), "0\nempty.tsv\n").unwrap();
+    let o = run(d, &["import-tsv", "empty.list_csv", "--out", "imp1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("hold no record"),
+        "{err}"
+    );
 
     // A feature store without one of the records' images.
     let store = fashionbert::featstore::Store::open(&d.join("artifacts/features/latest")).unwrap();

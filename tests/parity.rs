@@ -644,3 +644,80 @@ save_file(out, sys.argv[2])
         assert!(zero.len() == 2048 && zero.iter().all(|&v| v == 0.0));
     }
 }
+
+/// A trained model's folder is a Hugging Face BERT folder (issue 32): `transformers`'
+/// `BertModel.from_pretrained(folder)` loads the text encoder with no weight missing or
+/// mismatched, and computes the hidden states ours does; the FashionBERT parts round-trip
+/// through `fashionbert.json`.
+#[test]
+fn a_saved_model_loads_with_transformers_from_pretrained() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut bert = BertConfig::new();
+    bert.vocab_size = 120;
+    bert.hidden_size = 32;
+    bert.num_hidden_layers = 2;
+    bert.num_attention_heads = 4;
+    bert.intermediate_size = 64;
+    bert.max_position_embeddings = 40;
+    let mut cfg = FashionBertConfig::new(bert);
+    cfg.patch_feature_size = 16;
+    cfg.num_patches = 4;
+    cfg.text_len = 12;
+    cfg.itc_dim = 8;
+    cfg.itm_pair_dim = 8;
+    let device = Device::flex();
+    device.seed(3);
+    let model = cfg.init(&device);
+    let m = d.join("model");
+    io::save(&model, &cfg, &m).unwrap();
+    assert_eq!(io::read_config(&m).unwrap(), cfg);
+    let hf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("config.json")).unwrap()).unwrap();
+    assert_eq!(hf["model_type"], "bert");
+    assert_eq!(hf["hidden_size"], 32);
+    assert!(
+        hf.get("bert").is_none() && hf.get("itc_dim").is_none(),
+        "{hf}"
+    );
+
+    let (b, l) = (2usize, 12usize);
+    let ids: Vec<i64> = (0..b * l).map(|i| (i as i64 * 37) % 120).collect();
+    let mask: Vec<i64> = (0..b * l)
+        .map(|i| if i / l == 1 && i % l > 8 { 0 } else { 1 })
+        .collect();
+    let types: Vec<i64> = vec![0; b * l];
+    let inp = d.join("in.safetensors");
+    save_st(
+        &inp,
+        vec![
+            ("input_ids", St::I64(vec![b, l], ids.clone())),
+            ("attention_mask", St::I64(vec![b, l], mask.clone())),
+            ("token_type_ids", St::I64(vec![b, l], types.clone())),
+        ],
+    );
+    let out = d.join("out.safetensors");
+    py(&[
+        &script("bert_reference.py"),
+        "--model-dir",
+        m.to_str().unwrap(),
+        "--from-pretrained",
+        "--inputs",
+        inp.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let want = load_st(&out);
+    let ours = io::load_bert(&m.join("model.safetensors"), &cfg.bert, &device).unwrap();
+    let t = |v: &Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), [b, l]), &device);
+    let mf = Tensor::<2>::from_data(
+        TensorData::new(mask.iter().map(|&x| x as f32).collect::<Vec<_>>(), [b, l]),
+        &device,
+    );
+    let (hs, _) = ours.forward(t(&ids), mf, t(&types));
+    for (i, h) in hs.into_iter().enumerate() {
+        let got: Vec<f32> = h.try_into_vec_as().unwrap();
+        let e = max_abs_diff(&got, &want[&format!("hidden_states.{i}")].1);
+        assert!(e < 1e-4, "hidden state {i}: max abs error {e}");
+    }
+}

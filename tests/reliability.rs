@@ -235,3 +235,88 @@ fn a_failed_feature_write_ends_the_run() {
     let again = ok(d, &["run", "features"]);
     assert_eq!(stages_run(&again), ["features"], "{again}");
 }
+
+/// Empty results are errors (issue 31, item 11): with no valid product there is no query, and
+/// the run fails in `evaluate` saying so, instead of exiting 0 with NaN metrics.
+#[test]
+fn no_valid_product_is_an_error_not_nan_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 20, "flex");
+    fails_with(
+        d,
+        &[
+            "run",
+            "--set",
+            "ingest.valid_fraction=0",
+            "--set",
+            "train.epochs=1",
+        ],
+        &["evaluate", "no query", "valid split"],
+    );
+}
+
+/// Model sizes are checked when the run is planned (issue 31, item 8): a config that would
+/// abort in the allocator, panic in a kernel or not fit in memory fails `status` with the
+/// field named, before anything runs.
+#[test]
+fn absurd_model_sizes_fail_at_plan_time_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_pipeline(d, 20, "flex");
+    for (field, value, want) in [
+        ("num_hidden_layers", "1000000", "from 1 to 256"),
+        ("hidden_size", "1000000000", "from 1 to 16384"),
+        ("hidden_size", "0", "from 1 to 16384"),
+        ("intermediate_size", "0", "from 1 to 131072"),
+        ("type_vocab_size", "0", "from 1 to 1024"),
+        ("num_attention_heads", "0", "from 1 to 1024"),
+        ("num_attention_heads", "5", "not a multiple"),
+    ] {
+        let cfg = format!(
+            r#"{{"vocab_size": 30522, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128, "{field}": {value}}}"#
+        );
+        std::fs::write(d.join("big.json"), cfg).unwrap();
+        fails_with(
+            d,
+            &["status", "--set", "train.config=big.json"],
+            &[field, want],
+        );
+    }
+    // Buildable sizes whose parameters would not fit in this machine's memory.
+    std::fs::write(
+        d.join("big.json"),
+        r#"{"vocab_size": 30522, "hidden_size": 16384, "num_hidden_layers": 256, "num_attention_heads": 128, "intermediate_size": 65536}"#,
+    )
+    .unwrap();
+    fails_with(
+        d,
+        &["status", "--set", "train.config=big.json"],
+        &["parameters need about", "memory"],
+    );
+    assert!(!d.join("artifacts/train").exists());
+}
+
+/// Sizes given as flags are bounded before anything is sized by them (issue 31, item 9):
+/// `import-tsv --dim 10000000000000` used to abort allocating. A bad flag is a usage error
+/// (exit 2, as clap reports them) naming the flag and its range.
+#[test]
+fn import_tsv_sizes_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("x.list_csv"), "1\nx.tsv\n").unwrap();
+    for (flag, value, want) in [
+        ("--dim", "10000000000000", "from 1 to 1048576"),
+        ("--patches", "0", "from 1 to 4096"),
+        ("--text-len", "100000", "from 3 to 512"),
+    ] {
+        let out = run(d, &["import-tsv", "x.list_csv", "--out", "o", flag, value]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(want) && !err.contains("panicked"),
+            "{flag}: {err}"
+        );
+    }
+    assert!(!d.join("o").exists());
+}

@@ -42,6 +42,7 @@ fn tcfg(store: &featstore::Store, epochs: usize) -> TrainConfig {
         w_itc: 0.0,
         itm_mined: false,
         batches: fashionbert::training::batches::Composition::Random,
+        itc_queue: 0,
         joint: true,
         warmup: 0.1,
         clip_norm: 1.0,
@@ -561,5 +562,73 @@ fn contrastive_only_training_steps_on_matched_records_and_learns() {
             mean(&out.steps[out.steps.len() - n..]),
         );
         assert!(last < first * 0.9, "{batches:?}: ITC loss {first} → {last}");
+    }
+}
+
+/// `itc_queue`: a memory of negatives enters the loss (more candidates, a larger loss than the
+/// in-batch loss on the same weights) and is saved with the checkpoint, so a resumed run ends
+/// with the weights of an uninterrupted one.
+#[test]
+fn a_memory_of_itc_negatives_learns_and_resumes_exactly() {
+    let _guard = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (train, valid, store, mut cfg) = prepare(dir.path());
+    cfg.itc_dim = 16;
+    let dev = device();
+    let init = |dev: &Device| {
+        dev.seed(4);
+        cfg.init(dev)
+    };
+    let mut c = tcfg(&store, 40);
+    c.w_itc = 1.0;
+    c.joint = false;
+    c.lr = 3e-3;
+    c.itc_queue = 8;
+    c.checkpoint_every = 4;
+    let run = |c: &TrainConfig, dev: &Device, w: &str, resume: bool| {
+        training::train(
+            init(dev),
+            dev,
+            &train,
+            &valid,
+            &store,
+            c,
+            &dir.path().join(w),
+            resume,
+        )
+        .unwrap()
+    };
+    let whole = run(&c, &dev, "q1", false);
+    let mut no_queue = c.clone();
+    no_queue.itc_queue = 0;
+    no_queue.max_steps = 2;
+    let plain = run(&no_queue, &dev, "q0", false);
+    // The first step sees an empty memory: the same loss and update. The second starts from
+    // the same weights and ranks each pair against the first step's records as well: a larger
+    // loss. From there the runs part.
+    assert_eq!(whole.steps[0].loss_itc, plain.steps[0].loss_itc);
+    assert!(
+        whole.steps[1].loss_itc > plain.steps[1].loss_itc + 1e-3,
+        "{} vs {}",
+        whole.steps[1].loss_itc,
+        plain.steps[1].loss_itc
+    );
+    // Whether it helps is measured, not assumed: on the fashion-real proxy a memory of 1,024 at
+    // lr 3e-4 / 3e-3 diverged (RESULTS.md), and here the loss does not fall either; the mechanism
+    // (candidates, positives, resume) is what this test holds.
+
+    let mut stop = c.clone();
+    stop.stop_after = 8;
+    run(&stop, &dev, "q2", false);
+    assert!(dir.path().join("q2/checkpoint/queue.bin").is_file());
+    let dev2 = device();
+    let resumed = run(&c, &dev2, "q2", true);
+    for (i, (x, y)) in weights(&whole.model)
+        .iter()
+        .zip(&weights(&resumed.model))
+        .enumerate()
+    {
+        let e = max_abs_diff(x, y);
+        assert!(e < 1e-5, "tensor {i}: resumed weights differ by {e}");
     }
 }

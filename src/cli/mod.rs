@@ -135,6 +135,39 @@ pub enum Command {
         #[command(flatten)]
         entries: EntryArgs,
     },
+    /// Search the catalogue with the trained model, over the `embed` stage's embeddings: a text
+    /// finds images, an image finds texts (or similar images), a product finds similar products.
+    Search {
+        /// A query text.
+        #[arg(long, conflicts_with_all = ["image", "product"])]
+        text: Option<String>,
+        /// A query image file (decoded and featurised as the pipeline's images were).
+        #[arg(long, conflicts_with = "product")]
+        image: Option<PathBuf>,
+        /// A product id of the catalogue: its image is the query (its own row left out).
+        #[arg(long)]
+        product: Option<String>,
+        /// What to rank (default: images for a text or a product, texts for an image).
+        #[arg(long = "in", value_enum)]
+        side: Option<SearchSide>,
+        /// Results to return (1 to 100000).
+        #[arg(short, long, default_value_t = 10, value_parser = bounded(1, 100_000))]
+        k: usize,
+        /// Only products of this category.
+        #[arg(long)]
+        category: Option<String>,
+        /// Only products of this subcategory.
+        #[arg(long)]
+        subcategory: Option<String>,
+        /// Only products of this split (train, valid).
+        #[arg(long)]
+        split: Option<String>,
+        /// Print the results as JSON (query, entry, hits).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        entries: EntryArgs,
+    },
     /// Export records in the original EasyTransfer TSV format (train schema), or the latest
     /// evaluation set in its eval schema, with a .list_csv.
     ExportTsv {
@@ -157,20 +190,20 @@ pub enum Command {
         /// The folder for records.parquet and the feature store (features/).
         #[arg(long)]
         out: PathBuf,
-        /// Patches per record in the schema.
-        #[arg(long, default_value_t = 64)]
+        /// Patches per record in the schema (1 to 4096).
+        #[arg(long, default_value_t = 64, value_parser = bounded(1, 4096))]
         patches: usize,
-        /// Feature size of a patch in the schema.
-        #[arg(long, default_value_t = 2048)]
+        /// Feature size of a patch in the schema (1 to 1048576).
+        #[arg(long, default_value_t = 2048, value_parser = bounded(1, 1 << 20))]
         dim: usize,
-        /// Text length (tokens) in the schema.
-        #[arg(long, default_value_t = 64)]
+        /// Text length (tokens) in the schema (3 to 512).
+        #[arg(long, default_value_t = 64, value_parser = bounded(3, 512))]
         text_len: usize,
-        /// Masked patches per record in the schema.
-        #[arg(long, default_value_t = 5)]
+        /// Masked patches per record in the schema (1 to 4096).
+        #[arg(long, default_value_t = 5, value_parser = bounded(1, 4096))]
         masked_patches: usize,
-        /// Masked tokens per record in the schema.
-        #[arg(long, default_value_t = 10)]
+        /// Masked tokens per record in the schema (1 to 512).
+        #[arg(long, default_value_t = 10, value_parser = bounded(1, 512))]
         masked_tokens: usize,
     },
     /// Score eval files in the original format (e.g. the published eval sets) with a trained
@@ -366,6 +399,13 @@ pub struct ConfigArgs {
     /// Override a param for this run: `stage.param=value` (also `runtime.key=value`).
     #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
     pub sets: Vec<String>,
+}
+
+/// `fashionbert search --in`.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum SearchSide {
+    Images,
+    Texts,
 }
 
 /// `fashionbert export-tsv --split`.
@@ -619,6 +659,36 @@ pub fn main() -> i32 {
             top,
             entries,
         } => tools::rank(&entries, &images, &texts, texts_file.as_deref(), top),
+        Command::Search {
+            text,
+            image,
+            product,
+            side,
+            k,
+            category,
+            subcategory,
+            split,
+            json,
+            entries,
+        } => tools::search(
+            &entries,
+            tools::SearchQuery {
+                text,
+                image,
+                product,
+            },
+            side.map(|s| match s {
+                SearchSide::Images => crate::search::Side::Images,
+                SearchSide::Texts => crate::search::Side::Texts,
+            }),
+            k,
+            &crate::search::Filter {
+                category,
+                subcategory,
+                split,
+            },
+            json,
+        ),
         Command::ExportTsv {
             split,
             out,
@@ -668,6 +738,21 @@ pub fn main() -> i32 {
                 src = s.source();
             }
             1
+        }
+    }
+}
+
+/// A clap parser for an integer flag within `lo..=hi` (sizes read from flags are bounded
+/// before anything is allocated from them).
+fn bounded(lo: usize, hi: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |s: &str| {
+        let v: usize = s
+            .parse()
+            .map_err(|_| format!("`{s}` is not a whole number"))?;
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!("{v} is out of range: it must be from {lo} to {hi}"))
         }
     }
 }

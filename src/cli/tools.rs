@@ -55,6 +55,139 @@ pub fn rank(
     Ok(())
 }
 
+/// What `search` looks for: one of a text, an image file, a product of the catalogue.
+pub struct SearchQuery {
+    pub text: Option<String>,
+    pub image: Option<PathBuf>,
+    pub product: Option<String>,
+}
+
+/// Searches the catalogue's embeddings (the `embed` entry the config resolves to) and prints
+/// the best `k`, as a table or JSON.
+pub fn search(
+    entries: &EntryArgs,
+    q: SearchQuery,
+    side: Option<crate::search::Side>,
+    k: usize,
+    filter: &crate::search::Filter,
+    json: bool,
+) -> Result<()> {
+    use crate::error::Error;
+    use crate::schema::embeddings::{self, Embeddings};
+    use crate::search::{Side, top_k};
+    let l = latest(entries)?;
+    if l.config.stage("embed").is_none() {
+        return Err(Error::msg(
+            "the config has no `embed` stage: add `[stages.embed]` (pipeline.toml has one) and run `fashionbert run embed`",
+        ));
+    }
+    let dir = l.dir("embed")?;
+    let e = Embeddings::read(&dir)?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(embeddings::META)).unwrap_or_default())
+            .unwrap_or_default();
+    let model = meta["model"].as_str().unwrap_or("").to_string();
+    let scorer = || -> Result<Scorer> {
+        let s = Scorer::from_pipeline(&l)?;
+        let train = l.dir("train")?;
+        let key = format!(
+            "train/{}",
+            train.file_name().unwrap_or_default().to_string_lossy()
+        );
+        if key != model {
+            return Err(Error::msg(format!(
+                "the embeddings were made by {model}, the config's model is {key}: run `fashionbert run embed`"
+            )));
+        }
+        Ok(s)
+    };
+    let (query, default, exclude, what) = match (&q.text, &q.image, &q.product) {
+        (Some(t), None, None) => (
+            scorer()?.itc_text(t)?,
+            Side::Images,
+            None,
+            format!("text {t:?}"),
+        ),
+        (None, Some(p), None) => {
+            let img = crate::images::decode_file(p)?;
+            (
+                scorer()?.itc_image(&img)?,
+                Side::Texts,
+                None,
+                format!("image {}", p.display()),
+            )
+        }
+        (None, None, Some(id)) => {
+            let row = e
+                .items
+                .iter()
+                .position(|i| &i.product_id == id)
+                .ok_or_else(|| {
+                    Error::msg(format!(
+                        "product `{id}` is not in the embeddings ({} products; embed.split may leave it out)",
+                        e.len()
+                    ))
+                })?;
+            (
+                e.image_row(row).to_vec(),
+                Side::Images,
+                Some(row),
+                format!("product {id}"),
+            )
+        }
+        _ => {
+            return Err(Error::msg(
+                "give one query: --text TEXT, --image FILE or --product ID",
+            ));
+        }
+    };
+    let side = side.unwrap_or(default);
+    // A product's own image is left out of similar images, not of its texts.
+    let exclude = exclude.filter(|_| side == Side::Images);
+    let t0 = std::time::Instant::now();
+    let hits = top_k(&e, &query, side, filter, k, exclude);
+    let took = t0.elapsed().as_secs_f64();
+    let entry = format!(
+        "embed/{}",
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    );
+    if json {
+        let out = serde_json::json!({
+            "query": what,
+            "ranked": if side == Side::Images { "images" } else { "texts" },
+            "entry": entry,
+            "model": model,
+            "catalogue": e.len(),
+            "seconds": took,
+            "hits": hits,
+        });
+        std::println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
+        return Ok(());
+    }
+    std::println!(
+        "{} ranked for {what} (using {entry}, {model}; {} products, {:.1} ms; score = cosine × inverse temperature):",
+        if side == Side::Images {
+            "images"
+        } else {
+            "texts"
+        },
+        e.len(),
+        took * 1e3
+    );
+    std::println!("rank    score  product          subcategory      title");
+    for h in &hits {
+        std::println!(
+            "{:>4} {:>8.3}  {:<16} {:<16} {}",
+            h.rank,
+            h.score,
+            h.product_id,
+            h.subcategory,
+            h.title
+        );
+    }
+    Ok(())
+}
+
 /// Writes a split's records in the original training format, or an eval set
 /// (`eval-img2txt`, `eval-txt2img`, from the latest `evaluate`) in the original eval format,
 /// with a `.list_csv`.

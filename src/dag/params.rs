@@ -21,6 +21,10 @@ pub enum ParamKind {
     Choice(&'static [&'static str]),
     /// A list of strings.
     StrList,
+    /// A string naming a file or folder, relative to the config's folder. The stage key holds
+    /// the path after resolving (`..`, `.`, symlinks), relative to that folder: the same file
+    /// under another spelling keeps the key. A value that names nothing (`random`) is kept.
+    Path,
 }
 
 impl fmt::Display for ParamKind {
@@ -32,6 +36,7 @@ impl fmt::Display for ParamKind {
             ParamKind::Str => write!(f, "a string"),
             ParamKind::Choice(c) => write!(f, "one of {}", c.join(", ")),
             ParamKind::StrList => write!(f, "a list of strings"),
+            ParamKind::Path => write!(f, "a path (relative to the config's folder)"),
         }
     }
 }
@@ -225,7 +230,7 @@ pub fn check_value(spec: &ParamSpec, raw: &RawValue) -> Result<ParamValue, Strin
             Ok(ParamValue::Float(*v as f64))
         }
         (ParamKind::Bool, RawValue::Bool(v)) => Ok(ParamValue::Bool(*v)),
-        (ParamKind::Str, RawValue::Str(v)) => Ok(ParamValue::Str(v.clone())),
+        (ParamKind::Str | ParamKind::Path, RawValue::Str(v)) => Ok(ParamValue::Str(v.clone())),
         (ParamKind::Choice(choices), RawValue::Str(v)) => {
             if choices.contains(&v.as_str()) {
                 Ok(ParamValue::Str(v.clone()))

@@ -16,9 +16,9 @@ use super::DagError;
 use super::config::{PipelineConfig, Registry};
 use super::graph;
 use super::hash::{HashCache, digest};
-use super::params::ParamValue;
+use super::params::{ParamKind, ParamSpec, ParamValue, Params};
 use super::parts::Parts;
-use super::stage::{Input, RawInput, relative_to};
+use super::stage::{Input, RawInput, relative_to, resolve_path};
 use super::store::{Check, EntryState, Store};
 
 /// Why a stage will run.
@@ -284,7 +284,7 @@ impl Pipeline<'_> {
         let key = stage_key(
             &sc.name,
             spec.version,
-            &sc.params.canonical_json(),
+            &key_params(&sc.params, spec.params, &self.config.base_dir),
             &digests,
             &inputs,
         );
@@ -405,4 +405,22 @@ fn show(v: &Option<ParamValue>) -> String {
         Some(v) => v.to_string(),
         None => "(unset)".into(),
     }
+}
+
+/// The params as a stage key hashes them: each [`ParamKind::Path`] value that names an
+/// existing file or folder as its path relative to `base` after resolving, so that the same
+/// file given absolutely, through a symlink or as `./x` keeps the key (and a project moved
+/// as a whole keeps its keys).
+pub(crate) fn key_params(params: &Params, specs: &[ParamSpec], base: &std::path::Path) -> String {
+    let mut p = params.clone();
+    for s in specs.iter().filter(|s| s.kind == ParamKind::Path) {
+        if let Some(ParamValue::Str(v)) = params.get(s.name) {
+            let full = resolve_path(base, v);
+            if full.exists() {
+                let rel = relative_to(base, &full).to_string_lossy().into_owned();
+                p.set(s.name, ParamValue::Str(rel));
+            }
+        }
+    }
+    p.canonical_json()
 }

@@ -101,6 +101,25 @@ pub struct QueryRank {
     pub rr: f64,
 }
 
+impl QueryRank {
+    /// A ground truth with `higher` candidates scored above it and `ties` others equal: its
+    /// expected rank and reciprocal rank under uniform random tie-breaking.
+    pub fn new(query: String, candidates: usize, higher: usize, ties: usize) -> QueryRank {
+        let rr = (higher + 1..=higher + ties + 1)
+            .map(|r| 1.0 / r as f64)
+            .sum::<f64>()
+            / (ties + 1) as f64;
+        QueryRank {
+            query,
+            candidates,
+            higher,
+            ties,
+            rank: higher as f64 + 1.0 + ties as f64 / 2.0,
+            rr,
+        }
+    }
+}
+
 /// P(rank ≤ k) for a ground truth with `g` higher and `e` tied others.
 pub fn hit_at(k: usize, g: usize, e: usize) -> f64 {
     ((k as f64 - g as f64) / (e as f64 + 1.0)).clamp(0.0, 1.0)
@@ -131,18 +150,7 @@ pub fn rank_queries(pairs: &[Scored]) -> Vec<QueryRank> {
                 .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))))?;
             let higher = docs.iter().filter(|d| d.score() > gt).count();
             let ties = docs.iter().filter(|d| d.score() == gt).count() - 1;
-            let rr = (higher + 1..=higher + ties + 1)
-                .map(|r| 1.0 / r as f64)
-                .sum::<f64>()
-                / (ties + 1) as f64;
-            Some(QueryRank {
-                query: q.to_string(),
-                candidates: docs.len(),
-                higher,
-                ties,
-                rank: higher as f64 + 1.0 + ties as f64 / 2.0,
-                rr,
-            })
+            Some(QueryRank::new(q.to_string(), docs.len(), higher, ties))
         })
         .collect()
 }

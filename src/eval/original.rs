@@ -132,6 +132,16 @@ pub fn score_files(
     flush(&mut pending, &mut scored)?;
     drop(flush);
     drop(pred);
+    if scored.is_empty() {
+        return Err(Error::msg(format!(
+            "eval-tsv: the input ({}) holds no record, so there is nothing to score: give it the original's eval files (or their .list_csv)",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let lines: Vec<Vec<PredRow>> = predfile::read(&pred_path, direction)?;
     let mut m = metrics::compute(&scored, batch);
     m.easytransfer_compatible = metrics::compat_from_lines(&lines, batch);

@@ -64,6 +64,35 @@ impl Scorer {
         self.ex.features(&self.resnet, &self.device, px, 1)
     }
 
+    /// The ITC embedding (L2-normalised) of a text, tokenized as the pipeline's texts were.
+    pub fn itc_text(&self, text: &str) -> Result<Vec<f32>> {
+        use burn::tensor::{Int, Tensor, TensorData};
+        let e = self.tokenizer.encode(text, self.t)?;
+        let t = self.t;
+        let ids: Vec<i64> = e.ids.iter().map(|&i| i as i64).collect();
+        let mask: Vec<f32> = e.mask.iter().map(|&m| m as f32).collect();
+        let v = self.model.itc_text(
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [1, t]), &self.device),
+            Tensor::<2>::from_data(TensorData::new(mask, [1, t]), &self.device),
+            Tensor::<2, Int>::zeros([1, t], &self.device),
+        );
+        v.try_into_vec_as::<f32>()
+            .map_err(Error::read_back("an ITC embedding"))
+    }
+
+    /// The ITC embedding (L2-normalised) of an image, featurised as the pipeline's images were.
+    pub fn itc_image(&self, img: &image::RgbImage) -> Result<Vec<f32>> {
+        use burn::tensor::{Tensor, TensorData};
+        let f = self.image_features(img)?;
+        let (p, d) = (self.ex.cells(), self.zero.len());
+        let v = self.model.itc_image(Tensor::<3>::from_data(
+            TensorData::new(f, [1, p, d]),
+            &self.device,
+        ));
+        v.try_into_vec_as::<f32>()
+            .map_err(Error::read_back("an ITC embedding"))
+    }
+
     /// Log-odds of "matched" for each (features, text).
     pub fn score(&self, items: &[(&[f32], &str)]) -> Result<Vec<f64>> {
         let p = self.ex.cells();

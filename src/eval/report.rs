@@ -188,6 +188,7 @@ pub fn render(
     all: &serde_json::Map<String, serde_json::Value>,
     table_md: &str,
     probe_md: &str,
+    views_md: &str,
     summary: &serde_json::Value,
     filled: u64,
     short: u64,
@@ -222,6 +223,7 @@ pub fn render(
              the standardised log1p mean of the image's cell features, a ridge map from image to text fitted on train products, cosine score.\n"
         );
     }
+    s.push_str(views_md);
     let _ = writeln!(
         s,
         "## As the original EasyTransfer script would report them\n"

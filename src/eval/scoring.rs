@@ -340,6 +340,7 @@ impl Scored {
         texts: &Texts,
         store: &featstore::Store,
         sets: &[EvalSet],
+        gallery: &[(String, String)],
         kind: ScoreKind,
         batch: usize,
         shard: Option<ShardId>,
@@ -358,13 +359,16 @@ impl Scored {
             let itm = score_pairs(model, device, texts, store, &wanted, batch, shard)?;
             return Ok(Scored { itm, itc: None });
         }
+        // The sets' texts and images, and the full gallery's (`gallery`: (image id, product id)).
         let text_ids: Vec<&str> = sets
             .iter()
             .flat_map(|s| s.rows.iter().map(|r| r.2.as_str()))
+            .chain(gallery.iter().map(|g| g.1.as_str()))
             .collect();
         let image_ids: Vec<&str> = sets
             .iter()
             .flat_map(|s| s.rows.iter().map(|r| r.1.as_str()))
+            .chain(gallery.iter().map(|g| g.0.as_str()))
             .collect();
         let ScoreKind::ItcThenItm { k } = kind else {
             let emb = itc_embed(

@@ -70,13 +70,46 @@ impl BertConfig {
                     .map_err(|source| BertConfigError::Field { field, source })?;
             }
         }
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        c.check_sizes()?;
+        Ok(c)
+    }
+
+    /// The sizes a model can be built from: every size at least 1 and at most its bound,
+    /// the heads dividing the hidden size (checked before anything is allocated: a crafted
+    /// or mistyped config is an error, never an abort in the allocator or a panic in a kernel).
+    pub fn check_sizes(&self) -> Result<(), BertConfigError> {
+        for (field, value, max) in [
+            ("vocab_size", self.vocab_size, 10_000_000),
+            ("hidden_size", self.hidden_size, 16_384),
+            ("num_hidden_layers", self.num_hidden_layers, 256),
+            ("num_attention_heads", self.num_attention_heads, 1_024),
+            ("intermediate_size", self.intermediate_size, 131_072),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                131_072,
+            ),
+            ("type_vocab_size", self.type_vocab_size, 1_024),
+        ] {
+            check_size(field, value, max)?;
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
             return Err(BertConfigError::Heads {
-                hidden: c.hidden_size,
-                heads: c.num_attention_heads,
+                hidden: self.hidden_size,
+                heads: self.num_attention_heads,
             });
         }
-        Ok(c)
+        Ok(())
+    }
+
+    /// The encoder's parameter count (embeddings and layers; heads not included).
+    pub fn parameters(&self) -> u128 {
+        let (h, i) = (self.hidden_size as u128, self.intermediate_size as u128);
+        let emb = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) as u128
+            * h
+            + 2 * h;
+        let layer = 4 * (h * h + h) + 2 * h * i + i + h + 4 * h;
+        emb + self.num_hidden_layers as u128 * layer
     }
 
     pub fn init_normal(&self) -> Initializer {
@@ -103,6 +136,32 @@ impl BertConfig {
         LayerNormConfig::new(self.hidden_size)
             .with_epsilon(self.layer_norm_eps)
             .init(device)
+    }
+}
+
+/// `value` of size field `field` is within 1..=`max`.
+pub fn check_size(field: &'static str, value: usize, max: usize) -> Result<(), BertConfigError> {
+    if value == 0 || value > max {
+        return Err(BertConfigError::Size { field, value, max });
+    }
+    Ok(())
+}
+
+/// The machine's memory in bytes (Linux `/proc/meminfo`), where it can be read.
+pub fn machine_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Refuses a model whose parameters alone (`bytes_per_param` each: 4 to run it, about 16 to
+/// train it with Adam) would not fit in the machine's memory.
+pub fn check_memory(params: u128, bytes_per_param: u128) -> Result<(), BertConfigError> {
+    let need = params.saturating_mul(bytes_per_param);
+    match machine_memory() {
+        Some(have) if need > have as u128 => Err(BertConfigError::TooLarge { params, need, have }),
+        _ => Ok(()),
     }
 }
 
@@ -164,6 +223,18 @@ pub enum BertConfigError {
     },
     #[error("hidden_size {hidden} is not a multiple of num_attention_heads {heads}")]
     Heads { hidden: usize, heads: usize },
+    #[error("`{field}` = {value}: it must be from 1 to {max}")]
+    Size {
+        field: &'static str,
+        value: usize,
+        max: usize,
+    },
+    #[error(
+        "{params} parameters need about {} GiB, more than this machine's {} GiB of memory: choose smaller sizes (train.config, or fewer train.layers)",
+        need / (1 << 30),
+        have / (1 << 30)
+    )]
+    TooLarge { params: u128, need: u128, have: u64 },
 }
 
 /// Renames from Hugging Face tensor names to this module tree (regex, replacement).

@@ -146,6 +146,27 @@ pub struct FashionBert {
 }
 
 impl FashionBertConfig {
+    /// The sizes are buildable ([`BertConfig::check_sizes`] and the image side's) and the
+    /// parameters, at `bytes_per_param` each (4 to run, 16 to train), fit the machine's memory.
+    pub fn check(&self, bytes_per_param: u128) -> Result<(), crate::models::bert::BertConfigError> {
+        use crate::models::bert::{check_memory, check_size};
+        self.bert.check_sizes()?;
+        check_size("patch_feature_size", self.patch_feature_size, 1 << 20)?;
+        check_size("num_patches", self.num_patches, 1 << 16)?;
+        check_size("text_len", self.text_len, self.bert.max_position_embeddings)?;
+        if self.itc_dim > 0 {
+            check_size("itc_dim", self.itc_dim, 65_536)?;
+        }
+        if self.itm_pair_dim > 0 {
+            check_size("itm_pair_dim", self.itm_pair_dim, 65_536)?;
+        }
+        let h = self.bert.hidden_size as u128;
+        let extra = (self.patch_feature_size + self.num_patches + 2) as u128 * h
+            + self.bert.vocab_size as u128
+            + 2 * h * h;
+        check_memory(self.bert.parameters() + extra, bytes_per_param)
+    }
+
     pub fn init(&self, device: &Device) -> FashionBert {
         let c = &self.bert;
         let h = c.hidden_size;

@@ -1,9 +1,12 @@
 //! Reading and writing FashionBERT weights as Hugging Face-style safetensors.
 //!
 //! A trained model is a folder with `model.safetensors` (tensor names as in
-//! [`super::fashionbert`]'s docs, PyTorch layouts) and `config.json` (the
-//! [`FashionBertConfig`]). Initialisation reads any Hugging Face BERT `model.safetensors`,
-//! with or without the `bert.` prefix.
+//! [`super::fashionbert`]'s docs, PyTorch layouts), `config.json` (a Hugging Face
+//! `BertConfig`: `transformers.BertModel.from_pretrained(folder)` loads the text encoder) and
+//! `fashionbert.json` (the image side and heads: the rest of the [`FashionBertConfig`]).
+//! Folders written before that split hold the whole config nested in `config.json`; both are
+//! read. Initialisation reads any Hugging Face BERT `model.safetensors`, with or without the
+//! `bert.` prefix.
 
 use std::path::Path;
 
@@ -16,6 +19,24 @@ use crate::error::{Error, IoContext, Result};
 
 pub const WEIGHTS: &str = "model.safetensors";
 pub const CONFIG: &str = "config.json";
+/// FashionBERT's parts beyond the BERT config, beside `config.json`.
+pub const PARTS: &str = "fashionbert.json";
+
+/// The Hugging Face `config.json` of a BERT config.
+pub fn hf_config_json(bert: &BertConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(bert).expect("a config serialises");
+    v["model_type"] = "bert".into();
+    v["architectures"] = serde_json::json!(["BertForPreTraining"]);
+    v["pad_token_id"] = 0.into();
+    v
+}
+
+/// `fashionbert.json`: every field of the config but the BERT part.
+fn parts_json(config: &FashionBertConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(config).expect("a config serialises");
+    v.as_object_mut().expect("an object").remove("bert");
+    v
+}
 
 /// Applies a Hugging Face-named safetensors file to `module`: PyTorch layouts converted,
 /// `extra` renames first, then the two names Rust cannot spell ([`hf_remaps`]). Missing and
@@ -114,15 +135,53 @@ pub fn save(model: &FashionBert, config: &FashionBertConfig, dir: &Path) -> Resu
         })?;
     crate::weights::canonicalize_safetensors(&path)?;
     let cp = dir.join(CONFIG);
-    std::fs::write(&cp, serde_json::to_string_pretty(config).unwrap()).at(&cp)?;
+    std::fs::write(
+        &cp,
+        serde_json::to_string_pretty(&hf_config_json(&config.bert)).unwrap(),
+    )
+    .at(&cp)?;
+    let pp = dir.join(PARTS);
+    std::fs::write(
+        &pp,
+        serde_json::to_string_pretty(&parts_json(config)).unwrap(),
+    )
+    .at(&pp)?;
     Ok(())
 }
 
+/// The config of a model folder: `config.json` (Hugging Face) + `fashionbert.json`, or an
+/// older folder's nested `config.json`.
 pub fn read_config(dir: &Path) -> Result<FashionBertConfig> {
     let cp = dir.join(CONFIG);
-    let text = std::fs::read_to_string(&cp).at(&cp)?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::input(&cp, format!("not a FashionBERT config: {e}")))
+    let pp = dir.join(PARTS);
+    let c: FashionBertConfig = if pp.is_file() {
+        let bert = read_bert_config(&cp)?;
+        let text = std::fs::read_to_string(&pp).at(&pp)?;
+        let mut v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::input(&pp, format!("not JSON: {e}")))?;
+        let o = v
+            .as_object_mut()
+            .ok_or_else(|| Error::input(&pp, "not a JSON object"))?;
+        o.insert(
+            "bert".into(),
+            serde_json::to_value(&bert).expect("a config serialises"),
+        );
+        serde_json::from_value(v)
+            .map_err(|e| Error::input(&pp, format!("not FashionBERT's parts: {e}")))?
+    } else {
+        let text = std::fs::read_to_string(&cp).at(&cp)?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::input(
+                &cp,
+                format!("not a FashionBERT config (and no {PARTS} beside it): {e}"),
+            )
+        })?
+    };
+    c.check(4).map_err(|source| Error::BertConfig {
+        path: cp.clone(),
+        source,
+    })?;
+    Ok(c)
 }
 
 /// Loads a model saved by [`save`]. Every tensor must be present with the configured shape.
@@ -159,7 +218,11 @@ pub fn load_bert(
             .and_then(|r| r.split('.').next())
             .and_then(|i| i.parse::<usize>().ok())
             .is_some_and(|i| i >= layers);
-        beyond || u.starts_with("cls.") || u.contains("position_ids")
+        // FashionBERT's image side and heads beside the text encoder.
+        let fashionbert = ["image_embeddings.", "itc.", "itm."]
+            .iter()
+            .any(|p| u.starts_with(p));
+        beyond || fashionbert || u.starts_with("cls.") || u.contains("position_ids")
     })?;
     Ok(model)
 }

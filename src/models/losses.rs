@@ -181,14 +181,98 @@ pub fn itc_loss(
     scale: Tensor<1>,
     targets: Tensor<2>,
 ) -> (Tensor<1>, Tensor<2>) {
-    let sim = image.matmul(text.transpose()) * scale.reshape([1, 1]);
-    let t_i2t = targets.clone() / targets.clone().sum_dim(1);
-    let t_t2i = targets.clone().transpose() / targets.transpose().sum_dim(1);
+    itc_loss_with_memory(image, text, scale, targets, None)
+}
+
+/// Extra candidates for [`itc_loss_with_memory`]: a memory's image and text embeddings
+/// (`[Q, D]`, detached) and `positives` `[N, Q]`, 1 where entry q is of batch row i's product.
+pub struct ItcMemory<'a> {
+    pub image: &'a Tensor<2>,
+    pub text: &'a Tensor<2>,
+    pub positives: &'a Tensor<2>,
+}
+
+/// [`itc_loss`] with, where given, a memory's entries as further candidates: image i is
+/// ranked against the batch's texts and the memory's texts, text i against the batch's images
+/// and the memory's images (XBM / MoCo). An entry of row i's product is a positive (its target
+/// mass shared with the batch's positives), never a negative. The similarities returned are
+/// the batch's own `[N, N]`.
+pub fn itc_loss_with_memory(
+    image: Tensor<2>,
+    text: Tensor<2>,
+    scale: Tensor<1>,
+    targets: Tensor<2>,
+    memory: Option<ItcMemory>,
+) -> (Tensor<1>, Tensor<2>) {
+    let scale = scale.reshape([1, 1]);
+    let sim = image.clone().matmul(text.clone().transpose()) * scale.clone();
+    let (mut l_i2t, mut l_t2i) = (sim.clone(), sim.clone().transpose());
+    let (mut t_i2t, mut t_t2i) = (targets.clone(), targets.transpose());
+    if let Some(m) = memory {
+        l_i2t = Tensor::cat(
+            vec![
+                l_i2t,
+                image.matmul(m.text.clone().transpose()) * scale.clone(),
+            ],
+            1,
+        );
+        l_t2i = Tensor::cat(
+            vec![l_t2i, text.matmul(m.image.clone().transpose()) * scale],
+            1,
+        );
+        t_i2t = Tensor::cat(vec![t_i2t, m.positives.clone()], 1);
+        t_t2i = Tensor::cat(vec![t_t2i, m.positives.clone()], 1);
+    }
+    let t_i2t = t_i2t.clone() / t_i2t.sum_dim(1);
+    let t_t2i = t_t2i.clone() / t_t2i.sum_dim(1);
     let [n, _] = sim.dims();
-    let i2t = (log_softmax(sim.clone(), 1) * t_i2t).sum().neg() / n as f64;
-    let t2i = (log_softmax(sim.clone().transpose(), 1) * t_t2i)
-        .sum()
-        .neg()
-        / n as f64;
+    let i2t = (log_softmax(l_i2t, 1) * t_i2t).sum().neg() / n as f64;
+    let t2i = (log_softmax(l_t2i, 1) * t_t2i).sum().neg() / n as f64;
     ((i2t + t2i) / 2.0, sim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    fn t2(v: &[f32], cols: usize) -> Tensor<2> {
+        Tensor::<2>::from_data(
+            TensorData::new(v.to_vec(), [v.len() / cols, cols]),
+            &Device::flex(),
+        )
+    }
+
+    #[test]
+    fn itc_with_memory_ranks_against_the_memory_and_keeps_same_product_entries_positive() {
+        let eye = t2(&[1., 0., 0., 1.], 2);
+        let scale = Tensor::<1>::from_floats([1.0], &Device::flex());
+        let targets = eye.clone();
+        // One memory entry, of row 0's product: its text is row 0's, its image row 1's.
+        let (mi, mt, pos) = (t2(&[0., 1.], 2), t2(&[1., 0.], 2), t2(&[1., 0.], 1));
+        let (l, sim) = itc_loss_with_memory(
+            eye.clone(),
+            eye.clone(),
+            scale.clone(),
+            targets.clone(),
+            Some(ItcMemory {
+                image: &mi,
+                text: &mt,
+                positives: &pos,
+            }),
+        );
+        let e = std::f64::consts::E;
+        let (a, b) = ((2.0 * e + 1.0).ln(), (e + 2.0).ln());
+        // image→text: row 0 [1, 0 | 1] targets ½,0,½; row 1 [0, 1 | 0] target 1 at 1.
+        // text→image: row 0 [1, 0 | 0] targets ½,0,½; row 1 [0, 1 | 1] target 1 at 1.
+        let want = ((a - 1.0 + b - 1.0) / 2.0 + (b - 0.5 + a - 1.0) / 2.0) / 2.0;
+        let got = l.try_into_vec_as::<f32>().unwrap()[0] as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert_eq!(sim.dims(), [2, 2]);
+        // Without a memory it is the in-batch loss.
+        let (l0, _) = itc_loss(eye.clone(), eye.clone(), scale, targets);
+        let got0 = l0.try_into_vec_as::<f32>().unwrap()[0] as f64;
+        let want0 = (1.0 + e).ln() - 1.0;
+        assert!((got0 - want0).abs() < 1e-5, "{got0} vs {want0}");
+    }
 }

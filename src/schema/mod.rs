@@ -2,6 +2,7 @@
 //! writers, shared by the stage that writes a table, the stages that read it, the CLI and the
 //! bench. A stage module is its `SPEC` and `run`; what it writes is described here.
 
+pub mod embeddings;
 pub mod grid;
 pub mod pairs;
 pub mod products;

@@ -16,10 +16,13 @@ use crate::dag::{
     Input, ParamDefault as D, ParamKind as K, RunContext, ShardId, Stage, StageError, StageSpec,
 };
 use crate::error::IoContext;
+use crate::eval::breakdown;
 use crate::eval::metrics::{self, Metrics};
 use crate::eval::predfile;
 use crate::eval::report::{self, Series};
-use crate::eval::scoring::{PairScores, ScoreKind, ScoreName, Scored, Texts, check_layout};
+use crate::eval::scoring::{
+    ItcEmbeddings, PairScores, ScoreKind, ScoreName, Scored, Texts, check_layout,
+};
 use crate::eval::sets::{EvalSet, build_sets};
 use crate::featstore;
 use crate::models::io;
@@ -84,12 +87,18 @@ crate::stage_params! {
             "batch size of the original's prediction files (its grouping bug depends on it)",
         )
         .min(1.0);
+        gallery: usize = (
+            K::Int,
+            D::Int(20000),
+            "full-gallery Rank@K (each query against every valid product, scores itc / itc_then_itm's itc) where the valid products number at most this; 0 = off",
+        )
+        .min(0.0);
     }
 }
 
 pub const SPEC: StageSpec = StageSpec {
     name: "evaluate",
-    version: 1,
+    version: 2,
     about: "img2txt / txt2img retrieval: Rank@1/5/10/100, MRR, ACC, AUC (+ the original's figures)",
     inputs: &[
         Input::all("ingest"),
@@ -146,13 +155,14 @@ impl Stage for Evaluate {
         let compute = crate::device::from_runtime(ctx.runtime())?;
         let (model, cfg) = io::load(&i.model_dir, &compute.device)?;
         check_layout(&cfg, i.texts.t, &i.store)?;
-        let es = EvalSets::build(&i.products, &i.store, &i.p);
+        let es = EvalSets::build(&i.products, &i.store, &i.p)?;
         let scored = Scored::compute(
             &model,
             &compute,
             &i.texts,
             &i.store,
             &es.sets,
+            &es.gallery,
             i.p.score_kind(),
             i.p.batch_size,
             Some(shard),
@@ -169,7 +179,7 @@ impl Stage for Evaluate {
     /// running the model (the linear probe, which needs no model, is fitted here).
     fn merge(&self, ctx: &mut RunContext, parts: &[std::path::PathBuf]) -> Result<(), StageError> {
         let i = Inputs::read(ctx)?;
-        let es = EvalSets::build(&i.products, &i.store, &i.p);
+        let es = EvalSets::build(&i.products, &i.store, &i.p)?;
         let scored = Scored::join(
             parts
                 .iter()
@@ -186,6 +196,7 @@ impl Stage for Evaluate {
             &i.p,
             &es,
             &set_scores,
+            scored.itc.as_ref(),
         )?;
         ctx.count("pairs", pairs);
         ctx.count("negatives_from_fallback", es.filled);
@@ -228,11 +239,19 @@ pub struct EvalSets {
     pub sets: Vec<EvalSet>,
     pub filled: u64,
     pub short: u64,
+    /// `(image_id, product_id)` of every valid product with features, where a full-gallery
+    /// Rank@K is asked (`gallery`) and the score has ITC encodings; empty otherwise.
+    pub gallery: Vec<(String, String)>,
 }
 
 impl EvalSets {
-    /// Draws the eval sets `p` describes from the valid products with features.
-    pub fn build(products: &[Product], store: &featstore::Store, p: &EvaluateParams) -> EvalSets {
+    /// Draws the eval sets `p` describes from the valid products with features; none is an
+    /// error (there would be nothing to measure).
+    pub fn build(
+        products: &[Product],
+        store: &featstore::Store,
+        p: &EvaluateParams,
+    ) -> crate::Result<EvalSets> {
         let (sets, filled, short) = build_sets(
             products,
             &|id| store.contains(id),
@@ -241,11 +260,31 @@ impl EvalSets {
             p.fill == Fill::CategoryThenSplit,
             p.seed,
         );
-        EvalSets {
+        let pool = breakdown::gallery(products, &|id| store.contains(id));
+        let gallery = if p.score_kind() != ScoreKind::Itm
+            && p.gallery > 0
+            && pool.products.len() <= p.gallery
+        {
+            pool.products
+                .iter()
+                .map(|q| (q.image_id.clone(), q.product_id.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if sets.iter().any(|s| s.rows.is_empty()) {
+            let valid = products.iter().filter(|q| q.split == "valid").count();
+            return Err(crate::Error::msg(format!(
+                "evaluate: no query: {valid} product(s) are in the valid split and none of them has features{}; give the catalogue valid rows (ingest.split_column, ingest.valid_fraction or ingest.eval_split)",
+                if valid == 0 { " (there are none)" } else { "" }
+            )));
+        }
+        Ok(EvalSets {
             sets,
             filled,
             short,
-        }
+            gallery,
+        })
     }
 }
 
@@ -264,19 +303,20 @@ pub fn evaluate_into(
 ) -> crate::Result<(u64, u64)> {
     let (model, cfg) = io::load(model_dir, &compute.device)?;
     check_layout(&cfg, texts.t, store)?;
-    let es = EvalSets::build(products, store, p);
+    let es = EvalSets::build(products, store, p)?;
     let kind = p.score_kind();
-    let set_scores = Scored::compute(
+    let scored = Scored::compute(
         &model,
         compute,
         texts,
         store,
         &es.sets,
+        &es.gallery,
         kind,
         p.batch_size,
         None,
-    )?
-    .assemble(&es.sets, kind)?;
+    )?;
+    let set_scores = scored.assemble(&es.sets, kind)?;
     let pairs = write_outputs(
         out_dir,
         model_dir,
@@ -286,6 +326,7 @@ pub fn evaluate_into(
         p,
         &es,
         &set_scores,
+        scored.itc.as_ref(),
     )?;
     Ok((pairs, es.filled))
 }
@@ -302,6 +343,7 @@ fn write_outputs(
     p: &EvaluateParams,
     es: &EvalSets,
     set_scores: &[PairScores],
+    itc: Option<&ItcEmbeddings>,
 ) -> crate::Result<u64> {
     let out = |name: &str| out_dir.join(name);
     let (sets, filled, short) = (&es.sets, es.filled, es.short);
@@ -322,12 +364,27 @@ fn write_outputs(
     ) = Default::default();
     let mut curves = Vec::new();
     let mut table_md = String::new();
+    // The harder views (see `eval::breakdown`), and each rank row's subcategory and whether all
+    // its candidates share it.
+    let (mut same, mut by_sub, mut gallery) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rank_info: Vec<(String, bool)> = Vec::new();
+    let gallery_pool = breakdown::gallery(products, &|id| store.contains(id));
     for (set, scores) in sets.iter().zip(set_scores) {
         let scored = set.scored(|img, txt| scores[&(img.to_string(), txt.to_string())]);
         let m = metrics::compute(&scored, compat_batch);
         let ranks = metrics::rank_queries(&scored);
+        let info = breakdown::query_info(set, products)?;
+        same.push((set.direction, breakdown::same_subcategory(&ranks, &info)));
+        by_sub.push((set.direction, breakdown::by_subcategory(&ranks, &info)));
+        if let (Some(emb), false) = (itc, es.gallery.is_empty()) {
+            let queries: Vec<&str> = ranks.iter().map(|r| r.query.as_str()).collect();
+            let g = breakdown::gallery_ranks(set.direction, &queries, &gallery_pool, emb)?;
+            gallery.push((set.direction, breakdown::Summary::of(&g)));
+        }
         curves.push((set.direction, ranks.clone()));
         for r in ranks {
+            let i = &info[&r.query];
+            rank_info.push((i.subcategory.clone(), i.same_subcategory));
             rank_rows.push((set.direction.to_string(), r));
         }
         for ((q, img, txt, label), s) in set.rows.iter().zip(&scored) {
@@ -356,6 +413,29 @@ fn write_outputs(
             "ties": "expected rank under uniform random tie-breaking",
         }),
     );
+    let views = |v: &[(&str, breakdown::Summary)]| {
+        serde_json::Value::Object(
+            v.iter()
+                .map(|(d, sm)| (d.to_string(), serde_json::to_value(sm).unwrap()))
+                .collect(),
+        )
+    };
+    all_metrics.insert("same_subcategory".into(), views(&same));
+    if !gallery.is_empty() {
+        let mut g = views(&gallery);
+        g["products"] = serde_json::json!(es.gallery.len());
+        all_metrics.insert("gallery".into(), g);
+    }
+    all_metrics.insert(
+        "by_subcategory".into(),
+        serde_json::Value::Object(
+            by_sub
+                .iter()
+                .map(|(d, m)| (d.to_string(), serde_json::to_value(m).unwrap()))
+                .collect(),
+        ),
+    );
+    let views_md = breakdown::markdown(&same, &gallery, es.gallery.len(), &by_sub);
     let mut probe_md = String::new();
     if let Some((pm, n)) = &probe_metrics {
         let mut o = serde_json::Map::new();
@@ -428,6 +508,14 @@ fn write_outputs(
         col_f64(
             "reciprocal_rank",
             &rank_rows.iter().map(|r| r.1.rr).collect::<Vec<_>>(),
+        ),
+        col_str(
+            "subcategory",
+            &rank_info.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        ),
+        col_bool(
+            "same_subcategory",
+            &rank_info.iter().map(|r| r.1).collect::<Vec<_>>(),
         ),
     ])?;
     table::write_parquet(&mut df, &out("ranks.parquet"))?;
@@ -540,7 +628,15 @@ fn write_outputs(
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
-    let report = report::render(&all_metrics, &table_md, &probe_md, &summary, filled, short);
+    let report = report::render(
+        &all_metrics,
+        &table_md,
+        &probe_md,
+        &views_md,
+        &summary,
+        filled,
+        short,
+    );
     std::fs::write(out("report.md"), report).at(&out("report.md"))?;
     crate::progress::println(format!(
         "retrieval on the valid split:\n| direction | Rank@1 | Rank@5 | Rank@10 | Rank@100 | MRR | ACC | AUC | queries × candidates |\n{}{}{}",

@@ -52,7 +52,7 @@ crate::stage_params! {
     /// The params of `features`.
     pub struct FeaturesParams {
         weights: String = (
-            K::Str,
+            K::Path,
             D::Str("weights/resnet50-imagenet-v1.safetensors"),
             "torchvision-named ResNet-50 weights (.safetensors or .pth), or random:<seed>",
         );

@@ -77,9 +77,9 @@ crate::stage_params! {
             "share of products in the valid split, where the source has no split",
         )
         .range(0.0, 0.95);
-        csv: Option<String> = (K::Str, D::None, "csv: the products CSV");
+        csv: Option<String> = (K::Path, D::None, "csv: the products CSV");
         image_root: Option<String> = (
-            K::Str,
+            K::Path,
             D::None,
             "csv: folder the image column is relative to (default: the CSV's folder)",
         );
@@ -108,7 +108,7 @@ crate::stage_params! {
             "csv: evaluate another catalogue: rows whose split is this name (any name; `all` = every row) form the `valid` split that `evaluate` ranks; rows of other splits are skipped and counted",
         );
         groups_csv: Option<String> = (
-            K::Str,
+            K::Path,
             D::None,
             "csv: optional CSV with same-title groups, joined on the id column",
         );
@@ -117,9 +117,9 @@ crate::stage_params! {
             D::Str("same_title_group"),
             "csv: the group column of groups_csv",
         );
-        train_h5: Option<String> = (K::Str, D::None, "fashiongen: fashiongen_256_256_train.h5");
+        train_h5: Option<String> = (K::Path, D::None, "fashiongen: fashiongen_256_256_train.h5");
         valid_h5: Option<String> = (
-            K::Str,
+            K::Path,
             D::None,
             "fashiongen: fashiongen_256_256_validation.h5",
         );

@@ -1,6 +1,7 @@
 //! The FashionBERT pipeline's stages. Each module declares its `SPEC` (inputs, params,
 //! outputs) at the top and implements [`crate::dag::Stage`].
 
+pub mod embed;
 pub mod evaluate;
 pub mod features;
 pub mod ingest;
@@ -49,6 +50,7 @@ pub fn registry() -> Registry {
         .with(records::RecordsStage)
         .with(train::Train)
         .with(evaluate::Evaluate)
+        .with(embed::Embed)
 }
 
 #[cfg(test)]

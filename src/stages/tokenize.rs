@@ -21,7 +21,7 @@ crate::stage_params! {
     /// The params of `tokenize`.
     pub struct TokenizeParams {
         vocab: String = (
-            K::Str,
+            K::Path,
             D::Str("weights/minilm/vocab.txt"),
             "bert-base-uncased vocab.txt (`make weights` fetches it)",
         );

@@ -58,12 +58,12 @@ crate::stage_params! {
     /// The params of `train`.
     pub struct TrainParams {
         init: String = (
-            K::Str,
+            K::Path,
             D::Str("weights/minilm"),
             "a Hugging Face BERT folder (config.json + model.safetensors) to start from, a TensorFlow checkpoint prefix (EasyTransfer's `dir/model.ckpt-54198`, Google's `dir/bert_model.ckpt`; its bert_config.json beside it), or `random`",
         );
         config: Option<String> = (
-            K::Str,
+            K::Path,
             D::None,
             "a Hugging Face BERT config.json for the size (default: the init folder's; BERT-base for random)",
         );
@@ -116,6 +116,12 @@ crate::stage_params! {
             D::Str("random"),
             "how an epoch's records are cut into batches: `random`; `subcategory` (each batch from one subcategory, so the contrastive loss's in-batch negatives share the positive's subcategory as the evaluation's candidates do); `mixed` (half of each batch from one subcategory, half random)",
         );
+        itc_queue: usize = (
+            K::Int,
+            D::Int(0),
+            "a memory of the last N matched records' ITC embeddings, added to each step's in-batch negatives (XBM / MoCo's queue; same-product entries stay positives); 0 = in-batch negatives only",
+        )
+        .range(0.0, 1048576.0);
         itm_negatives: ItmNegatives = (
             K::Choice(ItmNegatives::CHOICES),
             D::Str("records"),
@@ -183,13 +189,14 @@ crate::stage_params! {
 
 pub const SPEC: StageSpec = StageSpec {
     name: "train",
-    version: 1,
+    version: 2,
     about: "pretrain FashionBERT (masked LM, text–image alignment, masked patch modelling)",
     inputs: &[Input::all("records"), Input::all("features")],
     params: TrainParams::SPECS,
     outputs: &[
         "model.safetensors",
         "config.json",
+        "fashionbert.json",
         "train_log.parquet",
         "valid_log.parquet",
         "summary.json",
@@ -345,6 +352,11 @@ impl Stage for Train {
         if let Some(c) = p.config.as_deref() {
             v.push(RawInput::File(crate::dag::stage::resolve_path(base, c)));
         }
+        // The model's sizes, checked when the run is planned (and by `status`): a config that
+        // cannot be built, or would not fit in memory to train, fails here, not hours in.
+        model_config(&p, base)?
+            .check(16)
+            .map_err(|e| Error::msg(format!("train: the model config: {e}")))?;
         Ok(v)
     }
 
@@ -354,6 +366,13 @@ impl Stage for Train {
         let store = featstore::Store::open(ctx.input_dir("features")?)?;
         let recs_dir = ctx.input_dir("records")?;
         let train_recs = Records::read_inferring_widths(&recs_dir.join("train.parquet"))?;
+        if train_recs.is_empty() {
+            return Err(format!(
+                "no training records in {}: every product is in the valid split (or was rejected); give the source train rows (ingest.split_column / ingest.valid_fraction), or evaluate another catalogue with ingest.eval_split",
+                recs_dir.join("train.parquet").display()
+            )
+            .into());
+        }
         let (t, k, m) = (train_recs.t, train_recs.k, train_recs.m);
         let valid_recs = Records::read(&recs_dir.join("valid.parquet"), t, k, m)?;
         config.text_len = t;
@@ -381,6 +400,9 @@ impl Stage for Train {
         if p.precision == PrecisionName::Bf16 && compute.kind == "flex" {
             return Err("train.precision = \"bf16\" needs the libtorch backend: run with --device tch (or tch-cuda), or set train.precision = \"f32\"".into());
         }
+        config
+            .check(16)
+            .map_err(|e| Error::msg(format!("train: the model config: {e}")))?;
         let device = compute.device.clone().autodiff();
         let seed = p.seed;
         device.seed(seed);
@@ -415,6 +437,7 @@ impl Stage for Train {
             w_itc: p.w_itc as f32,
             itm_mined: p.itm_negatives == ItmNegatives::Itc,
             batches: p.batches,
+            itc_queue: p.itc_queue,
             joint: p.joint,
             warmup: p.warmup,
             clip_norm: p.clip_norm as f32,
@@ -449,6 +472,9 @@ impl Stage for Train {
         };
         if cfg.itm_mined && cfg.w_itc <= 0.0 {
             return Err("train.itm_negatives = \"itc\" mines from the contrastive similarities: set train.w_itc > 0".into());
+        }
+        if cfg.itc_queue > 0 && cfg.w_itc <= 0.0 {
+            return Err("train.itc_queue is a memory of negatives for the contrastive loss: set train.w_itc > 0 (or train.itc_queue = 0)".into());
         }
         if !cfg.joint && cfg.w_itc <= 0.0 {
             return Err("train.joint = false leaves only the contrastive loss: set train.w_itc > 0 (or train.joint = true)".into());

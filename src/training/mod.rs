@@ -11,6 +11,7 @@ pub mod batches;
 pub mod data;
 mod grads;
 mod mining;
+pub mod queue;
 pub mod schedule;
 mod step;
 mod validate;
@@ -35,6 +36,7 @@ use crate::models::fashionbert::{FashionBert, LossWeighting, MaskedPatchInput};
 use crate::models::fused::{MatmulPrecision, with_matmul_precision};
 use crate::progress::Progress;
 use data::{HostBatch, Records};
+use queue::EmbeddingQueue;
 
 /// Training settings (the `train` stage's params).
 #[derive(Debug, Clone)]
@@ -73,6 +75,8 @@ pub struct TrainConfig {
     pub joint: bool,
     /// How an epoch's records are cut into batches (see [`batches`]).
     pub batches: batches::Composition,
+    /// Records in the memory of ITC negatives (0 = in-batch negatives only; see [`queue`]).
+    pub itc_queue: usize,
     /// Data parallelism: the devices of the model's replicas besides the main one (empty = the
     /// whole batch on one device). Each replica computes a contiguous chunk of every batch; the
     /// loss is the whole batch's (see `step.rs`).
@@ -203,6 +207,7 @@ pub fn train(
         valid: vec![],
     };
     let ck = ckpt_dir(work);
+    let mut queue = EmbeddingQueue::new(cfg.itc_queue);
     if resume && ck.join("state.json").is_file() {
         let text = std::fs::read_to_string(ck.join("state.json")).at(&ck)?;
         state = serde_json::from_str(&text).map_err(|e| Error::input(&ck, e.to_string()))?;
@@ -218,6 +223,9 @@ pub fn train(
                 path: ck.join("optim.bpk"),
                 source,
             })?;
+        if cfg.itc_queue > 0 {
+            queue = EmbeddingQueue::load(&ck.join(QUEUE_FILE), cfg.itc_queue, device)?;
+        }
         crate::progress::println(format!(
             "resuming from the checkpoint at step {} ({})",
             state.step,
@@ -280,9 +288,13 @@ pub fn train(
                 losses: l,
                 itc_stats,
                 replicas,
+                itc_embeddings,
             } = with_matmul_precision(cfg.precision, || {
-                step_loss(&model, &devices, &hb, cfg, step)
+                step_loss(&model, &devices, &hb, cfg, step, &queue)
             })?;
+            if let Some((img, txt)) = itc_embeddings {
+                queue.push(img, txt, &hb.itc_products);
+            }
             let grads = gradients(total_loss.clone(), &model, &replicas, device);
             let (grads, norm) = clip_global_norm(&model, grads, cfg.clip_norm);
             let lr = schedule::learning_rate(cfg.lr, cfg.warmup, step, total);
@@ -376,7 +388,7 @@ pub fn train(
             }
             if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done < total {
                 state.step = done as u64;
-                save_checkpoint(&model, &optim, &state, &ck)?;
+                save_checkpoint(&model, &optim, &state, &queue, &ck)?;
             }
             if cfg.stop_after == done {
                 break;
@@ -395,10 +407,14 @@ pub fn train(
     })
 }
 
+/// The memory of ITC negatives in a checkpoint (where `train.itc_queue > 0`).
+const QUEUE_FILE: &str = "queue.bin";
+
 fn save_checkpoint<O: Saveable>(
     model: &FashionBert,
     optim: &O,
     state: &State,
+    queue: &EmbeddingQueue,
     ck: &Path,
 ) -> Result<()> {
     let tmp = ck.with_extension("tmp");
@@ -412,6 +428,7 @@ fn save_checkpoint<O: Saveable>(
             source,
         })?;
     optim.save_to(&tmp.join("optim.bpk"))?;
+    queue.save(&tmp.join(QUEUE_FILE))?;
     std::fs::write(tmp.join("state.json"), serde_json::to_vec(state).unwrap()).at(&tmp)?;
     let _ = std::fs::remove_dir_all(ck);
     std::fs::rename(&tmp, ck).at(ck)?;

@@ -24,19 +24,48 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::TrainConfig;
 use super::data::HostBatch;
 use super::mining::mine_negatives;
+use super::queue::EmbeddingQueue;
 use crate::error::Result;
 use crate::models::fashionbert::{
-    FashionBert, ItcBatch, LossTerms, Losses, combine, itc_loss, loss_terms, mined_alignment_loss,
+    FashionBert, ItcBatch, LossTerms, Losses, combine, loss_terms, mined_alignment_loss,
 };
+use crate::models::losses::{ItcMemory, itc_loss_with_memory};
 
 /// A step's loss: the total to differentiate, the three losses with their weights, the ITC
-/// loss with its inverse temperature (`[2]`, zeros without ITC), and the replicas whose graphs
-/// the total spans (for [`gradients`]).
+/// loss with its inverse temperature (`[2]`, zeros without ITC), the replicas whose graphs
+/// the total spans (for [`gradients`]), and the step's ITC embeddings (image, text; detached)
+/// for the memory of negatives.
 pub(super) struct StepLoss {
     pub total: Tensor<1>,
     pub losses: Losses,
     pub itc_stats: Tensor<1>,
     pub replicas: Vec<FashionBert>,
+    pub itc_embeddings: Option<(Tensor<2>, Tensor<2>)>,
+}
+
+/// The contrastive loss of a batch's matched records, with the memory's entries as further
+/// candidates where it holds any.
+fn itc_with_memory(
+    model: &FashionBert,
+    img: Tensor<2>,
+    txt: Tensor<2>,
+    itc: &ItcBatch,
+    hb: &HostBatch,
+    queue: &EmbeddingQueue,
+) -> (Tensor<1>, Tensor<2>) {
+    let device = img.device();
+    let view = queue.view(&hb.itc_products, &device);
+    itc_loss_with_memory(
+        img,
+        txt,
+        model.itc_scale(),
+        itc.targets.clone(),
+        view.as_ref().map(|v| ItcMemory {
+            image: &v.image,
+            text: &v.text,
+            positives: &v.positives,
+        }),
+    )
 }
 
 /// The dropout seed of replica `r` at `step` (replica 0's is the single-device seed).
@@ -64,11 +93,12 @@ pub(super) fn step_loss(
     hb: &HostBatch,
     cfg: &TrainConfig,
     step: usize,
+    queue: &EmbeddingQueue,
 ) -> Result<StepLoss> {
     let main = &devices[0];
     let with_itc = cfg.w_itc > 0.0;
     if !cfg.joint {
-        return contrastive_only(model, main, hb, cfg, step);
+        return contrastive_only(model, main, hb, cfg, step, queue);
     }
     if devices.len() == 1 {
         main.seed(dropout_seed(cfg.seed, step, 0));
@@ -92,6 +122,7 @@ pub(super) fn step_loss(
             cfg,
             step,
             vec![],
+            queue,
         );
     }
 
@@ -150,6 +181,7 @@ pub(super) fn step_loss(
         cfg,
         step,
         replicas,
+        queue,
     )
 }
 
@@ -161,6 +193,7 @@ fn contrastive_only(
     hb: &HostBatch,
     cfg: &TrainConfig,
     step: usize,
+    queue: &EmbeddingQueue,
 ) -> Result<StepLoss> {
     main.seed(dropout_seed(cfg.seed, step, 0));
     let itc = hb.itc_batch(main, 2).ok_or_else(|| {
@@ -169,7 +202,8 @@ fn contrastive_only(
         ))
     })?;
     let (img, txt) = model.itc_embeddings(&hb.image_features(main), &itc);
-    let (li, _) = itc_loss(img, txt, model.itc_scale(), itc.targets.clone());
+    let embeddings = (img.clone().detach(), txt.clone().detach());
+    let (li, _) = itc_with_memory(model, img, txt, &itc, hb, queue);
     let zero = Tensor::<1>::zeros([1], main);
     let losses = Losses {
         mlm: zero.clone(),
@@ -184,6 +218,7 @@ fn contrastive_only(
         losses,
         itc_stats,
         replicas: vec![],
+        itc_embeddings: Some(embeddings),
     })
 }
 
@@ -199,6 +234,7 @@ fn finish(
     cfg: &TrainConfig,
     step: usize,
     replicas: Vec<FashionBert>,
+    queue: &EmbeddingQueue,
 ) -> Result<StepLoss> {
     let mut l = g.terms.reduce(&cfg.weighting);
     let (Some(itc), Some((img, txt))) = (itc, g.itc) else {
@@ -208,9 +244,11 @@ fn finish(
             losses: l,
             itc_stats: Tensor::<1>::zeros([2], &device),
             replicas,
+            itc_embeddings: None,
         });
     };
-    let (li, sim) = itc_loss(img, txt, model.itc_scale(), itc.targets.clone());
+    let embeddings = (img.clone().detach(), txt.clone().detach());
+    let (li, sim) = itc_with_memory(model, img, txt, itc, hb, queue);
     if cfg.itm_mined {
         let (imgs, txts) = mine_negatives(&sim, hb, cfg.seed, step)?;
         if !imgs.is_empty() {
@@ -235,6 +273,7 @@ fn finish(
         losses: l,
         itc_stats,
         replicas,
+        itc_embeddings: Some(embeddings),
     })
 }
 

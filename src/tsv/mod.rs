@@ -270,6 +270,12 @@ pub fn read_list(path: &Path) -> Result<(Option<u64>, Vec<PathBuf>)> {
         }
         files.push(crate::dag::stage::resolve_path(&dir, l));
     }
+    if files.is_empty() {
+        return Err(Error::input(
+            path,
+            "names no data file: a .list_csv holds an optional count line, then one data file per line",
+        ));
+    }
     Ok((count, files))
 }
 

@@ -187,6 +187,12 @@ pub fn import(
         recs.round.push(if label == 1 { -1 } else { 0 });
         Ok(())
     })?;
+    if n == 0 {
+        return Err(Error::input(
+            list,
+            "its data files hold no record: nothing to import",
+        ));
+    }
     if let Some(c) = count {
         if c != n {
             tracing::warn!(

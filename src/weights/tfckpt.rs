@@ -210,6 +210,9 @@ pub fn index_path(prefix: &Path) -> PathBuf {
 }
 
 /// `PREFIX.data-0000i-of-0000N`.
+/// The most data shards a bundle header may name.
+pub const MAX_SHARDS: usize = 100_000;
+
 pub fn shard_path(prefix: &Path, shard: usize, num_shards: usize) -> PathBuf {
     let mut s = prefix.as_os_str().to_owned();
     s.push(format!(".data-{shard:05}-of-{num_shards:05}"));
@@ -294,11 +297,17 @@ impl TfCheckpoint {
                 "written on a big-endian machine; only little-endian checkpoints are read".into(),
             ));
         }
+        // Bounded before use: a crafted header must not size an allocation.
         let num_shards = usize::try_from(header.num_shards)
             .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| bad(format!("{} shards", header.num_shards)))?;
-        let mut shards = Vec::with_capacity(num_shards);
+            .filter(|&n| (1..=MAX_SHARDS).contains(&n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "{} data shards in its header (a checkpoint has 1 to {MAX_SHARDS})",
+                    header.num_shards
+                ))
+            })?;
+        let mut shards = Vec::new();
         for i in 0..num_shards {
             let path = shard_path(prefix, i, num_shards);
             if !path.is_file() {

@@ -159,6 +159,13 @@ impl Source {
                 None => self.dim("bert/image_embeddings/patch_position_embeddings", 0)?,
             };
         }
+        // Sizes from a config file or the tensors' shapes: buildable, and small enough to run.
+        c.check(4).map_err(|source| Error::BertConfig {
+            path: path
+                .clone()
+                .unwrap_or_else(|| tfckpt::index_path(self.ckpt.prefix())),
+            source,
+        })?;
         Ok((c, path))
     }
 

@@ -30,6 +30,9 @@ def main(argv=None):
     ap.add_argument("--inputs", required=True)
     ap.add_argument("--output", required=True)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--from-pretrained", action="store_true",
+                    help="load with BertModel.from_pretrained(DIR) as a user would, and fail on any missing or "
+                         "mismatched weight (unexpected ones, e.g. heads, are listed)")
     args = ap.parse_args(argv)
 
     from transformers import BertConfig, BertModel
@@ -54,6 +57,15 @@ def main(argv=None):
         fail(f"sequence length {inp['input_ids'].shape[1]} > max_position_embeddings")
     if int(inp["input_ids"].max()) >= config.vocab_size or int(inp["input_ids"].min()) < 0:
         fail("input_ids out of vocabulary range")
+    if args.from_pretrained:
+        model, info = BertModel.from_pretrained(args.model_dir, output_loading_info=True,
+                                                attn_implementation="eager")
+        missing = [k for k in info["missing_keys"] if not k.endswith("position_ids")]
+        if missing or info["mismatched_keys"]:
+            fail(f"from_pretrained: missing {missing[:8]}, mismatched {info['mismatched_keys'][:8]}")
+        print(f"from_pretrained: {len(info['unexpected_keys'])} unexpected tensors (heads), none missing",
+              file=sys.stderr)
+        return run(model, inp, names, args)
     model = BertModel(config, add_pooling_layer=True)
     state = load_file(w_path)
     if any(k.startswith("bert.") for k in state):
@@ -65,6 +77,10 @@ def main(argv=None):
         fail(f"weights lack {missing[:8]}")
     if unexpected:
         print(f"warning: ignoring unexpected tensors {unexpected[:8]}", file=sys.stderr)
+    return run(model, inp, names, args)
+
+
+def run(model, inp, names, args):
     dev = torch.device(args.device)
     model = model.to(dev).float().eval()
     with torch.inference_mode():

@@ -95,9 +95,21 @@ fn read_block(file: &[u8], h: BlockHandle) -> TableResult<Vec<u8>> {
     }
     match kind {
         0 => Ok(data.to_vec()),
-        1 => snap::raw::Decoder::new()
-            .decompress_vec(data)
-            .map_err(|e| format!("snappy block at {}: {e}", h.offset)),
+        1 => {
+            // Snappy expands at most ~21×; a header claiming more is crafted.
+            let n = snap::raw::decompress_len(data)
+                .map_err(|e| format!("snappy block at {}: {e}", h.offset))?;
+            if n > data.len().saturating_mul(32).saturating_add(1024) {
+                return Err(format!(
+                    "snappy block at {} claims {n} bytes from {}",
+                    h.offset,
+                    data.len()
+                ));
+            }
+            snap::raw::Decoder::new()
+                .decompress_vec(data)
+                .map_err(|e| format!("snappy block at {}: {e}", h.offset))
+        }
         k => Err(format!("block at {}: unknown compression {k}", h.offset)),
     }
 }
@@ -145,8 +157,28 @@ pub(super) fn block_entries(block: &[u8]) -> TableResult<Vec<(Vec<u8>, Vec<u8>)>
 pub(super) fn table_entries(file: &[u8]) -> TableResult<Vec<(Vec<u8>, Vec<u8>)>> {
     let (_meta, index) = parse_footer(file)?;
     let mut out = Vec::new();
+    // Each data block is read once: an index naming a block twice (or overlapping blocks)
+    // would otherwise grow memory with every mention.
+    let mut seen: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
     for (_, handle) in block_entries(&read_block(file, index)?)? {
         let h = BlockHandle::decode(&handle, &mut 0)?;
+        // [start, end) of the block with its trailer; the blocks read so far do not overlap,
+        // so only the last one starting before `end` can overlap this one.
+        let (start, end) = (
+            h.offset,
+            h.offset.saturating_add(h.size + BLOCK_TRAILER as u64),
+        );
+        if seen
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, &e)| e > start)
+        {
+            return Err(format!(
+                "the index names the block at {}+{} twice (or blocks that overlap)",
+                h.offset, h.size
+            ));
+        }
+        seen.insert(start, end);
         out.extend(block_entries(&read_block(file, h)?)?);
     }
     Ok(out)

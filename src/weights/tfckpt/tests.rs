@@ -272,6 +272,62 @@ fn damaged_checkpoints_name_the_file_and_what_to_do() {
     }
 }
 
+/// A bundle header naming 2^31 − 1 shards is refused before anything is sized by it (it used
+/// to abort allocating 85 GB), from a 200-byte index.
+#[test]
+fn a_crafted_shard_count_is_an_error_not_an_abort() {
+    let header = BundleHeaderProto {
+        num_shards: i32::MAX,
+        endianness: 0,
+        version: None,
+    };
+    let entries = vec![(Vec::new(), prost::Message::encode_to_vec(&header))];
+    let w = TableWriter {
+        out: Vec::new(),
+        restart_interval: 4,
+        snappy: false,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bomb.ckpt");
+    std::fs::write(index_path(&p), w.table(&entries, 4)).unwrap();
+    let e = TfCheckpoint::open(&p).unwrap_err();
+    assert!(matches!(e, TfCkptError::BadIndex { .. }), "{e}");
+    assert!(e.to_string().contains("2147483647 data shards"), "{e}");
+}
+
+/// An index that names one data block many times is refused at the second mention (memory
+/// used to grow with every mention: 1.9 GB for 1,500 of a 1 MiB block).
+#[test]
+fn an_index_naming_a_block_twice_is_refused() {
+    let mut w = TableWriter {
+        out: Vec::new(),
+        restart_interval: 4,
+        snappy: false,
+    };
+    let h = w.block(&sample_entries(3));
+    let index: Vec<(Vec<u8>, Vec<u8>)> = (0..1000u32)
+        .map(|i| (format!("k{i:05}").into_bytes(), handle_bytes(h)))
+        .collect();
+    let meta = w.block(&[]);
+    w.restart_interval = 1;
+    let idx = w.block(&index);
+    let mut footer = handle_bytes(meta);
+    footer.extend(handle_bytes(idx));
+    footer.resize(40, 0);
+    footer.extend_from_slice(&TABLE_MAGIC.to_le_bytes());
+    w.out.extend(footer);
+    let e = table_entries(&w.out).unwrap_err();
+    assert!(e.contains("twice"), "{e}");
+    // Named once, the same block reads.
+    let once = TableWriter {
+        out: Vec::new(),
+        restart_interval: 4,
+        snappy: false,
+    }
+    .table(&sample_entries(3), 8);
+    assert_eq!(table_entries(&once).unwrap().len(), 3);
+}
+
 #[test]
 fn prefixes_resolve_from_index_shard_or_state_file() {
     let f = fixture();
