@@ -15,6 +15,15 @@ pub enum Side {
     Texts,
 }
 
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Images => "images",
+            Side::Texts => "texts",
+        }
+    }
+}
+
 /// Keeps a product when every given field equals the product's.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -118,6 +127,7 @@ mod tests {
             split: split.into(),
         };
         Embeddings {
+            model: "train/k".into(),
             items: vec![
                 item("a", "s1", "train"),
                 item("b", "s2", "valid"),

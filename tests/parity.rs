@@ -109,6 +109,40 @@ save_file({"images": torch.randn(6, 3, 32, 32)}, sys.argv[2])
     }
 }
 
+/// Hugging Face's `BertModel` outputs (`bert_reference.py`, with `extra` flags) for the model
+/// folder `model` on `[input_ids, attention_mask, token_type_ids]` of shape `[b, l]`, via files
+/// in `dir`.
+fn hf_bert_reference(
+    dir: &std::path::Path,
+    model: &std::path::Path,
+    inputs: [&Vec<i64>; 3],
+    [b, l]: [usize; 2],
+    extra: &[&str],
+) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let inp = dir.join("in.safetensors");
+    save_st(
+        &inp,
+        ["input_ids", "attention_mask", "token_type_ids"]
+            .into_iter()
+            .zip(inputs)
+            .map(|(name, v)| (name, St::I64(vec![b, l], v.clone())))
+            .collect(),
+    );
+    let out = dir.join("out.safetensors");
+    let mut args = vec![
+        script("bert_reference.py"),
+        "--model-dir".into(),
+        model.to_str().unwrap().to_string(),
+        "--inputs".into(),
+        inp.to_str().unwrap().to_string(),
+        "--output".into(),
+        out.to_str().unwrap().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    py(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    load_st(&out)
+}
+
 /// The encoder against Hugging Face's BertModel, on the real all-MiniLM-L6-v2 weights.
 #[test]
 fn bert_encoder_matches_huggingface_on_minilm() {
@@ -131,26 +165,7 @@ fn bert_encoder_matches_huggingface_on_minilm() {
         .map(|i| if i / l == 1 && i % l > 15 { 0 } else { 1 })
         .collect();
     let types: Vec<i64> = (0..b * l).map(|i| if i % l > 12 { 1 } else { 0 }).collect();
-    let inp = d.join("in.safetensors");
-    save_st(
-        &inp,
-        vec![
-            ("input_ids", St::I64(vec![b, l], ids.clone())),
-            ("attention_mask", St::I64(vec![b, l], mask.clone())),
-            ("token_type_ids", St::I64(vec![b, l], types.clone())),
-        ],
-    );
-    let out = d.join("out.safetensors");
-    py(&[
-        &script("bert_reference.py"),
-        "--model-dir",
-        minilm.to_str().unwrap(),
-        "--inputs",
-        inp.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    let want = load_st(&out);
+    let want = hf_bert_reference(d, &minilm, [&ids, &mask, &types], [b, l], &[]);
     for (name, device) in devices() {
         let model = io::load_bert(&minilm.join("model.safetensors"), &cfg, &device).unwrap();
         let t =
@@ -687,27 +702,7 @@ fn a_saved_model_loads_with_transformers_from_pretrained() {
         .map(|i| if i / l == 1 && i % l > 8 { 0 } else { 1 })
         .collect();
     let types: Vec<i64> = vec![0; b * l];
-    let inp = d.join("in.safetensors");
-    save_st(
-        &inp,
-        vec![
-            ("input_ids", St::I64(vec![b, l], ids.clone())),
-            ("attention_mask", St::I64(vec![b, l], mask.clone())),
-            ("token_type_ids", St::I64(vec![b, l], types.clone())),
-        ],
-    );
-    let out = d.join("out.safetensors");
-    py(&[
-        &script("bert_reference.py"),
-        "--model-dir",
-        m.to_str().unwrap(),
-        "--from-pretrained",
-        "--inputs",
-        inp.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    let want = load_st(&out);
+    let want = hf_bert_reference(d, &m, [&ids, &mask, &types], [b, l], &["--from-pretrained"]);
     let ours = io::load_bert(&m.join("model.safetensors"), &cfg.bert, &device).unwrap();
     let t = |v: &Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v.clone(), [b, l]), &device);
     let mf = Tensor::<2>::from_data(

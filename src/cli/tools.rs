@@ -73,7 +73,7 @@ pub fn search(
     json: bool,
 ) -> Result<()> {
     use crate::error::Error;
-    use crate::schema::embeddings::{self, Embeddings};
+    use crate::schema::embeddings::Embeddings;
     use crate::search::{Side, top_k};
     let l = latest(entries)?;
     if l.config.stage("embed").is_none() {
@@ -83,23 +83,16 @@ pub fn search(
     }
     let dir = l.dir("embed")?;
     let e = Embeddings::read(&dir)?;
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(embeddings::META)).unwrap_or_default())
-            .unwrap_or_default();
-    let model = meta["model"].as_str().unwrap_or("").to_string();
+    let model = &e.model;
+    // Queries the model encodes must be encoded by the model that made the embeddings.
     let scorer = || -> Result<Scorer> {
-        let s = Scorer::from_pipeline(&l)?;
-        let train = l.dir("train")?;
-        let key = format!(
-            "train/{}",
-            train.file_name().unwrap_or_default().to_string_lossy()
-        );
-        if key != model {
+        let key = format!("train/{}", l.key("train")?);
+        if &key != model {
             return Err(Error::msg(format!(
                 "the embeddings were made by {model}, the config's model is {key}: run `fashionbert run embed`"
             )));
         }
-        Ok(s)
+        Scorer::from_pipeline(&l)
     };
     let (query, default, exclude, what) = match (&q.text, &q.image, &q.product) {
         (Some(t), None, None) => (
@@ -154,7 +147,7 @@ pub fn search(
     if json {
         let out = serde_json::json!({
             "query": what,
-            "ranked": if side == Side::Images { "images" } else { "texts" },
+            "ranked": side.as_str(),
             "entry": entry,
             "model": model,
             "catalogue": e.len(),
@@ -166,11 +159,7 @@ pub fn search(
     }
     std::println!(
         "{} ranked for {what} (using {entry}, {model}; {} products, {:.1} ms; score = cosine × inverse temperature):",
-        if side == Side::Images {
-            "images"
-        } else {
-            "texts"
-        },
+        side.as_str(),
         e.len(),
         took * 1e3
     );

@@ -54,6 +54,8 @@ impl Dtype {
 /// The embeddings of a catalogue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
+    /// The `train` entry the embeddings came from (`train/<key>`).
+    pub model: String,
     pub items: Vec<Item>,
     pub dim: usize,
     /// The model's inverse temperature.
@@ -80,8 +82,8 @@ impl Embeddings {
         &self.text[i * self.dim..(i + 1) * self.dim]
     }
 
-    /// Writes the four files into `dir`; `model` names the train entry the embeddings came from.
-    pub fn write(&self, dir: &Path, dtype: Dtype, model: &str) -> Result<()> {
+    /// Writes the four files into `dir`.
+    pub fn write(&self, dir: &Path, dtype: Dtype) -> Result<()> {
         let n = self.items.len();
         let col = |f: fn(&Item) -> &str| self.items.iter().map(f).collect::<Vec<_>>();
         let mut df = table::frame(vec![
@@ -97,7 +99,7 @@ impl Embeddings {
         write_npy(&dir.join(IMAGE), &self.image, n, self.dim, dtype)?;
         write_npy(&dir.join(TEXT), &self.text, n, self.dim, dtype)?;
         let meta = serde_json::json!({
-            "model": model,
+            "model": self.model,
             "count": n,
             "dim": self.dim,
             "dtype": dtype.descr(),
@@ -117,6 +119,10 @@ impl Embeddings {
         let scale = meta["scale"]
             .as_f64()
             .ok_or_else(|| Error::input(&p, "no `scale`"))? as f32;
+        let model = meta["model"]
+            .as_str()
+            .ok_or_else(|| Error::input(&p, "no `model`"))?
+            .to_string();
         let ip = dir.join(ITEMS);
         let df = table::read_parquet(&ip)?;
         let s = |c: &str| table::strings(&df, c).map_err(|e| Error::input(&ip, e.to_string()));
@@ -150,6 +156,7 @@ impl Embeddings {
             ));
         }
         Ok(Embeddings {
+            model,
             items,
             dim: d,
             scale,
@@ -258,6 +265,7 @@ mod tests {
             split: "valid".into(),
         };
         Embeddings {
+            model: "train/abc".into(),
             items: vec![item("a", "s1"), item("b", "s2"), item("c", "s1")],
             dim: 2,
             scale: 20.0,
@@ -270,9 +278,9 @@ mod tests {
     fn round_trips_in_f32_and_f16() {
         let dir = tempfile::tempdir().unwrap();
         let e = sample();
-        e.write(dir.path(), Dtype::F32, "train/abc").unwrap();
+        e.write(dir.path(), Dtype::F32).unwrap();
         assert_eq!(Embeddings::read(dir.path()).unwrap(), e);
-        e.write(dir.path(), Dtype::F16, "train/abc").unwrap();
+        e.write(dir.path(), Dtype::F16).unwrap();
         let back = Embeddings::read(dir.path()).unwrap();
         for (a, b) in back.image.iter().zip(&e.image) {
             assert!((a - b).abs() < 1e-3);

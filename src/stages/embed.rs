@@ -123,22 +123,23 @@ impl Stage for Embed {
             image.extend_from_slice(&emb.image[&i.image_id]);
             text.extend_from_slice(&emb.text[&i.product_id]);
         }
+        let model = model_dir
+            .file_name()
+            .map(|k| format!("train/{}", k.to_string_lossy()))
+            .unwrap_or_default();
         let out = Embeddings {
+            model,
             dim: emb.dim,
             scale: emb.scale,
             items,
             image,
             text,
         };
-        let key = model_dir
-            .file_name()
-            .map(|k| format!("train/{}", k.to_string_lossy()))
-            .unwrap_or_default();
         let dtype = match p.dtype {
             StoreDtype::F32 => Dtype::F32,
             StoreDtype::F16 => Dtype::F16,
         };
-        out.write(ctx.out_dir(), dtype, &key)?;
+        out.write(ctx.out_dir(), dtype)?;
         ctx.count("products", out.len() as u64);
         ctx.note("dim", serde_json::json!(out.dim));
         Ok(())

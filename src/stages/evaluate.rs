@@ -260,18 +260,6 @@ impl EvalSets {
             p.fill == Fill::CategoryThenSplit,
             p.seed,
         );
-        let pool = breakdown::gallery(products, &|id| store.contains(id));
-        let gallery = if p.score_kind() != ScoreKind::Itm
-            && p.gallery > 0
-            && pool.products.len() <= p.gallery
-        {
-            pool.products
-                .iter()
-                .map(|q| (q.image_id.clone(), q.product_id.clone()))
-                .collect()
-        } else {
-            Vec::new()
-        };
         if sets.iter().any(|s| s.rows.is_empty()) {
             let valid = products.iter().filter(|q| q.split == "valid").count();
             return Err(crate::Error::msg(format!(
@@ -279,6 +267,19 @@ impl EvalSets {
                 if valid == 0 { " (there are none)" } else { "" }
             )));
         }
+        let gallery = if p.score_kind() != ScoreKind::Itm && p.gallery > 0 {
+            let pool = breakdown::gallery(products, &|id| store.contains(id));
+            if pool.products.len() <= p.gallery {
+                pool.products
+                    .iter()
+                    .map(|q| (q.image_id.clone(), q.product_id.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        } else {
+            Vec::new()
+        };
         Ok(EvalSets {
             sets,
             filled,
@@ -368,7 +369,10 @@ fn write_outputs(
     // its candidates share it.
     let (mut same, mut by_sub, mut gallery) = (Vec::new(), Vec::new(), Vec::new());
     let mut rank_info: Vec<(String, bool)> = Vec::new();
-    let gallery_pool = breakdown::gallery(products, &|id| store.contains(id));
+    // The gallery's pool, where a gallery was asked and encoded.
+    let gallery_of = itc
+        .filter(|_| !es.gallery.is_empty())
+        .map(|emb| (emb, breakdown::gallery(products, &|id| store.contains(id))));
     for (set, scores) in sets.iter().zip(set_scores) {
         let scored = set.scored(|img, txt| scores[&(img.to_string(), txt.to_string())]);
         let m = metrics::compute(&scored, compat_batch);
@@ -376,9 +380,9 @@ fn write_outputs(
         let info = breakdown::query_info(set, products)?;
         same.push((set.direction, breakdown::same_subcategory(&ranks, &info)));
         by_sub.push((set.direction, breakdown::by_subcategory(&ranks, &info)));
-        if let (Some(emb), false) = (itc, es.gallery.is_empty()) {
+        if let Some((emb, pool)) = &gallery_of {
             let queries: Vec<&str> = ranks.iter().map(|r| r.query.as_str()).collect();
-            let g = breakdown::gallery_ranks(set.direction, &queries, &gallery_pool, emb)?;
+            let g = breakdown::gallery_ranks(set.direction, &queries, pool, emb)?;
             gallery.push((set.direction, breakdown::Summary::of(&g)));
         }
         curves.push((set.direction, ranks.clone()));
@@ -413,28 +417,13 @@ fn write_outputs(
             "ties": "expected rank under uniform random tie-breaking",
         }),
     );
-    let views = |v: &[(&str, breakdown::Summary)]| {
-        serde_json::Value::Object(
-            v.iter()
-                .map(|(d, sm)| (d.to_string(), serde_json::to_value(sm).unwrap()))
-                .collect(),
-        )
-    };
-    all_metrics.insert("same_subcategory".into(), views(&same));
+    all_metrics.insert("same_subcategory".into(), by_direction(&same));
     if !gallery.is_empty() {
-        let mut g = views(&gallery);
+        let mut g = by_direction(&gallery);
         g["products"] = serde_json::json!(es.gallery.len());
         all_metrics.insert("gallery".into(), g);
     }
-    all_metrics.insert(
-        "by_subcategory".into(),
-        serde_json::Value::Object(
-            by_sub
-                .iter()
-                .map(|(d, m)| (d.to_string(), serde_json::to_value(m).unwrap()))
-                .collect(),
-        ),
-    );
+    all_metrics.insert("by_subcategory".into(), by_direction(&by_sub));
     let views_md = breakdown::markdown(&same, &gallery, es.gallery.len(), &by_sub);
     let mut probe_md = String::new();
     if let Some((pm, n)) = &probe_metrics {
@@ -647,6 +636,20 @@ fn write_outputs(
             .unwrap_or_default()
     ));
     Ok(n as u64)
+}
+
+/// `{direction: value}` as a JSON object.
+fn by_direction<T: serde::Serialize>(v: &[(&str, T)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        v.iter()
+            .map(|(d, x)| {
+                (
+                    d.to_string(),
+                    serde_json::to_value(x).expect("JSON of numbers"),
+                )
+            })
+            .collect(),
+    )
 }
 
 /// The linear probe's metrics on the same eval sets, and the products it was fitted on.

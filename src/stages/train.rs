@@ -330,6 +330,13 @@ fn model_config(p: &TrainParams, base: &Path) -> Result<FashionBertConfig> {
     Ok(c)
 }
 
+/// The model can be built and trained here: its sizes, and its parameters with gradients and
+/// Adam's two moments (16 bytes each) within the machine's memory.
+fn check_trainable(c: &FashionBertConfig) -> Result<()> {
+    c.check(16)
+        .map_err(|e| Error::msg(format!("train: the model config: {e}")))
+}
+
 impl Stage for Train {
     fn spec(&self) -> &'static StageSpec {
         &SPEC
@@ -354,9 +361,7 @@ impl Stage for Train {
         }
         // The model's sizes, checked when the run is planned (and by `status`): a config that
         // cannot be built, or would not fit in memory to train, fails here, not hours in.
-        model_config(&p, base)?
-            .check(16)
-            .map_err(|e| Error::msg(format!("train: the model config: {e}")))?;
+        check_trainable(&model_config(&p, base)?)?;
         Ok(v)
     }
 
@@ -400,9 +405,7 @@ impl Stage for Train {
         if p.precision == PrecisionName::Bf16 && compute.kind == "flex" {
             return Err("train.precision = \"bf16\" needs the libtorch backend: run with --device tch (or tch-cuda), or set train.precision = \"f32\"".into());
         }
-        config
-            .check(16)
-            .map_err(|e| Error::msg(format!("train: the model config: {e}")))?;
+        check_trainable(&config)?;
         let device = compute.device.clone().autodiff();
         let seed = p.seed;
         device.seed(seed);
