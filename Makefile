@@ -21,7 +21,7 @@ export FB_PYTHON := $(PYTHON)
 VENV_TF ?= $(HOME)/.cache/fashionbert/venv-tf
 export FB_TF_PYTHON := $(VENV_TF)/bin/python
 
-.PHONY: pipeline stage status dag inspect test bench weights build setup sysdeps venv venv-tf clean distclean fmt
+.PHONY: pipeline stage status dag inspect test bench weights build setup sysdeps sysdeps-test venv venv-tf clean distclean fmt
 
 ## pipeline: set up, then run the whole pipeline (CONFIG=pipeline.toml by default)
 pipeline: build weights
@@ -45,7 +45,7 @@ inspect: build
 	@$(BIN) inspect "$(FILE)" --config $(CONFIG) $(ARGS)
 
 ## test: unit, integration and parity tests
-test: setup weights venv-tf
+test: setup sysdeps-test weights venv-tf
 	cargo test --release $(ARGS)
 
 ## bench: benchmarks side by side with PyTorch; results go to BENCHMARKS.md
@@ -69,10 +69,18 @@ setup: sysdeps venv
 
 # Debian's HDF5 for the Fashion-Gen reader.
 sysdeps:
-	@dpkg -s libhdf5-dev >/dev/null 2>&1 || { \
-	  echo "installing libhdf5-dev"; \
+	@$(call apt,libhdf5-dev pkg-config)
+
+# Debian's Chromium and its WebDriver for the browser test of `fashionbert serve` (tests/serve.rs);
+# after sysdeps: one apt at a time under `make -j`.
+sysdeps-test: sysdeps
+	@$(call apt,chromium chromium-driver)
+
+# Installs Debian packages that are not installed yet.
+apt = dpkg -s $(1) >/dev/null 2>&1 || { \
+	  echo "installing $(1)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libhdf5-dev pkg-config >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(1) >/dev/null; }
 
 venv: $(VENV)/.installed
 

@@ -18,6 +18,7 @@ pub mod models;
 pub mod progress;
 pub mod schema;
 pub mod search;
+pub mod serve;
 pub mod show;
 pub mod sources;
 pub mod stages;

@@ -1,7 +1,7 @@
 //! The command line: parses arguments and calls into the library. Each verb is one function.
 
 mod pipeline;
-mod runs;
+pub mod runs;
 pub mod tools;
 mod view;
 
@@ -134,6 +134,28 @@ pub enum Command {
         top: usize,
         #[command(flatten)]
         entries: EntryArgs,
+    },
+    /// Serve the store and the model over HTTP: a web page (the DAG, entries, tables with
+    /// images, records, training curves, the evaluation's queries, catalogue search) and the
+    /// JSON API it uses. Read-only; binds 127.0.0.1 unless --host says otherwise.
+    Serve {
+        /// The pipeline config whose entries are served (each stage's entry as `status`
+        /// resolves it, fixed at start).
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+        /// Address to listen on (0.0.0.0 exposes the store to the network).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port (0 = any free one; the chosen one is printed).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// HTTP worker threads (1 to 64).
+        #[arg(long, default_value_t = 2, value_parser = bounded(1, 64))]
+        threads: usize,
+        /// Search catalogues of at least this many products through an HNSW index (built at
+        /// start; recall@10 ≥ 0.95 measured in BENCHMARKS.md), smaller ones exactly.
+        #[arg(long, default_value_t = 100_000)]
+        index_above: usize,
     },
     /// Search the catalogue with the trained model, over the `embed` stage's embeddings: a text
     /// finds images, an image finds texts (or similar images), a product finds similar products.
@@ -659,6 +681,18 @@ pub fn main() -> i32 {
             top,
             entries,
         } => tools::rank(&entries, &images, &texts, texts_file.as_deref(), top),
+        Command::Serve {
+            config,
+            host,
+            port,
+            threads,
+            index_above,
+        } => crate::serve::serve(&crate::serve::ServeOptions {
+            config,
+            addr: std::net::SocketAddr::new(host, port),
+            threads,
+            index_above,
+        }),
         Command::Search {
             text,
             image,

@@ -96,26 +96,27 @@ fn value(v: Option<&ParamValue>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
 }
 
-/// `fashionbert runs STAGE`: every entry of the stage, oldest first.
-pub fn runs(config_file: &Path, stage: &str, json: bool) -> Result<(), Error> {
-    let (config, store) = open(config_file)?;
-    if config.stage(stage).is_none() {
-        return Err(DagError::UnknownTarget {
-            name: stage.to_string(),
-            known: config.stages.iter().map(|s| s.name.clone()).collect(),
-        }
-        .into());
-    }
+/// A stage's entries, oldest first, with what tells them apart.
+struct View {
+    runs: Vec<Run>,
+    latest: Option<String>,
+    /// The params whose values are not the same in every entry.
+    differing: Vec<String>,
+    /// The upstream stages whose entries differ between the runs (an evaluate of another model).
+    ups: Vec<String>,
+    heads: Vec<(&'static str, &'static str)>,
+}
+
+fn view(store: &Store, stage: &str) -> Result<View, Error> {
     let mut runs: Vec<Run> = store
         .entries()
         .map_err(|e| DagError::io(store.root(), e))?
         .into_iter()
         .filter(|e| e.stage == stage)
-        .map(|e| load(&store, stage, &e.key))
+        .map(|e| load(store, stage, &e.key))
         .collect::<Result<_, _>>()?;
     runs.sort_by(|a, b| a.manifest.finished_at.cmp(&b.manifest.finished_at));
     let latest = store.latest(stage);
-    // The params whose values are not the same in every entry.
     let mut names: Vec<String> = runs
         .iter()
         .flat_map(|r| r.manifest.params.iter().map(|(k, _)| k.clone()))
@@ -129,7 +130,6 @@ pub fn runs(config_file: &Path, stage: &str, json: bool) -> Result<(), Error> {
             runs.iter().any(|r| r.manifest.params.get(n) != first)
         })
         .collect();
-    // The upstream stages whose entries differ between the runs (an evaluate of another model).
     let mut ups: Vec<String> = runs
         .iter()
         .flat_map(|r| r.manifest.upstream.keys().cloned())
@@ -145,26 +145,58 @@ pub fn runs(config_file: &Path, stage: &str, json: bool) -> Result<(), Error> {
         .copied()
         .filter(|(k, _)| runs.iter().any(|r| r.metrics.contains_key(*k)))
         .collect();
-    if json {
-        let rows: Vec<serde_json::Value> = runs
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "key": r.key,
-                    "latest": latest.as_deref() == Some(r.key.as_str()),
-                    "finished_at": r.manifest.finished_at,
-                    "upstream": ups.iter().map(|u| (u.clone(), r.manifest.upstream.get(u).cloned())).collect::<BTreeMap<_, _>>(),
-                    "params": differing.iter().map(|n| (n.clone(), r.manifest.params.get(n).map(|v| serde_json::to_value(v).unwrap()))).collect::<BTreeMap<_, _>>(),
-                    "metrics": heads.iter().filter_map(|(k, _)| r.metrics.get(*k).map(|v| (k.to_string(), *v))).collect::<BTreeMap<_, _>>(),
-                })
+    Ok(View {
+        runs,
+        latest,
+        differing,
+        ups,
+        heads,
+    })
+}
+
+/// A stage's entries as `runs --json` prints them (and `serve` answers): key, whether it is
+/// `latest`, when, the upstream entries and params that differ, the headline metrics.
+pub fn rows(store: &Store, stage: &str) -> Result<Vec<serde_json::Value>, Error> {
+    let v = view(store, stage)?;
+    Ok(v.runs
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "key": r.key,
+                "latest": v.latest.as_deref() == Some(r.key.as_str()),
+                "finished_at": r.manifest.finished_at,
+                "upstream": v.ups.iter().map(|u| (u.clone(), r.manifest.upstream.get(u).cloned())).collect::<BTreeMap<_, _>>(),
+                "params": v.differing.iter().map(|n| (n.clone(), r.manifest.params.get(n).map(|v| serde_json::to_value(v).unwrap()))).collect::<BTreeMap<_, _>>(),
+                "metrics": v.heads.iter().filter_map(|(k, _)| r.metrics.get(*k).map(|x| (k.to_string(), *x))).collect::<BTreeMap<_, _>>(),
             })
-            .collect();
+        })
+        .collect())
+}
+
+/// `fashionbert runs STAGE`: every entry of the stage, oldest first.
+pub fn runs(config_file: &Path, stage: &str, json: bool) -> Result<(), Error> {
+    let (config, store) = open(config_file)?;
+    if config.stage(stage).is_none() {
+        return Err(DagError::UnknownTarget {
+            name: stage.to_string(),
+            known: config.stages.iter().map(|s| s.name.clone()).collect(),
+        }
+        .into());
+    }
+    if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&rows).expect("serialises")
+            serde_json::to_string_pretty(&rows(&store, stage)?).expect("serialises")
         );
         return Ok(());
     }
+    let View {
+        runs,
+        latest,
+        differing,
+        ups,
+        heads,
+    } = view(&store, stage)?;
     if runs.is_empty() {
         println!("stage {stage} has no entries in {}", store.root().display());
         return Ok(());

@@ -66,6 +66,23 @@ impl Latest {
         })
     }
 
+    /// A fixed snapshot: each stage resolves to the key given (checked once by whoever
+    /// resolved them, e.g. a server at its start); a stage not given is "not run".
+    pub fn pinned(
+        config: PipelineConfig,
+        keys: BTreeMap<String, String>,
+    ) -> Result<Latest, DagError> {
+        let store =
+            Store::open(&config.artifacts).map_err(|e| DagError::io(&config.artifacts, e))?;
+        Ok(Latest {
+            config,
+            store,
+            resolve: Resolve::Config,
+            plan: BTreeMap::new(),
+            resolved: RefCell::new(keys),
+        })
+    }
+
     /// The key of `stage`'s entry: the config's (cached) one, or `latest`'s, checked. An
     /// error says how to make one, or what is damaged.
     pub fn key(&self, stage: &str) -> Result<String, DagError> {

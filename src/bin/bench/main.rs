@@ -11,7 +11,9 @@
 //! - [`scoring`]: pairs/s of retrieval scoring (the alignment logits of unmasked records, no
 //!   autodiff) against the same model under `torch.inference_mode`;
 //! - [`tokenize`]: records/s of tokenisation + BERT masking against Hugging Face `tokenizers`;
-//! - [`runner`]: a no-op re-run of a pipeline and `status`.
+//! - [`runner`]: a no-op re-run of a pipeline and `status`;
+//! - [`search`]: exact and HNSW search over synthetic embeddings, and `fashionbert serve`'s
+//!   text search over a pipeline's catalogue (ours alone).
 //!
 //! [`peer`] runs the PyTorch side, [`report`] writes the table.
 
@@ -20,6 +22,7 @@ mod peer;
 mod report;
 mod runner;
 mod scoring;
+mod search;
 mod tokenize;
 mod train;
 
@@ -30,7 +33,7 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(about = "Benchmarks against PyTorch, side by side in one run")]
 struct Args {
-    /// Which benchmarks: features, train, scoring, memory, tokenize, runner (comma-separated) or all.
+    /// Which benchmarks: features, train, scoring, memory, tokenize, runner, search (comma-separated) or all.
     #[arg(long, default_value = "all")]
     only: String,
     /// cpu, or cuda (libtorch CUDA and PyTorch on the GPU).
@@ -69,6 +72,12 @@ struct Args {
     /// `--set` overrides for the pipeline whose no-op re-run is timed (repeatable).
     #[arg(long = "pipeline-set")]
     pipeline_set: Vec<String>,
+    /// Synthetic embeddings for the search benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    search_n: usize,
+    /// The pipeline whose catalogue `fashionbert serve` searches (its `embed` entry cached).
+    #[arg(long, default_value = "pipelines/fashion-real.toml")]
+    search_config: PathBuf,
     /// Where to append the results.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -183,6 +192,9 @@ fn main() {
     }
     if runner {
         rows.extend(runner::rows(&a));
+    }
+    if a.want("search") {
+        rows.extend(search::rows(&a));
     }
     report::append(&a.out, &rows);
 }

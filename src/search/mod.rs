@@ -1,6 +1,9 @@
 //! Search a catalogue with the trained model: exact top-k over the `embed` stage's embeddings
 //! (one matrix–vector product: a million 256-d products is ~0.3 s on one core), with filters
 //! by category, subcategory and split. Text → images, image → texts, image → similar images.
+//! Above a size, [`index::Index`] answers approximately (HNSW), rescored exactly.
+
+pub mod index;
 
 use std::cmp::Ordering;
 
@@ -33,7 +36,12 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn keeps(&self, e: &Embeddings, row: usize) -> bool {
+    /// Whether no field is asked for.
+    pub fn is_empty(&self) -> bool {
+        self.category.is_none() && self.subcategory.is_none() && self.split.is_none()
+    }
+
+    pub fn keeps(&self, e: &Embeddings, row: usize) -> bool {
         let it = &e.items[row];
         let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
         eq(&self.category, &it.category)
@@ -92,7 +100,12 @@ pub fn top_k(
         scored.truncate(k);
     }
     scored.sort_by(order);
-    scored
+    hits(e, scored)
+}
+
+/// Ranked hits from (cosine, row) pairs already in order.
+pub(crate) fn hits(e: &Embeddings, ranked: Vec<(f32, usize)>) -> Vec<Hit> {
+    ranked
         .into_iter()
         .enumerate()
         .map(|(r, (s, i))| {
