@@ -33,6 +33,31 @@ pub fn cuda_available() -> bool {
     }
 }
 
+/// Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX, from `/proc/cpuinfo`'s
+/// first `flags` line; false where there is none).
+pub fn cpu_has_native_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
+        info.lines()
+            .filter(|l| l.starts_with("flags"))
+            .take(1)
+            .any(|l| {
+                l.split_whitespace()
+                    .any(|f| f == "avx512_bf16" || f == "amx_bf16")
+            })
+    })
+}
+
+/// What `precision = "auto"` picks on a device: bf16 matrix products where they are native
+/// (CUDA; a libtorch CPU with AVX-512 BF16 or AMX), f32 elsewhere; and why, for the log.
+pub fn auto_bf16(kind: &str, cpu_native_bf16: bool) -> (bool, &'static str) {
+    match kind {
+        "tch-cuda" => (true, "CUDA multiplies bf16 natively"),
+        "tch" if cpu_native_bf16 => (true, "this CPU has AVX-512 BF16 or AMX"),
+        "tch" => (false, "this CPU has neither AVX-512 BF16 nor AMX"),
+        _ => (false, "the flex backend computes in f32"),
+    }
+}
+
 static THREADS: Once = Once::new();
 
 /// Keeps glibc's malloc from handing large blocks back to the kernel after every free; the
@@ -168,4 +193,21 @@ pub fn from_runtime(rt: &crate::dag::Params) -> Result<Compute> {
     let c = select(rt.str("device")?, rt.usize("threads")?)?;
     tracing::info!("compute device: {}", c.kind);
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn auto_precision_picks_bf16_only_where_native() {
+        use super::auto_bf16;
+        assert!(auto_bf16("tch-cuda", false).0);
+        assert!(auto_bf16("tch", true).0);
+        assert!(!auto_bf16("tch", false).0);
+        assert!(!auto_bf16("flex", true).0);
+        // This machine: the choice follows its flags.
+        assert_eq!(
+            auto_bf16("tch", super::cpu_has_native_bf16()).0,
+            super::cpu_has_native_bf16()
+        );
+    }
 }

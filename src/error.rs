@@ -133,6 +133,18 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Adds a path to an io::Result.
+/// Creates the folder an `--out` flag names (and its parents); a file already there is an error
+/// that says so (not the OS's "File exists").
+pub fn create_out_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::msg(format!(
+            "--out {}: a file is there, not a folder: give a folder (it is created if missing) or move the file",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).at(dir)
+}
+
 pub trait IoContext<T> {
     fn at(self, path: &Path) -> Result<T>;
 }
@@ -140,5 +152,23 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 31: `--out` naming a file says so, instead of "File exists (os error 17)"; a
+    /// missing folder is made, an existing one kept.
+    #[test]
+    fn an_out_folder_that_is_a_file_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("existing");
+        std::fs::write(&f, b"x").unwrap();
+        let e = super::create_out_dir(&f).unwrap_err().to_string();
+        assert!(e.contains("a file is there, not a folder") && !e.contains("os error"), "{e}");
+        let new = dir.path().join("a/b");
+        super::create_out_dir(&new).unwrap();
+        super::create_out_dir(&new).unwrap();
+        assert!(new.is_dir());
     }
 }

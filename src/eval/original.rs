@@ -77,7 +77,7 @@ pub fn score_files(
         }
     }
     check_eval_direction(&files, direction)?;
-    std::fs::create_dir_all(out).at(out)?;
+    crate::error::create_out_dir(out)?;
     let pred_path = out.join(format!("eval_{direction}_results.txt"));
     let mut pred = std::io::BufWriter::new(std::fs::File::create(&pred_path).at(&pred_path)?);
     let mut scored: Vec<Scored> = Vec::new();

@@ -51,12 +51,17 @@ fn apply_hf<M: ModuleSnapshot>(
         store = store.with_key_remapping(from, to);
     }
     let mut store = store.allow_partial(true);
-    module
-        .load_from(&mut store)
-        .map_err(|source| Error::Weights {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })
+    module.load_from(&mut store).map_err(|source| {
+        // burn reports shape mismatches as the Debug text of every one (kilobytes for a
+        // model of another size): a count and a few, readably.
+        match shape_mismatches(&source.to_string()) {
+            Some(summary) => Error::Model(format!("{}: wrong shapes: {summary}", path.display())),
+            None => Error::Weights {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            },
+        }
+    })
 }
 
 /// What an initialisation from a BERT checkpoint loaded.
@@ -184,14 +189,58 @@ pub fn read_config(dir: &Path) -> Result<FashionBertConfig> {
     Ok(c)
 }
 
+/// `n tensors, e.g. X is [12], the model needs [8]; …` from burn's
+/// `ShapeMismatch { path: "X", expected: Shape { dims: [8] }, found: Shape { dims: [12] } }` list.
+fn shape_mismatches(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text.split("ShapeMismatch {").skip(1).collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let field = |part: &str, key: &str| -> Option<String> {
+        let rest = &part[part.find(key)? + key.len()..];
+        Some(rest[..rest.find(']')? + 1].to_string())
+    };
+    let shown: Vec<String> = parts
+        .iter()
+        .take(4)
+        .filter_map(|p| {
+            let name = p.split('"').nth(1)?;
+            let want = field(p, "expected: Shape { dims: ")?;
+            let have = field(p, "found: Shape { dims: ")?;
+            Some(format!("{name} is {have}, the model needs {want}"))
+        })
+        .collect();
+    let more = parts.len().saturating_sub(shown.len());
+    Some(format!(
+        "{} tensors, e.g. {}{}",
+        parts.len(),
+        shown.join("; "),
+        if more > 0 { format!("; and {more} more") } else { String::new() }
+    ))
+}
+
 /// Loads a model saved by [`save`]. Every tensor must be present with the configured shape.
 pub fn load(dir: &Path, device: &Device) -> Result<(FashionBert, FashionBertConfig)> {
     let config = read_config(dir)?;
     let mut model = config.init(device);
-    load_weights(&mut model, &dir.join(WEIGHTS)).map_err(|e| Error::WeightsMismatch {
+    let path = dir.join(WEIGHTS);
+    if !path.is_file() {
+        return Err(Error::Model(format!(
+            "{}: not a file (a model folder holds its weights as the file {WEIGHTS})",
+            path.display()
+        )));
+    }
+    // A file that cannot be read is its own error; only tensors that do not fit the config
+    // ask whether the config matches.
+    let mismatch = |e: Error| Error::WeightsMismatch {
         config: dir.join(CONFIG),
         source: Box::new(e),
+    };
+    let res = apply_hf(&mut model, &path, &[]).map_err(|e| match e {
+        Error::Model(_) => mismatch(e),
+        other => other,
     })?;
+    crate::weights::check_apply(&path, &res, &|_| false).map_err(mismatch)?;
     Ok((model, config))
 }
 
@@ -242,6 +291,52 @@ mod tests {
 
     /// Saving the same weights twice gives the same bytes (the header's metadata used to come
     /// out in `HashMap` order, different from one save to the next).
+    fn tiny() -> FashionBertConfig {
+        let mut bert = BertConfig::new();
+        bert.vocab_size = 50;
+        bert.hidden_size = 8;
+        bert.num_hidden_layers = 1;
+        bert.num_attention_heads = 2;
+        bert.intermediate_size = 16;
+        bert.max_position_embeddings = 80;
+        let mut cfg = FashionBertConfig::new(bert);
+        cfg.patch_feature_size = 4;
+        cfg.num_patches = 4;
+        cfg
+    }
+
+    /// Issue 31: a folder named `model.safetensors` is "not a file" (not the OS's "No such
+    /// device"); a file that is not safetensors is its own error, without asking whether the
+    /// config matches; only tensors that do not fit the config ask that.
+    #[test]
+    fn weight_errors_say_what_is_wrong() {
+        let cfg = tiny();
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        save(&cfg.init(&device), &cfg, d).unwrap();
+        let good = std::fs::read(d.join(WEIGHTS)).unwrap();
+        std::fs::remove_file(d.join(WEIGHTS)).unwrap();
+        std::fs::create_dir(d.join(WEIGHTS)).unwrap();
+        let e = load(d, &device).err().unwrap().to_string();
+        assert!(e.contains("not a file") && !e.contains("No such device"), "{e}");
+        std::fs::remove_dir(d.join(WEIGHTS)).unwrap();
+        std::fs::write(d.join(WEIGHTS), b"not safetensors at all").unwrap();
+        let e = load(d, &device).err().unwrap().to_string();
+        assert!(!e.contains("match these weights"), "{e}");
+        // Weights of another size: the config is questioned, in a few hundred bytes.
+        let mut other = tiny();
+        other.bert.hidden_size = 12;
+        other.bert.num_attention_heads = 3;
+        save(&other.init(&device), &other, &d.join("o")).unwrap();
+        std::fs::copy(d.join("o").join(WEIGHTS), d.join(WEIGHTS)).unwrap();
+        let e = load(d, &device).err().unwrap().to_string();
+        assert!(e.contains("match these weights"), "{e}");
+        assert!(e.len() < 3000, "{} bytes: {e}", e.len());
+        std::fs::write(d.join(WEIGHTS), good).unwrap();
+        load(d, &device).unwrap();
+    }
+
     #[test]
     fn saved_weights_are_byte_reproducible() {
         let mut bert = BertConfig::new();

@@ -2,20 +2,31 @@
 //! exact pass per query costs too much (`serve --index-above`, default 100,000 products).
 //!
 //! HNSW from `hnsw_rs`: maintained, pure Rust (no C++ toolchain, unlike usearch or faiss),
-//! parallel build, filtered search. Rows are L2-normalised, so the L2 distance orders them as
-//! the cosine does (`|a − b|² = 2 − 2 a·b`); anndists' own dot distance asserts `a·b ≤ 1`,
-//! which f16-stored rows can exceed by rounding. The index returns candidates; their scores
-//! are recomputed exactly, so a hit's score is the exact search's score for that row.
+//! parallel build, filtered search. Rows are L2-normalised, so the distance is `1 − a·b`
+//! ([`CosineDistance`], with the exact search's SIMD-friendly [`super::dot`]; anndists' own dot
+//! distance sums in one scalar chain and asserts `a·b ≤ 1`, which rounding can break). The
+//! index returns candidates; their scores are recomputed exactly, so a hit's score is the
+//! exact search's score for that row.
 //! A filter that keeps few rows (below `exact_below`) is answered exactly over them.
 
 use std::cmp::Ordering;
 
-use hnsw_rs::prelude::{DistL2, Hnsw};
+use hnsw_rs::prelude::{Distance, Hnsw};
 
 use rand::{Rng, SeedableRng};
 
 use super::{Filter, Hit, Side, hits};
 use crate::schema::embeddings::{Embeddings, Item};
+
+/// `1 − a·b` of unit rows, never below 0.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CosineDistance;
+
+impl Distance<f32> for CosineDistance {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - super::dot(a, b)).max(0.0)
+    }
+}
 
 /// The index's build and search settings (HNSW's M, efConstruction, efSearch).
 #[derive(Debug, Clone, Copy)]
@@ -45,8 +56,9 @@ impl Default for IndexParams {
 /// An HNSW graph over one side (images or texts) of a catalogue.
 pub struct Index {
     pub side: Side,
-    hnsw: Hnsw<'static, f32, DistL2>,
-    params: IndexParams,
+    hnsw: Hnsw<'static, f32, CosineDistance>,
+    /// The settings it was built with; `ef_search` may be changed between searches.
+    pub params: IndexParams,
     /// Wall seconds the build took.
     pub build_seconds: f64,
 }
@@ -62,7 +74,7 @@ impl Index {
             n,
             layers,
             params.ef_construction.max(1),
-            DistL2 {},
+            CosineDistance,
         );
         let m = matrix(e, side);
         let rows: Vec<(&[f32], usize)> = m.chunks_exact(e.dim).zip(0..).collect();
@@ -110,10 +122,7 @@ impl Index {
             .into_iter()
             .map(|nb| nb.d_id)
             .filter(|&i| Some(i) != exclude && i < e.len())
-            .map(|i| {
-                let row = &m[i * d..(i + 1) * d];
-                (row.iter().zip(query).map(|(a, b)| a * b).sum::<f32>(), i)
-            })
+            .map(|i| (super::dot(&m[i * d..(i + 1) * d], query), i))
             .collect();
         scored.sort_by(|a, b| {
             b.0.partial_cmp(&a.0)

@@ -13,6 +13,7 @@ use crate::featstore;
 use crate::models::io;
 use crate::schema::embeddings::{Dtype, Embeddings, Item};
 use crate::schema::read_products;
+use crate::sources::Product;
 
 crate::param_choice! {
     /// Storage type of the embedding matrices (`dtype`).
@@ -79,62 +80,26 @@ impl Stage for Embed {
         let model_dir = ctx.input_dir("train")?.to_path_buf();
         let compute = crate::device::from_runtime(ctx.runtime())?;
         let (model, _) = io::load(&model_dir, &compute.device)?;
-        // One row per product: its first image that has features.
-        let mut seen = std::collections::HashSet::new();
-        let items: Vec<Item> = products
-            .iter()
-            .filter(|q| match p.split {
-                Which::All => true,
-                Which::Train => q.split == "train",
-                Which::Valid => q.split == "valid",
-            })
-            .filter(|q| store.contains(&q.image_id) && texts.get(&q.product_id).is_some())
-            .filter(|q| seen.insert(q.product_id.clone()))
-            .map(|q| Item {
-                product_id: q.product_id.clone(),
-                image_id: q.image_id.clone(),
-                title: q.title.clone(),
-                category: q.category.clone(),
-                subcategory: q.subcategory.clone(),
-                split: q.split.clone(),
-            })
-            .collect();
-        if items.is_empty() {
-            return Err(format!(
-                "embed: no product of split `{}` has both features and a text",
-                p.split.as_str()
-            )
-            .into());
-        }
-        let text_ids: Vec<&str> = items.iter().map(|i| i.product_id.as_str()).collect();
-        let image_ids: Vec<&str> = items.iter().map(|i| i.image_id.as_str()).collect();
-        let emb = itc_embed(
-            &model,
-            &compute.device,
-            &texts,
-            &store,
-            &text_ids,
-            &image_ids,
-            p.batch_size,
-            None,
-        )?;
-        let (mut image, mut text) = (Vec::new(), Vec::new());
-        for i in &items {
-            image.extend_from_slice(&emb.image[&i.image_id]);
-            text.extend_from_slice(&emb.text[&i.product_id]);
-        }
-        let model = model_dir
+        let model_key = model_dir
             .file_name()
             .map(|k| format!("train/{}", k.to_string_lossy()))
             .unwrap_or_default();
-        let out = Embeddings {
-            model,
-            dim: emb.dim,
-            scale: emb.scale,
-            items,
-            image,
-            text,
+        let keep = |q: &Product| match p.split {
+            Which::All => true,
+            Which::Train => q.split == "train",
+            Which::Valid => q.split == "valid",
         };
+        let out = embed_products(
+            &products,
+            &texts,
+            &store,
+            &model,
+            &compute.device,
+            &keep,
+            p.batch_size,
+            model_key,
+        )
+        .map_err(|e| format!("embed: {e} (split `{}`)", p.split.as_str()))?;
         let dtype = match p.dtype {
             StoreDtype::F32 => Dtype::F32,
             StoreDtype::F16 => Dtype::F16,
@@ -144,4 +109,65 @@ impl Stage for Embed {
         ctx.note("dim", serde_json::json!(out.dim));
         Ok(())
     }
+}
+
+/// The ITC embeddings of every product `keep` keeps that has features and a text (one row per
+/// product: its first image), under `model`; `model_name` is what the embeddings record as
+/// their model (`train/<key>` for the stage).
+#[allow(clippy::too_many_arguments)]
+pub fn embed_products(
+    products: &[Product],
+    texts: &Texts,
+    store: &featstore::Store,
+    model: &crate::models::fashionbert::FashionBert,
+    device: &burn::tensor::Device,
+    keep: &dyn Fn(&Product) -> bool,
+    batch_size: usize,
+    model_name: String,
+) -> crate::error::Result<Embeddings> {
+    let mut seen = std::collections::HashSet::new();
+    let items: Vec<Item> = products
+        .iter()
+        .filter(|q| keep(q))
+        .filter(|q| store.contains(&q.image_id) && texts.get(&q.product_id).is_some())
+        .filter(|q| seen.insert(q.product_id.clone()))
+        .map(|q| Item {
+            product_id: q.product_id.clone(),
+            image_id: q.image_id.clone(),
+            title: q.title.clone(),
+            category: q.category.clone(),
+            subcategory: q.subcategory.clone(),
+            split: q.split.clone(),
+        })
+        .collect();
+    if items.is_empty() {
+        return Err(crate::error::Error::msg(
+            "no product has both features and a text",
+        ));
+    }
+    let text_ids: Vec<&str> = items.iter().map(|i| i.product_id.as_str()).collect();
+    let image_ids: Vec<&str> = items.iter().map(|i| i.image_id.as_str()).collect();
+    let emb = itc_embed(
+        model,
+        device,
+        texts,
+        store,
+        &text_ids,
+        &image_ids,
+        batch_size,
+        None,
+    )?;
+    let (mut image, mut text) = (Vec::new(), Vec::new());
+    for i in &items {
+        image.extend_from_slice(&emb.image[&i.image_id]);
+        text.extend_from_slice(&emb.text[&i.product_id]);
+    }
+    Ok(Embeddings {
+        model: model_name,
+        dim: emb.dim,
+        scale: emb.scale,
+        items,
+        image,
+        text,
+    })
 }

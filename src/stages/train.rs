@@ -43,6 +43,7 @@ crate::param_choice! {
     pub enum PrecisionName {
         F32 = "f32",
         Bf16 = "bf16",
+        Auto = "auto",
     }
 }
 
@@ -182,7 +183,7 @@ crate::stage_params! {
         precision: PrecisionName = (
             K::Choice(PrecisionName::CHOICES),
             D::Str("f32"),
-            "matrix products: f32, or bf16 operands with f32 weights, gradients and optimiser (PyTorch autocast-style; libtorch only, fast on CPUs with AVX-512 BF16 or AMX)",
+            "matrix products: f32, or bf16 operands with f32 weights, gradients and optimiser (PyTorch autocast-style; libtorch only, fast on CPUs with AVX-512 BF16 or AMX), or auto: bf16 where native (CUDA, AVX-512 BF16, AMX), f32 elsewhere, said in the log and summary.json (the key holds `auto`, not the choice)",
         );
     }
 }
@@ -405,6 +406,23 @@ impl Stage for Train {
         if p.precision == PrecisionName::Bf16 && compute.kind == "flex" {
             return Err("train.precision = \"bf16\" needs the libtorch backend: run with --device tch (or tch-cuda), or set train.precision = \"f32\"".into());
         }
+        let precision = match p.precision {
+            PrecisionName::F32 => MatmulPrecision::F32,
+            PrecisionName::Bf16 => MatmulPrecision::Bf16,
+            PrecisionName::Auto => {
+                let (bf16, why) =
+                    crate::device::auto_bf16(compute.kind, crate::device::cpu_has_native_bf16());
+                tracing::info!(
+                    "train.precision = \"auto\": {} ({why})",
+                    if bf16 { "bf16" } else { "f32" }
+                );
+                if bf16 {
+                    MatmulPrecision::Bf16
+                } else {
+                    MatmulPrecision::F32
+                }
+            }
+        };
         check_trainable(&config)?;
         let device = compute.device.clone().autodiff();
         let seed = p.seed;
@@ -464,10 +482,7 @@ impl Stage for Train {
             valid_records: p.valid_records,
             log_every: p.log_every.max(1),
             stop_after: 0,
-            precision: match p.precision {
-                PrecisionName::F32 => MatmulPrecision::F32,
-                PrecisionName::Bf16 => MatmulPrecision::Bf16,
-            },
+            precision,
             replicas: crate::device::replica_devices(&compute, ctx.runtime().usize("replicas")?)?
                 .into_iter()
                 .map(|d| d.autodiff())
@@ -519,6 +534,7 @@ impl Stage for Train {
         let sps = outcome.steps.len() as f64 * cfg.batch_size as f64 / outcome.seconds.max(1e-9);
         let summary = serde_json::json!({
             "device": compute.kind,
+            "precision": if cfg.precision == MatmulPrecision::Bf16 { "bf16" } else { "f32" },
             "steps": outcome.total_steps,
             "seconds": outcome.seconds,
             "samples_per_second": sps,

@@ -315,7 +315,7 @@ pub struct Writer {
 
 impl Writer {
     pub fn create(dir: &Path, prefix: &str, per_file: usize) -> Result<Writer> {
-        std::fs::create_dir_all(dir).at(dir)?;
+        crate::error::create_out_dir(dir)?;
         Ok(Writer {
             dir: dir.to_path_buf(),
             prefix: prefix.to_string(),

@@ -78,23 +78,38 @@ pub fn check_apply(
     if res.missing.is_empty() && res.errors.is_empty() && unused.is_empty() {
         return Ok(());
     }
+    // A handful of names and errors, each cut short: a wrong config can mismatch hundreds of
+    // tensors, and burn's error texts carry whole shapes.
+    let some = |items: Vec<String>, n: usize| -> String {
+        let more = items.len().saturating_sub(n);
+        let mut v: Vec<String> = items
+            .into_iter()
+            .take(n)
+            .map(|s| {
+                if s.chars().count() > 300 {
+                    format!("{}…", s.chars().take(300).collect::<String>())
+                } else {
+                    s
+                }
+            })
+            .collect();
+        if more > 0 {
+            v.push(format!("and {more} more"));
+        }
+        v.join(", ")
+    };
     let mut msg = String::new();
     if !res.missing.is_empty() {
-        let m: Vec<&str> = res.missing.iter().map(|(p, _)| p.as_str()).collect();
-        msg.push_str(&format!("missing tensors: {}; ", m.join(", ")));
+        let m: Vec<String> = res.missing.iter().map(|(p, _)| p.clone()).collect();
+        msg.push_str(&format!("missing tensors: {}; ", some(m, 8)));
     }
     if !unused.is_empty() {
-        msg.push_str(&format!(
-            "unexpected tensors: {}; ",
-            unused
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        let u: Vec<String> = unused.iter().map(|s| s.to_string()).collect();
+        msg.push_str(&format!("unexpected tensors: {}; ", some(u, 8)));
     }
-    for e in &res.errors {
-        msg.push_str(&format!("{e}; "));
+    if !res.errors.is_empty() {
+        let e: Vec<String> = res.errors.iter().map(|e| e.to_string()).collect();
+        msg.push_str(&format!("{}; ", some(e, 4)));
     }
     Err(Error::Model(format!(
         "{}: {}",

@@ -442,7 +442,7 @@ pub fn convert(
 
 /// A Hugging Face `BertForPreTraining`-named folder (without the next-sentence head).
 fn write_hf_bert(c: &BertConfig, tensors: &[NamedTensor], out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out).at(out)?;
+    crate::error::create_out_dir(out)?;
     let path = out.join(io::WEIGHTS);
     let bytes = safetensors_bytes(tensors)?;
     std::fs::write(&path, bytes).at(&path)?;

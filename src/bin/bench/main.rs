@@ -125,7 +125,7 @@ impl Args {
             "true" => true,
             "false" => false,
             // "auto" (clap allows nothing else)
-            _ => self.cuda() || cpu_has_native_bf16(),
+            _ => self.cuda() || fashionbert::device::cpu_has_native_bf16(),
         }
     }
 
@@ -137,19 +137,6 @@ impl Args {
             "libtorch CPU"
         }
     }
-}
-
-/// Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX, from `/proc/cpuinfo`).
-fn cpu_has_native_bf16() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
-        info.lines()
-            .filter(|l| l.starts_with("flags"))
-            .take(1)
-            .any(|l| {
-                l.split_whitespace()
-                    .any(|f| f == "avx512_bf16" || f == "amx_bf16")
-            })
-    })
 }
 
 /// The fashion-real data set, used where present (images for `features`, texts for `tokenize`).
