@@ -153,7 +153,8 @@ pub enum Command {
         #[arg(long, default_value_t = 2, value_parser = bounded(1, 64))]
         threads: usize,
         /// Search catalogues of at least this many products through an HNSW index (built at
-        /// start; recall@10 ≥ 0.95 measured in BENCHMARKS.md), smaller ones exactly.
+        /// start; its recall@10 against the exact pass is measured in BENCHMARKS.md), smaller
+        /// ones exactly.
         #[arg(long, default_value_t = 100_000)]
         index_above: usize,
     },
