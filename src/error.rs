@@ -165,7 +165,10 @@ mod tests {
         let f = dir.path().join("existing");
         std::fs::write(&f, b"x").unwrap();
         let e = super::create_out_dir(&f).unwrap_err().to_string();
-        assert!(e.contains("a file is there, not a folder") && !e.contains("os error"), "{e}");
+        assert!(
+            e.contains("a file is there, not a folder") && !e.contains("os error"),
+            "{e}"
+        );
         let new = dir.path().join("a/b");
         super::create_out_dir(&new).unwrap();
         super::create_out_dir(&new).unwrap();

@@ -202,7 +202,9 @@ fn manifests_name_only_paths_inside_their_entry() {
                     for o in &read.outputs {
                         prop_assert!(check_output_path(&o.path).is_ok(), "{:?} accepted", o.path);
                         let inside = dir.path().join(&o.path);
-                        prop_assert!(inside.starts_with(dir.path()) && !o.path.split('/').any(|p| p == ".."));
+                        prop_assert!(
+                            inside.starts_with(dir.path()) && !o.path.split('/').any(|p| p == "..")
+                        );
                     }
                     if flip.is_none() {
                         prop_assert_eq!(read.outputs.len(), paths.len());
@@ -221,5 +223,8 @@ fn manifests_name_only_paths_inside_their_entry() {
         .unwrap();
     let (a, r) = (accepted.into_inner(), refused.into_inner());
     eprintln!("manifests: {a} accepted and checked, {r} refused");
-    assert!(a > 0 && r > 0, "accepted {a}, refused {r}: a case kind never happened");
+    assert!(
+        a > 0 && r > 0,
+        "accepted {a}, refused {r}: a case kind never happened"
+    );
 }

@@ -122,7 +122,10 @@ fn served_pipeline(d: &Path) {
     let cfg = tiny_pipeline(d, 40, "tch");
     let mut text = std::fs::read_to_string(&cfg)
         .unwrap()
-        .replace("init = \"random\"", "init = \"random\"\nw_itc = 1.0\njoint = false")
+        .replace(
+            "init = \"random\"",
+            "init = \"random\"\nw_itc = 1.0\njoint = false",
+        )
         .replace("epochs = 1", "epochs = 4");
     text.push_str("\n[stages.embed]\n");
     std::fs::write(&cfg, text).unwrap();
@@ -136,7 +139,10 @@ fn the_api_answers_refuses_and_keeps_serving_while_a_run_writes() {
     served_pipeline(d);
     let srv = start(d);
     let a = srv.addr.as_str();
-    assert!(a.starts_with("127.0.0.1:"), "binds loopback by default: {a}");
+    assert!(
+        a.starts_with("127.0.0.1:"),
+        "binds loopback by default: {a}"
+    );
 
     let (s, ctype, page) = request(a, "GET", "/", b"");
     assert_eq!(s, 200);
@@ -161,7 +167,14 @@ fn the_api_answers_refuses_and_keeps_serving_while_a_run_writes() {
         assert_eq!(s["key"], s["served"], "{s}");
     }
     let train = stages.iter().find(|s| s["stage"] == "train").unwrap();
-    assert!(train["deps"].as_array().unwrap().iter().any(|d| d == "records"), "{train}");
+    assert!(
+        train["deps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == "records"),
+        "{train}"
+    );
 
     // Entries, params, a page of a table with chosen columns.
     let runs = get_json(a, "/api/runs/train", 200);
@@ -193,7 +206,10 @@ fn the_api_answers_refuses_and_keeps_serving_while_a_run_writes() {
     // Numbers stay numbers.
     let r = get_json(
         a,
-        &format!("/api/table/evaluate/{}/ranks.parquet?limit=2", key("evaluate")),
+        &format!(
+            "/api/table/evaluate/{}/ranks.parquet?limit=2",
+            key("evaluate")
+        ),
         200,
     );
     let ci = r["columns"]
@@ -207,24 +223,72 @@ fn the_api_answers_refuses_and_keeps_serving_while_a_run_writes() {
     // Refusals: 4xx JSON that says what to change, never a path outside the entry.
     let ing = key("ingest");
     for (path, status, says) in [
-        (format!("/api/table/ingest/{ing}/products.parquet?columns=nope"), 400, "no column `nope`"),
-        (format!("/api/table/ingest/{ing}/products.parquet?limit=0"), 400, "`limit` must be"),
-        (format!("/api/table/ingest/{ing}/products.parquet?offset=999"), 400, "`offset` must be"),
-        (format!("/api/table/ingest/{ing}/..%2F..%2F..%2Fpipeline.toml"), 404, "has no table"),
-        (format!("/api/table/ingest/{ing}/manifest.json"), 404, "has no table"),
-        ("/api/table/ingest/zz/products.parquet".to_string(), 400, "not an entry key"),
-        (format!("/api/table/ingest/{}/products.parquet", "ab".repeat(10)), 404, "no entry ingest/"),
+        (
+            format!("/api/table/ingest/{ing}/products.parquet?columns=nope"),
+            400,
+            "no column `nope`",
+        ),
+        (
+            format!("/api/table/ingest/{ing}/products.parquet?limit=0"),
+            400,
+            "`limit` must be",
+        ),
+        (
+            format!("/api/table/ingest/{ing}/products.parquet?offset=999"),
+            400,
+            "`offset` must be",
+        ),
+        (
+            format!("/api/table/ingest/{ing}/..%2F..%2F..%2Fpipeline.toml"),
+            404,
+            "has no table",
+        ),
+        (
+            format!("/api/table/ingest/{ing}/manifest.json"),
+            404,
+            "has no table",
+        ),
+        (
+            "/api/table/ingest/zz/products.parquet".to_string(),
+            400,
+            "not an entry key",
+        ),
+        (
+            format!("/api/table/ingest/{}/products.parquet", "ab".repeat(10)),
+            404,
+            "no entry ingest/",
+        ),
         ("/api/runs/nope".to_string(), 404, "stages: ingest"),
         ("/api/image/nope".to_string(), 404, "no image `nope`"),
         ("/api/search?text=dress&k=0".to_string(), 400, "`k` must be"),
-        ("/api/search?text=dress&k=5000".to_string(), 400, "`k` must be"),
-        ("/api/search?text=dress&in=shoes".to_string(), 400, "`in` is"),
+        (
+            "/api/search?text=dress&k=5000".to_string(),
+            400,
+            "`k` must be",
+        ),
+        (
+            "/api/search?text=dress&in=shoes".to_string(),
+            400,
+            "`in` is",
+        ),
         ("/api/search".to_string(), 400, "give one query"),
         ("/api/search?product=no-such".to_string(), 404, "no-such"),
         ("/api/record/p:nope".to_string(), 404, "no record"),
-        ("/api/evaluation/query?direction=img2txt&query=nope".to_string(), 404, "no img2txt query"),
-        ("/api/evaluation/query?direction=sideways&query=x".to_string(), 400, "`direction`"),
-        ("/api/evaluation/plot/..%2Fmanifest.json".to_string(), 404, "no plot"),
+        (
+            "/api/evaluation/query?direction=img2txt&query=nope".to_string(),
+            404,
+            "no img2txt query",
+        ),
+        (
+            "/api/evaluation/query?direction=sideways&query=x".to_string(),
+            400,
+            "`direction`",
+        ),
+        (
+            "/api/evaluation/plot/..%2Fmanifest.json".to_string(),
+            404,
+            "no plot",
+        ),
         ("/api/nothing".to_string(), 404, "no such route"),
     ] {
         let v = get_json(a, &path, status);
@@ -233,7 +297,12 @@ fn the_api_answers_refuses_and_keeps_serving_while_a_run_writes() {
     }
 
     // Images: a catalogue image as a JPEG within the asked size.
-    let (s, ctype, jpg) = request(a, "GET", &format!("/api/image/{}?size=32", products[0].image_id), b"");
+    let (s, ctype, jpg) = request(
+        a,
+        "GET",
+        &format!("/api/image/{}?size=32", products[0].image_id),
+        b"",
+    );
     assert_eq!((s, ctype.as_str()), (200, "image/jpeg"));
     let img = image::load_from_memory(&jpg).unwrap();
     assert!(img.width() <= 32 && img.height() <= 32);
@@ -243,7 +312,11 @@ fn the_api_answers_refuses_and_keeps_serving_while_a_run_writes() {
     let sub = &products[3].subcategory;
     let r = get_json(
         a,
-        &format!("/api/search?text={}&k=5&subcategory={}", enc(&products[3].title), enc(sub)),
+        &format!(
+            "/api/search?text={}&k=5&subcategory={}",
+            enc(&products[3].title),
+            enc(sub)
+        ),
         200,
     );
     let hits = r["hits"].as_array().unwrap();
@@ -252,9 +325,19 @@ fn the_api_answers_refuses_and_keeps_serving_while_a_run_writes() {
     let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
     assert_eq!(r["model"], model.as_str());
-    let r = get_json(a, &format!("/api/search?product={}&k=3", enc(&products[0].product_id)), 200);
+    let r = get_json(
+        a,
+        &format!("/api/search?product={}&k=3", enc(&products[0].product_id)),
+        200,
+    );
     assert_eq!(r["hits"].as_array().unwrap().len(), 3);
-    assert!(r["hits"].as_array().unwrap().iter().all(|h| h["product_id"] != products[0].product_id.as_str()));
+    assert!(
+        r["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["product_id"] != products[0].product_id.as_str())
+    );
     let png = std::fs::read(
         d.join("artifacts/ingest")
             .join(key("ingest"))
@@ -270,44 +353,91 @@ fn the_api_answers_refuses_and_keeps_serving_while_a_run_writes() {
     assert_eq!(s, 400, "{}", String::from_utf8_lossy(&body));
     // Through the HNSW index (--index-above 0): on 40 products it finds what the exact pass
     // finds, with the exact scores.
-    assert_eq!(get_json(a, "/api/info", 200)["index"], serde_json::json!([]));
+    assert_eq!(
+        get_json(a, "/api/info", 200)["index"],
+        serde_json::json!([])
+    );
     let ix = start_with(d, &["--index-above", "0"]);
     let info = get_json(&ix.addr, "/api/info", 200);
     assert_eq!(info["index"].as_array().unwrap().len(), 2, "{info}");
     for p in &products[..5] {
         let q = format!("/api/search?product={}&k=6", enc(&p.product_id));
         let (e, h) = (get_json(a, &q, 200), get_json(&ix.addr, &q, 200));
-        assert_eq!((e["method"].as_str(), h["method"].as_str()), (Some("exact"), Some("hnsw")));
+        assert_eq!(
+            (e["method"].as_str(), h["method"].as_str()),
+            (Some("exact"), Some("hnsw"))
+        );
         assert_eq!(e["hits"], h["hits"], "{q}");
     }
     drop(ix);
 
     // A record as `show` draws it; the training curves; the evaluation and one query.
-    let (s, ctype, rec) = request(a, "GET", &format!("/api/record/p:{}", enc(&products[0].image_id)), b"");
-    assert_eq!((s, ctype.as_str()), (200, "image/png"), "{}", String::from_utf8_lossy(&rec));
+    let (s, ctype, rec) = request(
+        a,
+        "GET",
+        &format!("/api/record/p:{}", enc(&products[0].image_id)),
+        b"",
+    );
+    assert_eq!(
+        (s, ctype.as_str()),
+        (200, "image/png"),
+        "{}",
+        String::from_utf8_lossy(&rec)
+    );
     assert!(rec.starts_with(b"\x89PNG"));
     let c = get_json(a, &format!("/api/curves/{}", key("train")), 200);
     let steps = c["curves"]["train"]["step"].as_array().unwrap().len();
-    assert!(steps > 0 && c["curves"]["train"]["loss"].as_array().unwrap().len() == steps, "{c}");
+    assert!(
+        steps > 0 && c["curves"]["train"]["loss"].as_array().unwrap().len() == steps,
+        "{c}"
+    );
     let ev = get_json(a, "/api/evaluation", 200);
     assert!(ev["metrics"]["img2txt"]["rank@1"].is_number(), "{ev}");
-    assert!(ev["plots"].as_array().unwrap().iter().any(|p| p == "rank_at_k.png"), "{ev}");
+    assert!(
+        ev["plots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "rank_at_k.png"),
+        "{ev}"
+    );
     let (s, _, plot) = request(a, "GET", "/api/evaluation/plot/rank_at_k.png", b"");
     assert!(s == 200 && plot.starts_with(b"\x89PNG"));
-    let qs = get_json(a, "/api/evaluation/queries?direction=txt2img&limit=500", 200);
-    let cols: Vec<String> = qs["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let qs = get_json(
+        a,
+        "/api/evaluation/queries?direction=txt2img&limit=500",
+        200,
+    );
+    let cols: Vec<String> = qs["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
     let col = |n: &str| cols.iter().position(|c| c == n).unwrap();
     let qrows = qs["rows"].as_array().unwrap();
     assert_eq!(qrows.len() as u64, qs["total"].as_u64().unwrap());
     // Each query's candidates: one true match, at the rank ranks.parquet gives it.
     for q in qrows.iter().filter(|q| q[col("ties")] == 0).take(5) {
         let id = q[col("query")].as_str().unwrap();
-        let c = get_json(a, &format!("/api/evaluation/query?direction=txt2img&query={}", enc(id)), 200);
+        let c = get_json(
+            a,
+            &format!("/api/evaluation/query?direction=txt2img&query={}", enc(id)),
+            200,
+        );
         let cands = c["candidates"].as_array().unwrap();
-        assert_eq!(cands.len() as u64, q[col("candidates")].as_u64().unwrap(), "{c}");
+        assert_eq!(
+            cands.len() as u64,
+            q[col("candidates")].as_u64().unwrap(),
+            "{c}"
+        );
         let matches: Vec<&Value> = cands.iter().filter(|x| x["match"] == true).collect();
         assert_eq!(matches.len(), 1, "{c}");
-        assert_eq!(matches[0]["rank"].as_f64().unwrap(), q[col("rank")].as_f64().unwrap(), "{c}");
+        assert_eq!(
+            matches[0]["rank"].as_f64().unwrap(),
+            q[col("rank")].as_f64().unwrap(),
+            "{c}"
+        );
     }
 
     // A run writing new train/evaluate/embed entries into the store while the server answers.
@@ -323,16 +453,33 @@ fn the_api_answers_refuses_and_keeps_serving_while_a_run_writes() {
             format!("/api/table/ingest/{ing}/products.parquet?limit=5"),
         ] {
             let (s, _, body) = request(a, "GET", &path, b"");
-            assert_eq!(s, 200, "GET {path} during a run: {}", String::from_utf8_lossy(&body));
+            assert_eq!(
+                s,
+                200,
+                "GET {path} during a run: {}",
+                String::from_utf8_lossy(&body)
+            );
             answered += 1;
         }
     }
     run.join().unwrap();
     assert!(answered >= 3);
     let runs = get_json(a, "/api/runs/train", 200);
-    assert_eq!(runs["runs"].as_array().unwrap().len(), 2, "the run's entry is listed: {runs}");
-    assert_eq!(get_json(a, "/api/info", 200)["model"], model.as_str(), "still serving the config's model");
-    let r = get_json(a, &format!("/api/search?text={}&k=3", enc(&products[2].title)), 200);
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        2,
+        "the run's entry is listed: {runs}"
+    );
+    assert_eq!(
+        get_json(a, "/api/info", 200)["model"],
+        model.as_str(),
+        "still serving the config's model"
+    );
+    let r = get_json(
+        a,
+        &format!("/api/search?text={}&k=3", enc(&products[2].title)),
+        200,
+    );
     assert_eq!(r["hits"].as_array().unwrap().len(), 3);
 }
 
@@ -351,16 +498,25 @@ fn a_browser_loads_the_page_searches_and_opens_a_record_and_a_query() {
     let a = srv.addr.as_str();
     // A product whose title finds its own image among the first 5 (through the API): the page
     // must show that image among its first 5 results for the same text.
-    let ingest = get_json(a, "/api/info", 200)["entries"]["ingest"].as_str().unwrap().to_string();
+    let ingest = get_json(a, "/api/info", 200)["entries"]["ingest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let products = fashionbert::schema::read_products(
-        &d.join("artifacts/ingest").join(&ingest).join("products.parquet"),
+        &d.join("artifacts/ingest")
+            .join(&ingest)
+            .join("products.parquet"),
     )
     .unwrap();
     let p = products
         .iter()
         .find(|p| {
             let r = get_json(a, &format!("/api/search?text={}&k=5", enc(&p.title)), 200);
-            r["hits"].as_array().unwrap().iter().any(|h| h["image_id"] == p.image_id.as_str())
+            r["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["image_id"] == p.image_id.as_str())
         })
         .expect("some product's title finds its image in the top 5");
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
@@ -382,20 +538,41 @@ fn a_browser_loads_the_page_searches_and_opens_a_record_and_a_query() {
     );
     assert!(out.status.success(), "browser check failed:\n{text}");
     let v: Value = serde_json::from_str(
-        text.lines().rev().find(|l| l.starts_with('{')).unwrap_or("{}"),
+        text.lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or("{}"),
     )
     .unwrap();
     assert_eq!(v["stages_cached"], 10, "{v}");
-    let top: Vec<&str> = v["search_top"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    let top: Vec<&str> = v["search_top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
     assert!(top.iter().take(5).any(|i| *i == p.image_id), "{v}");
     assert_eq!(v["search_images_loaded"], true, "{v}");
     assert!(v["record_width"].as_u64().unwrap() > 100, "{v}");
     assert_eq!(v["query_has_true_match"], true, "{v}");
     assert!(v["table_thumbs_loaded"].as_u64().unwrap() > 0, "{v}");
     assert!(v["training_lines"].as_u64().unwrap() > 0, "{v}");
-    for page in ["pipeline", "search", "record", "evaluation", "tables", "training"] {
+    for page in [
+        "pipeline",
+        "search",
+        "record",
+        "evaluation",
+        "tables",
+        "training",
+    ] {
         let f = shots.join(format!("{page}.png"));
-        assert!(std::fs::metadata(&f).map(|m| m.len() > 5_000).unwrap_or(false), "{}", f.display());
+        assert!(
+            std::fs::metadata(&f)
+                .map(|m| m.len() > 5_000)
+                .unwrap_or(false),
+            "{}",
+            f.display()
+        );
     }
 }
 
@@ -408,27 +585,55 @@ fn embed_a_catalogue_given_as_a_csv() {
     let d = dir.path();
     served_pipeline(d);
     let ingest = d.join("artifacts/ingest/latest");
-    let products =
-        fashionbert::schema::read_products(&ingest.join("products.parquet")).unwrap();
+    let products = fashionbert::schema::read_products(&ingest.join("products.parquet")).unwrap();
     let cat = d.join("shop");
     std::fs::create_dir_all(cat.join("img")).unwrap();
     let mut csv = csv::Writer::from_path(cat.join("products.csv")).unwrap();
-    csv.write_record(["product_id", "image", "title", "description", "category", "subcategory", "split"])
-        .unwrap();
+    csv.write_record([
+        "product_id",
+        "image",
+        "title",
+        "description",
+        "category",
+        "subcategory",
+        "split",
+    ])
+    .unwrap();
     for (i, p) in products.iter().enumerate() {
         let name = format!("img/{}.png", p.image_id);
-        std::fs::copy(ingest.join(p.image.trim_start_matches("entry:")), cat.join(&name)).unwrap();
+        std::fs::copy(
+            ingest.join(p.image.trim_start_matches("entry:")),
+            cat.join(&name),
+        )
+        .unwrap();
         let split = if i % 3 == 0 { "test" } else { "train" };
-        csv.write_record([&p.product_id, &name, &p.title, "", &p.category, &p.subcategory, split])
-            .unwrap();
+        csv.write_record([
+            &p.product_id,
+            &name,
+            &p.title,
+            "",
+            &p.category,
+            &p.subcategory,
+            split,
+        ])
+        .unwrap();
     }
     csv.flush().unwrap();
     drop(csv);
     let out = ok(
         d,
         &[
-            "embed", "--model", "artifacts/train/latest", "--csv", "shop/products.csv",
-            "--split", "test", "--dtype", "f16", "--out", "emb",
+            "embed",
+            "--model",
+            "artifacts/train/latest",
+            "--csv",
+            "shop/products.csv",
+            "--split",
+            "test",
+            "--dtype",
+            "f16",
+            "--out",
+            "emb",
         ],
     );
     let want = products.iter().step_by(3).count();
@@ -436,11 +641,20 @@ fn embed_a_catalogue_given_as_a_csv() {
     let e = fashionbert::schema::embeddings::Embeddings::read(&d.join("emb")).unwrap();
     assert_eq!(e.len(), want);
     let pipeline =
-        fashionbert::schema::embeddings::Embeddings::read(&d.join("artifacts/embed/latest")).unwrap();
+        fashionbert::schema::embeddings::Embeddings::read(&d.join("artifacts/embed/latest"))
+            .unwrap();
     for (i, item) in e.items.iter().enumerate() {
-        let j = pipeline.items.iter().position(|x| x.product_id == item.product_id).unwrap();
+        let j = pipeline
+            .items
+            .iter()
+            .position(|x| x.product_id == item.product_id)
+            .unwrap();
         let diff = fashionbert_max_diff(e.image_row(i), pipeline.image_row(j));
-        assert!(diff < 2e-3, "{}: image embedding differs by {diff}", item.product_id);
+        assert!(
+            diff < 2e-3,
+            "{}: image embedding differs by {diff}",
+            item.product_id
+        );
     }
     // The f16 file is half the f32 one.
     let bytes = std::fs::metadata(d.join("emb/image.npy")).unwrap().len();
@@ -448,5 +662,8 @@ fn embed_a_catalogue_given_as_a_csv() {
 }
 
 fn fashionbert_max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

@@ -215,7 +215,11 @@ fn shape_mismatches(text: &str) -> Option<String> {
         "{} tensors, e.g. {}{}",
         parts.len(),
         shown.join("; "),
-        if more > 0 { format!("; and {more} more") } else { String::new() }
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
     ))
 }
 
@@ -319,7 +323,10 @@ mod tests {
         std::fs::remove_file(d.join(WEIGHTS)).unwrap();
         std::fs::create_dir(d.join(WEIGHTS)).unwrap();
         let e = load(d, &device).err().unwrap().to_string();
-        assert!(e.contains("not a file") && !e.contains("No such device"), "{e}");
+        assert!(
+            e.contains("not a file") && !e.contains("No such device"),
+            "{e}"
+        );
         std::fs::remove_dir(d.join(WEIGHTS)).unwrap();
         std::fs::write(d.join(WEIGHTS), b"not safetensors at all").unwrap();
         let e = load(d, &device).err().unwrap().to_string();

@@ -216,7 +216,12 @@ mod tests {
             // Exact scores on the rows found, best first.
             assert!(approx.windows(2).all(|w| w[0].score >= w[1].score));
             for h in &approx {
-                let s: f32 = e.image_row(h.row).iter().zip(&query).map(|(a, b)| a * b).sum();
+                let s: f32 = e
+                    .image_row(h.row)
+                    .iter()
+                    .zip(&query)
+                    .map(|(a, b)| a * b)
+                    .sum();
                 assert!((h.score - s).abs() < 1e-5);
             }
             total += recall(&exact, &approx);

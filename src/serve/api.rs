@@ -112,14 +112,24 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// An integer query parameter within `lo..=hi` (`default` when absent).
-fn int(q: &HashMap<String, String>, name: &str, default: usize, lo: usize, hi: usize) -> ApiResult<usize> {
+fn int(
+    q: &HashMap<String, String>,
+    name: &str,
+    default: usize,
+    lo: usize,
+    hi: usize,
+) -> ApiResult<usize> {
     match q.get(name) {
         None => Ok(default),
         Some(s) => s
             .parse::<usize>()
             .ok()
             .filter(|v| (lo..=hi).contains(v))
-            .ok_or_else(|| ApiError::bad(format!("`{name}` must be an integer from {lo} to {hi}, not {s:?}"))),
+            .ok_or_else(|| {
+                ApiError::bad(format!(
+                    "`{name}` must be an integer from {lo} to {hi}, not {s:?}"
+                ))
+            }),
     }
 }
 
@@ -132,7 +142,12 @@ impl App {
             Err(ApiError::not_found(format!(
                 "no stage `{stage}` in {} (stages: {})",
                 self.config.file.display(),
-                self.config.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                self.config
+                    .stages
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))
         }
     }
@@ -141,7 +156,9 @@ impl App {
     fn entry(&self, stage: &str, key: &str) -> ApiResult<(PathBuf, Manifest)> {
         self.stage(stage)?;
         if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ApiError::bad(format!("`{key}` is not an entry key (hex digits)")));
+            return Err(ApiError::bad(format!(
+                "`{key}` is not an entry key (hex digits)"
+            )));
         }
         if !self.store.has(stage, key) {
             return Err(ApiError::not_found(format!(
@@ -172,9 +189,9 @@ impl App {
     }
 
     fn embeddings(&self) -> ApiResult<Arc<crate::schema::embeddings::Embeddings>> {
-        self.embeddings.clone().ok_or_else(|| {
-            ApiError::conflict(self.encode_unavailable.clone().unwrap_or_default())
-        })
+        self.embeddings
+            .clone()
+            .ok_or_else(|| ApiError::conflict(self.encode_unavailable.clone().unwrap_or_default()))
     }
 
     fn title_of_product(&self, product_id: &str) -> Option<&str> {
@@ -232,7 +249,9 @@ async fn runs(State(app): State<Arc<App>>, Path(stage): Path<String>) -> ApiResu
     blocking(move || {
         app.stage(&stage)?;
         let rows = crate::cli::runs::rows(&app.store, &stage).map_err(ApiError::internal)?;
-        Ok(Json(json!({ "stage": stage, "served": app.key(&stage), "runs": rows })))
+        Ok(Json(
+            json!({ "stage": stage, "served": app.key(&stage), "runs": rows }),
+        ))
     })
     .await
 }
@@ -271,11 +290,20 @@ fn cell(v: &AnyValue) -> Value {
         AnyValue::String(s) => json!(s),
         AnyValue::StringOwned(s) => json!(s.as_str()),
         AnyValue::List(s) | AnyValue::Array(s, _) => {
-            let items: Vec<String> = s.iter().take(16).map(|x| match cell(&x) {
-                Value::String(s) => s,
-                other => other.to_string(),
-            }).collect();
-            json!(format!("[{}: {}{}]", s.len(), items.join(", "), if s.len() > 16 { ", …" } else { "" }))
+            let items: Vec<String> = s
+                .iter()
+                .take(16)
+                .map(|x| match cell(&x) {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect();
+            json!(format!(
+                "[{}: {}{}]",
+                s.len(),
+                items.join(", "),
+                if s.len() > 16 { ", …" } else { "" }
+            ))
         }
         other => json!(other.to_string()),
     }
@@ -284,7 +312,12 @@ fn cell(v: &AnyValue) -> Value {
 fn rows(df: &DataFrame, offset: usize, limit: usize) -> Vec<Vec<Value>> {
     let page = df.slice(offset as i64, limit);
     (0..page.height())
-        .map(|i| page.get_columns().iter().map(|c| c.get(i).map(|v| cell(&v)).unwrap_or(Value::Null)).collect())
+        .map(|i| {
+            page.get_columns()
+                .iter()
+                .map(|c| c.get(i).map(|v| cell(&v)).unwrap_or(Value::Null))
+                .collect()
+        })
         .collect()
 }
 
@@ -297,7 +330,12 @@ async fn table(
 ) -> ApiResult<Json<Value>> {
     blocking(move || {
         let (dir, m) = app.entry(&stage, &key)?;
-        let parquet: Vec<&str> = m.outputs.iter().map(|o| o.path.as_str()).filter(|p| p.ends_with(".parquet")).collect();
+        let parquet: Vec<&str> = m
+            .outputs
+            .iter()
+            .map(|o| o.path.as_str())
+            .filter(|p| p.ends_with(".parquet"))
+            .collect();
         if !file.ends_with(".parquet") || !parquet.contains(&file.as_str()) {
             return Err(ApiError::not_found(format!(
                 "entry {stage}/{key} has no table `{file}` (its tables: {})",
@@ -308,15 +346,23 @@ async fn table(
         let total = df.height();
         let offset = int(&q, "offset", 0, 0, total)?;
         let limit = int(&q, "limit", 50, 1, MAX_ROWS)?;
-        let all: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
+        let all: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
         let df = match q.get("columns").filter(|c| !c.is_empty()) {
             None => (*df).clone(),
             Some(cols) => {
                 let want: Vec<&str> = cols.split(',').map(str::trim).collect();
                 if let Some(bad) = want.iter().find(|c| !all.iter().any(|a| a == *c)) {
-                    return Err(ApiError::bad(format!("no column `{bad}` in {file} (columns: {})", all.join(", "))));
+                    return Err(ApiError::bad(format!(
+                        "no column `{bad}` in {file} (columns: {})",
+                        all.join(", ")
+                    )));
                 }
-                df.select(want.iter().copied()).map_err(ApiError::internal)?
+                df.select(want.iter().copied())
+                    .map_err(ApiError::internal)?
             }
         };
         let dtypes: Vec<String> = df.dtypes().iter().map(|d| d.to_string()).collect();
@@ -340,16 +386,20 @@ async fn image(
 ) -> ApiResult<Response> {
     blocking(move || {
         let size = int(&q, "size", 256, 16, MAX_THUMB as usize)? as u32;
-        let p = app
-            .products
-            .get(&image_id)
-            .ok_or_else(|| ApiError::not_found(format!("no image `{image_id}` in the served catalogue")))?;
-        let ingest = app.ingest_dir.as_ref().ok_or_else(|| ApiError::conflict("no ingest entry"))?;
+        let p = app.products.get(&image_id).ok_or_else(|| {
+            ApiError::not_found(format!("no image `{image_id}` in the served catalogue"))
+        })?;
+        let ingest = app
+            .ingest_dir
+            .as_ref()
+            .ok_or_else(|| ApiError::conflict("no ingest entry"))?;
         let img = crate::images::ImageLoader::new(&app.config.base_dir, ingest)
             .load(&crate::images::ImageRef::parse(&p.image))
             .map_err(|e| ApiError::conflict(format!("image `{image_id}` cannot be read: {e}")))?;
         let img = if img.width() > size || img.height() > size {
-            image::DynamicImage::ImageRgb8(img).thumbnail(size, size).to_rgb8()
+            image::DynamicImage::ImageRgb8(img)
+                .thumbnail(size, size)
+                .to_rgb8()
         } else {
             img
         };
@@ -358,7 +408,10 @@ async fn image(
             .write_to(&mut out, image::ImageFormat::Jpeg)
             .map_err(ApiError::internal)?;
         Ok((
-            [(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "max-age=3600")],
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "max-age=3600"),
+            ],
             out.into_inner(),
         )
             .into_response())
@@ -380,7 +433,9 @@ fn side_of(q: &HashMap<String, String>, default: Side) -> ApiResult<Side> {
         None | Some("") => Ok(default),
         Some("images") => Ok(Side::Images),
         Some("texts") => Ok(Side::Texts),
-        Some(other) => Err(ApiError::bad(format!("`in` is `images` or `texts`, not {other:?}"))),
+        Some(other) => Err(ApiError::bad(format!(
+            "`in` is `images` or `texts`, not {other:?}"
+        ))),
     }
 }
 
@@ -426,17 +481,45 @@ async fn search(State(app): State<Arc<App>>, Query(q): Params) -> ApiResult<Json
                 if let Some(why) = &app.encode_unavailable {
                     return Err(ApiError::conflict(why.clone()));
                 }
-                let v = app.encoder.encode(Encode::Text(t.clone())).map_err(ApiError::internal)?;
-                answer(&app, &e, &v, format!("text {t:?}"), side_of(&q, Side::Images)?, None, &q)
+                let v = app
+                    .encoder
+                    .encode(Encode::Text(t.clone()))
+                    .map_err(ApiError::internal)?;
+                answer(
+                    &app,
+                    &e,
+                    &v,
+                    format!("text {t:?}"),
+                    side_of(&q, Side::Images)?,
+                    None,
+                    &q,
+                )
             }
             (None, Some(id)) => {
-                let row = e.items.iter().position(|i| &i.product_id == id).ok_or_else(|| {
-                    ApiError::not_found(format!("product `{id}` is not in the embeddings ({} products)", e.len()))
-                })?;
+                let row = e
+                    .items
+                    .iter()
+                    .position(|i| &i.product_id == id)
+                    .ok_or_else(|| {
+                        ApiError::not_found(format!(
+                            "product `{id}` is not in the embeddings ({} products)",
+                            e.len()
+                        ))
+                    })?;
                 let v = e.image_row(row).to_vec();
-                answer(&app, &e, &v, format!("product {id}"), side_of(&q, Side::Images)?, Some(row), &q)
+                answer(
+                    &app,
+                    &e,
+                    &v,
+                    format!("product {id}"),
+                    side_of(&q, Side::Images)?,
+                    Some(row),
+                    &q,
+                )
             }
-            _ => Err(ApiError::bad("give one query: `text` or `product` (or POST an image to /api/search/image)")),
+            _ => Err(ApiError::bad(
+                "give one query: `text` or `product` (or POST an image to /api/search/image)",
+            )),
         }
     })
     .await
@@ -454,12 +537,25 @@ async fn search_image(
             return Err(ApiError::conflict(why.clone()));
         }
         if body.is_empty() {
-            return Err(ApiError::bad("the request body must be an image (JPEG or PNG)"));
+            return Err(ApiError::bad(
+                "the request body must be an image (JPEG or PNG)",
+            ));
         }
         let img = crate::images::decode_bytes(&body)
             .map_err(|m| ApiError::bad(format!("the uploaded image cannot be decoded: {m}")))?;
-        let v = app.encoder.encode(Encode::Image(img)).map_err(ApiError::internal)?;
-        answer(&app, &e, &v, format!("an uploaded image ({} bytes)", body.len()), side_of(&q, Side::Texts)?, None, &q)
+        let v = app
+            .encoder
+            .encode(Encode::Image(img))
+            .map_err(ApiError::internal)?;
+        answer(
+            &app,
+            &e,
+            &v,
+            format!("an uploaded image ({} bytes)", body.len()),
+            side_of(&q, Side::Texts)?,
+            None,
+            &q,
+        )
     })
     .await
 }
@@ -468,15 +564,24 @@ async fn search_image(
 async fn record(State(app): State<Arc<App>>, Path(record): Path<String>) -> ApiResult<Response> {
     blocking(move || {
         if record.len() > 512 {
-            return Err(ApiError::bad("record ids are short (p:<image id> or n:<image id>)"));
+            return Err(ApiError::bad(
+                "record ids are short (p:<image id> or n:<image id>)",
+            ));
         }
-        let l = crate::dag::Latest::pinned(app.config.clone(), app.keys.clone()).map_err(ApiError::internal)?;
-        let tmp = tempfile::Builder::new().suffix(".png").tempfile().map_err(ApiError::internal)?;
+        let l = crate::dag::Latest::pinned(app.config.clone(), app.keys.clone())
+            .map_err(ApiError::internal)?;
+        let tmp = tempfile::Builder::new()
+            .suffix(".png")
+            .tempfile()
+            .map_err(ApiError::internal)?;
         crate::show::draw(&l, &record, tmp.path()).map_err(|e| {
             let m = e.to_string();
             if m.starts_with("no record") {
                 ApiError::not_found(m)
-            } else if m.contains("not made yet") || m.contains("never run") || m.contains("not cached") {
+            } else if m.contains("not made yet")
+                || m.contains("never run")
+                || m.contains("not cached")
+            {
                 ApiError::conflict(m)
             } else {
                 ApiError::internal(m)
@@ -501,7 +606,10 @@ fn numeric_columns(df: &DataFrame) -> serde_json::Map<String, Value> {
         {
             let v: Vec<Value> = ca
                 .into_iter()
-                .map(|x| x.filter(|x| x.is_finite()).map_or(Value::Null, |x| json!(x)))
+                .map(|x| {
+                    x.filter(|x| x.is_finite())
+                        .map_or(Value::Null, |x| json!(x))
+                })
                 .collect();
             out.insert(c.name().to_string(), Value::Array(v));
         }
@@ -514,13 +622,18 @@ async fn curves(State(app): State<Arc<App>>, Path(key): Path<String>) -> ApiResu
     blocking(move || {
         let (dir, m) = app.entry("train", &key)?;
         let mut out = serde_json::Map::new();
-        for (name, file) in [("train", "train_log.parquet"), ("valid", "valid_log.parquet")] {
+        for (name, file) in [
+            ("train", "train_log.parquet"),
+            ("valid", "valid_log.parquet"),
+        ] {
             if m.output(file).is_some() {
                 let df = app.table(&dir.join(file))?;
                 out.insert(name.into(), Value::Object(numeric_columns(&df)));
             }
         }
-        Ok(Json(json!({ "key": key, "served": app.key("train") == Some(key.as_str()), "curves": out })))
+        Ok(Json(
+            json!({ "key": key, "served": app.key("train") == Some(key.as_str()), "curves": out }),
+        ))
     })
     .await
 }
@@ -533,7 +646,12 @@ async fn evaluation(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(Value::Null);
-        let plots: Vec<&str> = m.outputs.iter().map(|o| o.path.as_str()).filter(|p| p.ends_with(".png")).collect();
+        let plots: Vec<&str> = m
+            .outputs
+            .iter()
+            .map(|o| o.path.as_str())
+            .filter(|p| p.ends_with(".png"))
+            .collect();
         Ok(Json(json!({
             "entry": format!("evaluate/{}", m.key),
             "model": m.upstream.get("train").map(|k| format!("train/{k}")),
@@ -549,7 +667,9 @@ fn direction(q: &HashMap<String, String>) -> ApiResult<String> {
     match q.get("direction").map(String::as_str) {
         None | Some("img2txt") => Ok("img2txt".into()),
         Some("txt2img") => Ok("txt2img".into()),
-        Some(o) => Err(ApiError::bad(format!("`direction` is img2txt or txt2img, not {o:?}"))),
+        Some(o) => Err(ApiError::bad(format!(
+            "`direction` is img2txt or txt2img, not {o:?}"
+        ))),
     }
 }
 
@@ -560,7 +680,9 @@ async fn eval_queries(State(app): State<Arc<App>>, Query(q): Params) -> ApiResul
         let d = direction(&q)?;
         let df = app.table(&dir.join("ranks.parquet"))?;
         let dirs = crate::table::strings(&df, "direction")?;
-        let idx: Vec<u32> = (0..dirs.len() as u32).filter(|&i| dirs[i as usize] == d).collect();
+        let idx: Vec<u32> = (0..dirs.len() as u32)
+            .filter(|&i| dirs[i as usize] == d)
+            .collect();
         let total = idx.len();
         let offset = int(&q, "offset", 0, 0, total)?;
         let limit = int(&q, "limit", 50, 1, MAX_ROWS)?;
@@ -626,7 +748,9 @@ async fn eval_plot(State(app): State<Arc<App>>, Path(name): Path<String>) -> Api
     blocking(move || {
         let (dir, m) = app.served("evaluate")?;
         if !name.ends_with(".png") || m.output(&name).is_none() {
-            return Err(ApiError::not_found(format!("the evaluation has no plot `{name}`")));
+            return Err(ApiError::not_found(format!(
+                "the evaluation has no plot `{name}`"
+            )));
         }
         let png = crate::dag::fsafe::read_regular(&dir.join(&name)).map_err(ApiError::internal)?;
         Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())

@@ -122,7 +122,10 @@ impl App {
         let encoder = encoder::Encoder::new(config.clone(), keys.clone());
         let mut indexes = Vec::new();
         if let Some(e) = embeddings.as_ref().filter(|e| e.len() >= index_above) {
-            use crate::search::{Side, index::{Index, IndexParams}};
+            use crate::search::{
+                Side,
+                index::{Index, IndexParams},
+            };
             for side in [Side::Images, Side::Texts] {
                 let ix = Index::build(e, side, IndexParams::default());
                 tracing::info!(

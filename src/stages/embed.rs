@@ -148,14 +148,7 @@ pub fn embed_products(
     let text_ids: Vec<&str> = items.iter().map(|i| i.product_id.as_str()).collect();
     let image_ids: Vec<&str> = items.iter().map(|i| i.image_id.as_str()).collect();
     let emb = itc_embed(
-        model,
-        device,
-        texts,
-        store,
-        &text_ids,
-        &image_ids,
-        batch_size,
-        None,
+        model, device, texts, store, &text_ids, &image_ids, batch_size, None,
     )?;
     let (mut image, mut text) = (Vec::new(), Vec::new());
     for i in &items {

@@ -69,25 +69,53 @@ pub fn rows(a: &Args) -> Vec<Row> {
     let queries = 400;
     let query = |q: usize| e.text_row((q * 7919) % n).to_vec();
     let (p50, p99, qps) = load(queries, &|q| {
-        std::hint::black_box(top_k(&e, &query(q), Side::Images, &Filter::default(), K, None));
+        std::hint::black_box(top_k(
+            &e,
+            &query(q),
+            Side::Images,
+            &Filter::default(),
+            K,
+            None,
+        ));
     });
     let what = format!("search: exact top-{K} over {n} synthetic 256-d embeddings");
-    rows.push(Row::alone(format!("{what}, 1 client"), format!("{p50:.2} / {p99:.2}"), "ms p50 / p99", "one pass over the matrix per query".into()));
-    rows.push(Row::alone(format!("{what}, {CLIENTS} clients"), format!("{qps:.1}"), "queries/s", format!("{} threads", crate::threads())));
+    rows.push(Row::alone(
+        format!("{what}, 1 client"),
+        format!("{p50:.2} / {p99:.2}"),
+        "ms p50 / p99",
+        "one pass over the matrix per query".into(),
+    ));
+    rows.push(Row::alone(
+        format!("{what}, {CLIENTS} clients"),
+        format!("{qps:.1}"),
+        "queries/s",
+        format!("{} threads", crate::threads()),
+    ));
     let before = rss_mib();
     let ix = Index::build(&e, Side::Images, IndexParams::default());
     let mem = rss_mib() - before;
     let p = IndexParams::default();
     let mut ix = ix;
-    let what = format!("search: HNSW top-{K} over {n} (M {}, efC {})", p.links, p.ef_construction);
-    rows.push(Row::alone(format!("{what}: build"), format!("{:.1} s, {mem:.0} MiB", ix.build_seconds), "seconds, RSS added", format!("{} threads", crate::threads())));
+    let what = format!(
+        "search: HNSW top-{K} over {n} (M {}, efC {})",
+        p.links, p.ef_construction
+    );
+    rows.push(Row::alone(
+        format!("{what}: build"),
+        format!("{:.1} s, {mem:.0} MiB", ix.build_seconds),
+        "seconds, RSS added",
+        format!("{} threads", crate::threads()),
+    ));
     // efSearch trades latency for recall; the default is `IndexParams::default().ef_search`.
     for ef in [64, 128, 256, 512] {
         ix.params.ef_search = ef;
         let recall10: f64 = (0..200)
             .map(|q| {
                 let exact = top_k(&e, &query(q), Side::Images, &Filter::default(), K, None);
-                recall(&exact, &ix.search(&e, &query(q), &Filter::default(), K, None))
+                recall(
+                    &exact,
+                    &ix.search(&e, &query(q), &Filter::default(), K, None),
+                )
             })
             .sum::<f64>()
             / 200.0;
@@ -95,7 +123,10 @@ pub fn rows(a: &Args) -> Vec<Row> {
             std::hint::black_box(ix.search(&e, &query(q), &Filter::default(), K, None));
         });
         rows.push(Row::alone(
-            format!("{what}, efS {ef}{}", if ef == p.ef_search { " (default)" } else { "" }),
+            format!(
+                "{what}, efS {ef}{}",
+                if ef == p.ef_search { " (default)" } else { "" }
+            ),
             format!("recall@{K} {recall10:.4}; {hp50:.3} / {hp99:.3} ms; {hqps:.0} q/s"),
             "recall vs exact (200 queries); ms p50 / p99, 1 client; queries/s, 16 clients",
             "scores recomputed exactly".into(),
@@ -110,21 +141,42 @@ pub fn rows(a: &Args) -> Vec<Row> {
 /// One GET; the body must be a 200.
 fn get(addr: &str, path: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
-    assert!(raw.starts_with(b"HTTP/1.1 200"), "{path}: {}", String::from_utf8_lossy(&raw));
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{path}: {}",
+        String::from_utf8_lossy(&raw)
+    );
     raw
 }
 
 fn served(a: &Args) -> Vec<Row> {
-    let bin = std::env::current_exe().unwrap().with_file_name("fashionbert");
+    let bin = std::env::current_exe()
+        .unwrap()
+        .with_file_name("fashionbert");
     let cfg = &a.search_config;
-    let status = Command::new(&bin).args(["status", "--json", "--config"]).arg(cfg).output().unwrap();
+    let status = Command::new(&bin)
+        .args(["status", "--json", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
-    let embed = plan.as_array().and_then(|p| p.iter().find(|s| s["stage"] == "embed")).cloned();
+    let embed = plan
+        .as_array()
+        .and_then(|p| p.iter().find(|s| s["stage"] == "embed"))
+        .cloned();
     let Some(embed) = embed.filter(|s| s["state"] == "cached") else {
-        eprintln!("search: {} has no cached `embed` entry (`fashionbert run embed -c {}`): the served rows are left out", cfg.display(), cfg.display());
+        eprintln!(
+            "search: {} has no cached `embed` entry (`fashionbert run embed -c {}`): the served rows are left out",
+            cfg.display(),
+            cfg.display()
+        );
         return Vec::new();
     };
     let dir = std::path::PathBuf::from(embed["dir"].as_str().unwrap());
@@ -134,7 +186,10 @@ fn served(a: &Args) -> Vec<Row> {
         format!("embed: {} products of {}", e.len(), cfg.display()),
         format!("{:.1}", e.len() as f64 / m.seconds),
         "products/s",
-        format!("{:.1} s (the stage's manifest: text and image ITC passes, features read from the store)", m.seconds),
+        format!(
+            "{:.1} s (the stage's manifest: text and image ITC passes, features read from the store)",
+            m.seconds
+        ),
     )];
     let mut child = Command::new(&bin)
         .args(["serve", "--port", "0", "--config"])
@@ -153,19 +208,42 @@ fn served(a: &Args) -> Vec<Row> {
     std::thread::spawn(move || for _ in lines {});
     let enc = |s: &str| -> String {
         s.bytes()
-            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect()
     };
     let titles: Vec<String> = e.items.iter().map(|i| enc(&i.title)).collect();
     get(&addr, &format!("/api/search?text={}&k={K}", titles[0])); // loads the model
     let n = 200;
     let (p50, p99, qps) = load(n, &|q| {
-        get(&addr, &format!("/api/search?text={}&k={K}", titles[(q * 37) % titles.len()]));
+        get(
+            &addr,
+            &format!("/api/search?text={}&k={K}", titles[(q * 37) % titles.len()]),
+        );
     });
     let _ = child.kill();
     let _ = child.wait();
-    let what = format!("serve: text → images over {} products ({}), whole HTTP request", e.len(), cfg.display());
-    rows.push(Row::alone(format!("{what}, 1 client"), format!("{p50:.1} / {p99:.1}"), "ms p50 / p99", "the model encodes the text on its own thread; exact ranking".into()));
-    rows.push(Row::alone(format!("{what}, {CLIENTS} clients"), format!("{qps:.1}"), "queries/s", format!("{n} titles as queries")));
+    let what = format!(
+        "serve: text → images over {} products ({}), whole HTTP request",
+        e.len(),
+        cfg.display()
+    );
+    rows.push(Row::alone(
+        format!("{what}, 1 client"),
+        format!("{p50:.1} / {p99:.1}"),
+        "ms p50 / p99",
+        "the model encodes the text on its own thread; exact ranking".into(),
+    ));
+    rows.push(Row::alone(
+        format!("{what}, {CLIENTS} clients"),
+        format!("{qps:.1}"),
+        "queries/s",
+        format!("{n} titles as queries"),
+    ));
     rows
 }

@@ -398,7 +398,10 @@ mod fuzz {
             .unwrap();
         let (o, r) = (opened.into_inner(), refused.into_inner());
         eprintln!("damaged indexes: {o} opened and checked, {r} refused");
-        assert!(o > 0 && r > 0, "opened {o}, refused {r}: a case kind never happened");
+        assert!(
+            o > 0 && r > 0,
+            "opened {o}, refused {r}: a case kind never happened"
+        );
     }
 
     proptest! {
