@@ -111,11 +111,7 @@ pub fn search(
             )
         }
         (None, None, Some(id)) => {
-            let row = e
-                .items
-                .iter()
-                .position(|i| &i.product_id == id)
-                .ok_or_else(|| {
+            let row = e.row_of(id).ok_or_else(|| {
                     Error::msg(format!(
                         "product `{id}` is not in the embeddings ({} products; embed.split may leave it out)",
                         e.len()

@@ -75,6 +75,15 @@ impl Manifest {
     pub fn output(&self, path: &str) -> Option<&OutputFile> {
         self.outputs.iter().find(|o| o.path == path)
     }
+
+    /// The output paths ending in `suffix` (`.parquet`, `.png`), in manifest order.
+    pub fn outputs_ending(&self, suffix: &str) -> Vec<&str> {
+        self.outputs
+            .iter()
+            .map(|o| o.path.as_str())
+            .filter(|p| p.ends_with(suffix))
+            .collect()
+    }
 }
 
 /// An output path as a manifest may name it: relative, made of plain names only (no `..`,

@@ -74,6 +74,11 @@ impl Embeddings {
         self.items.is_empty()
     }
 
+    /// The row of a product id, if the embeddings hold it.
+    pub fn row_of(&self, product_id: &str) -> Option<usize> {
+        self.items.iter().position(|i| i.product_id == product_id)
+    }
+
     pub fn image_row(&self, i: usize) -> &[f32] {
         &self.image[i * self.dim..(i + 1) * self.dim]
     }

@@ -330,12 +330,7 @@ async fn table(
 ) -> ApiResult<Json<Value>> {
     blocking(move || {
         let (dir, m) = app.entry(&stage, &key)?;
-        let parquet: Vec<&str> = m
-            .outputs
-            .iter()
-            .map(|o| o.path.as_str())
-            .filter(|p| p.ends_with(".parquet"))
-            .collect();
+        let parquet = m.outputs_ending(".parquet");
         if !file.ends_with(".parquet") || !parquet.contains(&file.as_str()) {
             return Err(ApiError::not_found(format!(
                 "entry {stage}/{key} has no table `{file}` (its tables: {})",
@@ -496,16 +491,12 @@ async fn search(State(app): State<Arc<App>>, Query(q): Params) -> ApiResult<Json
                 )
             }
             (None, Some(id)) => {
-                let row = e
-                    .items
-                    .iter()
-                    .position(|i| &i.product_id == id)
-                    .ok_or_else(|| {
-                        ApiError::not_found(format!(
-                            "product `{id}` is not in the embeddings ({} products)",
-                            e.len()
-                        ))
-                    })?;
+                let row = e.row_of(id).ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "product `{id}` is not in the embeddings ({} products)",
+                        e.len()
+                    ))
+                })?;
                 let v = e.image_row(row).to_vec();
                 answer(
                     &app,
@@ -646,12 +637,7 @@ async fn evaluation(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(Value::Null);
-        let plots: Vec<&str> = m
-            .outputs
-            .iter()
-            .map(|o| o.path.as_str())
-            .filter(|p| p.ends_with(".png"))
-            .collect();
+        let plots = m.outputs_ending(".png");
         Ok(Json(json!({
             "entry": format!("evaluate/{}", m.key),
             "model": m.upstream.get("train").map(|k| format!("train/{k}")),
@@ -673,22 +659,44 @@ fn direction(q: &HashMap<String, String>) -> ApiResult<String> {
     }
 }
 
+/// The rows of an evaluation table (`ranks` or `pairs`) of one direction, and of one query when
+/// given, in file order: compared in place, so only the rows kept are copied out.
+fn rows_of(df: &DataFrame, direction: &str, query: Option<&str>) -> ApiResult<DataFrame> {
+    let col = |c: &str| {
+        df.column(c)
+            .and_then(|c| c.str().cloned())
+            .map_err(ApiError::internal)
+    };
+    let dirs = col("direction")?;
+    let keep: Vec<polars::prelude::IdxSize> = match query {
+        None => dirs
+            .into_iter()
+            .enumerate()
+            .filter(|(_, d)| *d == Some(direction))
+            .map(|(i, _)| i as polars::prelude::IdxSize)
+            .collect(),
+        Some(q) => dirs
+            .into_iter()
+            .zip(col("query")?.into_iter())
+            .enumerate()
+            .filter(|(_, (d, x))| *d == Some(direction) && *x == Some(q))
+            .map(|(i, _)| i as polars::prelude::IdxSize)
+            .collect(),
+    };
+    df.take(&polars::prelude::IdxCa::from_vec("i".into(), keep))
+        .map_err(ApiError::internal)
+}
+
 /// The evaluation's queries of one direction with the rank of their true match, paged.
 async fn eval_queries(State(app): State<Arc<App>>, Query(q): Params) -> ApiResult<Json<Value>> {
     blocking(move || {
         let (dir, _) = app.served("evaluate")?;
         let d = direction(&q)?;
-        let df = app.table(&dir.join("ranks.parquet"))?;
-        let dirs = crate::table::strings(&df, "direction")?;
-        let idx: Vec<u32> = (0..dirs.len() as u32)
-            .filter(|&i| dirs[i as usize] == d)
-            .collect();
-        let total = idx.len();
+        let mine = rows_of(&*app.table(&dir.join("ranks.parquet"))?, &d, None)?;
+        let total = mine.height();
         let offset = int(&q, "offset", 0, 0, total)?;
         let limit = int(&q, "limit", 50, 1, MAX_ROWS)?;
-        let take: Vec<u32> = idx.into_iter().skip(offset).take(limit).collect();
-        let ca = polars::prelude::IdxCa::from_vec("i".into(), take);
-        let page = df.take(&ca).map_err(ApiError::internal)?;
+        let page = mine.slice(offset as i64, limit);
         Ok(Json(json!({
             "direction": d, "total": total, "offset": offset,
             "columns": page.get_column_names().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
@@ -703,41 +711,58 @@ async fn eval_query(State(app): State<Arc<App>>, Query(q): Params) -> ApiResult<
     blocking(move || {
         let (dir, _) = app.served("evaluate")?;
         let d = direction(&q)?;
-        let query = q.get("query").ok_or_else(|| ApiError::bad("give `query` (a query id from /api/evaluation/queries)"))?;
-        let df = app.table(&dir.join("pairs.parquet"))?;
-        let s = |c: &str| crate::table::strings(&df, c);
-        let (dirs, queries, images, texts) = (s("direction")?, s("query")?, s("image_id")?, s("text_product_id")?);
-        let labels: Vec<bool> = df.column("label").and_then(|c| c.bool().map(|b| b.into_iter().map(|x| x.unwrap_or(false)).collect())).map_err(ApiError::internal)?;
+        let query = q.get("query").ok_or_else(|| {
+            ApiError::bad("give `query` (a query id from /api/evaluation/queries)")
+        })?;
+        let df = rows_of(&*app.table(&dir.join("pairs.parquet"))?, &d, Some(query))?;
+        let (images, texts) = (
+            crate::table::strings(&df, "image_id")?,
+            crate::table::strings(&df, "text_product_id")?,
+        );
+        let labels: Vec<bool> = df
+            .column("label")
+            .and_then(|c| {
+                c.bool()
+                    .map(|b| b.into_iter().map(|x| x.unwrap_or(false)).collect())
+            })
+            .map_err(ApiError::internal)?;
         let f32s = |c: &str| -> ApiResult<Vec<f32>> {
-            df.column(c).and_then(|c| c.f32().map(|b| b.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())).map_err(ApiError::internal)
+            df.column(c)
+                .and_then(|c| {
+                    c.f32()
+                        .map(|b| b.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
+                })
+                .map_err(ApiError::internal)
         };
         let (l0, l1) = (f32s("logit0")?, f32s("logit1")?);
-        let mut cands: Vec<(f32, usize)> = (0..dirs.len())
-            .filter(|&i| dirs[i] == d && &queries[i] == query)
-            .map(|i| (l1[i] - l0[i], i))
-            .collect();
+        let mut cands: Vec<(f32, usize)> = (0..df.height()).map(|i| (l1[i] - l0[i], i)).collect();
         if cands.is_empty() {
-            return Err(ApiError::not_found(format!("no {d} query `{query}` in the evaluation")));
+            return Err(ApiError::not_found(format!(
+                "no {d} query `{query}` in the evaluation"
+            )));
         }
         cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let list: Vec<Value> = cands
             .iter()
             .enumerate()
-            .map(|(r, &(score, i))| json!({
-                "rank": r + 1,
-                "score": score,
-                "image_id": images[i],
-                "product_id": texts[i],
-                "title": app.title_of_product(&texts[i]),
-                "match": labels[i],
-            }))
+            .map(|(r, &(score, i))| {
+                json!({
+                    "rank": r + 1,
+                    "score": score,
+                    "image_id": images[i],
+                    "product_id": texts[i],
+                    "title": app.title_of_product(&texts[i]),
+                    "match": labels[i],
+                })
+            })
             .collect();
         let first = cands[0].1;
+        let truth = cands.iter().find(|c| labels[c.1]).map_or(first, |c| c.1);
         Ok(Json(json!({
             "direction": d,
             "query": query,
             "query_image": images[first],
-            "query_title": app.title_of_product(&texts[cands.iter().find(|c| labels[c.1]).map_or(first, |c| c.1)]),
+            "query_title": app.title_of_product(&texts[truth]),
             "candidates": list,
         })))
     })

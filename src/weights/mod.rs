@@ -69,6 +69,26 @@ pub fn canonicalize_safetensors(path: &Path) -> Result<()> {
 }
 
 /// Turns a load report into an error naming every missing, unexpected or mismatched tensor.
+/// The first `n` of `items` (each cut to 300 characters) joined by `sep`, then `and K more`.
+pub fn first_few(items: Vec<String>, n: usize, sep: &str) -> String {
+    let more = items.len().saturating_sub(n);
+    let mut v: Vec<String> = items
+        .into_iter()
+        .take(n)
+        .map(|s| {
+            if s.chars().count() > 300 {
+                format!("{}…", s.chars().take(300).collect::<String>())
+            } else {
+                s
+            }
+        })
+        .collect();
+    if more > 0 {
+        v.push(format!("and {more} more"));
+    }
+    v.join(sep)
+}
+
 pub fn check_apply(
     what: &Path,
     res: &ApplyResult,
@@ -80,24 +100,7 @@ pub fn check_apply(
     }
     // A handful of names and errors, each cut short: a wrong config can mismatch hundreds of
     // tensors, and burn's error texts carry whole shapes.
-    let some = |items: Vec<String>, n: usize| -> String {
-        let more = items.len().saturating_sub(n);
-        let mut v: Vec<String> = items
-            .into_iter()
-            .take(n)
-            .map(|s| {
-                if s.chars().count() > 300 {
-                    format!("{}…", s.chars().take(300).collect::<String>())
-                } else {
-                    s
-                }
-            })
-            .collect();
-        if more > 0 {
-            v.push(format!("and {more} more"));
-        }
-        v.join(", ")
-    };
+    let some = |items: Vec<String>, n: usize| first_few(items, n, ", ");
     let mut msg = String::new();
     if !res.missing.is_empty() {
         let m: Vec<String> = res.missing.iter().map(|(p, _)| p.clone()).collect();

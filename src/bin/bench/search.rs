@@ -62,6 +62,29 @@ fn load(queries: usize, f: &(dyn Fn(usize) + Sync)) -> (f64, f64, f64) {
     (p50, p99, queries as f64 / t.elapsed().as_secs_f64())
 }
 
+/// The two rows of a [`load`]: latency of one client, queries/s of 16.
+fn latency_rows(
+    what: &str,
+    (p50, p99, qps): (f64, f64, f64),
+    note: &str,
+    qps_note: String,
+) -> [Row; 2] {
+    [
+        Row::alone(
+            format!("{what}, 1 client"),
+            format!("{p50:.2} / {p99:.2}"),
+            "ms p50 / p99",
+            note.into(),
+        ),
+        Row::alone(
+            format!("{what}, {CLIENTS} clients"),
+            format!("{qps:.1}"),
+            "queries/s",
+            qps_note,
+        ),
+    ]
+}
+
 pub fn rows(a: &Args) -> Vec<Row> {
     let mut rows = Vec::new();
     let n = a.search_n;
@@ -79,16 +102,10 @@ pub fn rows(a: &Args) -> Vec<Row> {
         ));
     });
     let what = format!("search: exact top-{K} over {n} synthetic 256-d embeddings");
-    rows.push(Row::alone(
-        format!("{what}, 1 client"),
-        format!("{p50:.2} / {p99:.2}"),
-        "ms p50 / p99",
-        "one pass over the matrix per query".into(),
-    ));
-    rows.push(Row::alone(
-        format!("{what}, {CLIENTS} clients"),
-        format!("{qps:.1}"),
-        "queries/s",
+    rows.extend(latency_rows(
+        &what,
+        (p50, p99, qps),
+        "one pass over the matrix per query",
         format!("{} threads", crate::threads()),
     ));
     let before = rss_mib();
@@ -233,16 +250,10 @@ fn served(a: &Args) -> Vec<Row> {
         e.len(),
         cfg.display()
     );
-    rows.push(Row::alone(
-        format!("{what}, 1 client"),
-        format!("{p50:.1} / {p99:.1}"),
-        "ms p50 / p99",
-        "the model encodes the text on its own thread; exact ranking".into(),
-    ));
-    rows.push(Row::alone(
-        format!("{what}, {CLIENTS} clients"),
-        format!("{qps:.1}"),
-        "queries/s",
+    rows.extend(latency_rows(
+        &what,
+        (p50, p99, qps),
+        "the model encodes the text on its own thread; exact ranking",
         format!("{n} titles as queries"),
     ));
     rows
